@@ -1,0 +1,50 @@
+# The project's interface: every command a user or CI runs is a target here.
+# Areas own their own fragment in mk/*.mk so the file stays small.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(HOME)/.cache/vaultsync
+VENV_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+VENV := $(CACHE)/venv-$(VENV_KEY)
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(CACHE)/bin/current:$(PATH)
+export KUBECONFIG ?= $(CURDIR)/.testenv/kubeconfig
+
+.PHONY: help venv lint typecheck unit test run
+
+help:
+	@echo "make demo   - see vaultsync sync and rotate a secret end to end"
+	@echo "make test   - install what is missing, start the test environment, run every test"
+	@echo "make run    - run the operator in the foreground against \$$KUBECONFIG"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## / - /'
+
+# Dependencies live in a venv outside the repo, keyed by the pinned set; only the
+# project itself is (re)installed, editable, from whichever clone runs make.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+	@$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null
+
+lint: venv ## ruff, import contracts
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	cd operator && $(VENV)/bin/lint-imports --config ../.importlinter
+
+typecheck: venv ## mypy --strict on the package
+	$(VENV)/bin/mypy
+
+unit: venv ## unit tests only (no servers)
+	$(PY) -m pytest tests/unit
+
+run: venv ## the operator in the foreground
+	$(VENV)/bin/vaultsync run
+
+test: venv lint typecheck ## everything: unit, cluster, providers, e2e
+	$(PY) -m pytest tests
+
+-include mk/*.mk

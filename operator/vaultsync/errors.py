@@ -1,0 +1,111 @@
+"""The exception tree: what went wrong, whether retrying can help, and which reason to report.
+
+Every error the operator raises carries the condition reason it maps to and a
+message a person can act on. Messages name fields and keys, never values.
+SDK exceptions are converted to these at the boundary where they arise (each
+provider module, `kube.py`), so nothing above that boundary sees botocore, hvac,
+azure-core or kubernetes exception types.
+"""
+
+from __future__ import annotations
+
+from vaultsync.constants import Reason
+
+
+class VaultsyncError(Exception):
+    """Base: a message safe to show (no secret values) and the condition reason."""
+
+    reason: Reason = Reason.PROVIDER_ERROR
+    retryable: bool = True
+
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class RetryableError(VaultsyncError):
+    """Transient: network, throttling, server down. Retried with backoff."""
+
+    def __init__(
+        self, message: str, *, reason: Reason | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(VaultsyncError):
+    """Retrying the same input cannot help; the user has to change something."""
+
+    retryable = False
+
+
+class ProviderError(RetryableError):
+    """The vault failed or could not be reached."""
+
+    reason = Reason.PROVIDER_ERROR
+
+
+class ThrottledError(ProviderError):
+    """The vault asked us to slow down; never a missing key."""
+
+
+class AuthenticationError(ProviderError):
+    """Credentials were refused; the store is not ready until they are fixed."""
+
+    reason = Reason.STORE_NOT_READY
+
+
+class SecretNotFound(PermanentError):
+    """The remote key (or the pinned version) does not exist."""
+
+    reason = Reason.KEY_NOT_FOUND
+
+
+class PropertyNotFound(PermanentError):
+    """The remote value exists but has no such property."""
+
+    reason = Reason.PROPERTY_NOT_FOUND
+
+
+class InvalidSpec(PermanentError):
+    """The ExternalSecret or store spec is wrong; the message names the field."""
+
+    reason = Reason.INVALID_SPEC
+
+
+class InvalidStoreConfig(PermanentError):
+    """The store's provider block cannot be used as written."""
+
+    reason = Reason.INVALID_CONFIG
+
+
+class StoreNotFound(PermanentError):
+    reason = Reason.STORE_NOT_FOUND
+
+
+class StoreNotReady(RetryableError):
+    reason = Reason.STORE_NOT_READY
+
+
+class StoreNotAllowed(PermanentError):
+    reason = Reason.STORE_NOT_ALLOWED
+
+
+class TemplateError(PermanentError):
+    reason = Reason.TEMPLATE_ERROR
+
+
+class TargetConflict(PermanentError):
+    reason = Reason.TARGET_CONFLICT
+
+
+class SecretTooLarge(PermanentError):
+    reason = Reason.SECRET_TOO_LARGE
+
+
+class CredentialNotFound(PermanentError):
+    """A Secret or ServiceAccount that a store's auth block names is missing."""
+
+    reason = Reason.STORE_NOT_READY

@@ -1,0 +1,164 @@
+"""The provider contract: what every vault backend implements, and nothing more.
+
+A backend is a `Provider` (parses its block of a store's spec and makes a
+client) and a `SecretsClient` (reads values). The contract is deliberately
+small, like External Secrets Operator's `SecretsClient`: read one, read many,
+validate, close. JSON properties, templating, caching and Kubernetes writes
+are the core's job, so every provider gets them for free and identically.
+
+Providers reach the cluster (credential Secrets, ServiceAccount tokens) only
+through `Credentials`, which the core binds to the store: a namespaced store's
+`Credentials` refuse any namespace but its own, so no provider can be tricked
+into reading another namespace's Secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from vaultsync.errors import InvalidStoreConfig, VaultsyncError
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """One remote value: a key and an optional version pin ("" = latest)."""
+
+    key: str
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class RemoteValue:
+    """Bytes read from a vault and the provider's id of the version read."""
+
+    value: bytes
+    version: str = ""
+
+    def __repr__(self) -> str:  # never print the value
+        return f"RemoteValue(version={self.version!r}, size={len(self.value)})"
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    """Which store a client serves; decides whose identity may be used."""
+
+    kind: str
+    name: str
+    namespace: str | None  # None for a ClusterSecretStore
+
+    @property
+    def may_use_operator_identity(self) -> bool:
+        """Only a cluster admin's ClusterSecretStore may borrow the operator's own identity."""
+        return self.namespace is None
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+class ConfigModel(BaseModel):
+    """Base of every provider config: camelCase in YAML, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel
+    )
+
+
+class SecretKeySelector(ConfigModel):
+    """A key of a Kubernetes Secret holding a credential."""
+
+    name: str
+    key: str
+    namespace: str | None = None
+
+
+class ServiceAccountSelector(ConfigModel):
+    """A ServiceAccount whose token is requested from the TokenRequest API."""
+
+    name: str
+    namespace: str | None = None
+    audiences: list[str] = Field(default_factory=list)
+
+
+class Credentials(Protocol):
+    """What a provider may ask of the cluster, bound to one store.
+
+    `field` is the spec path of the selector, used in error messages.
+    """
+
+    async def secret_value(self, selector: SecretKeySelector, field: str) -> bytes: ...
+
+    async def service_account_token(
+        self, selector: ServiceAccountSelector, field: str, audiences: Sequence[str]
+    ) -> str: ...
+
+
+class SecretsClient(ABC):
+    """Reads values from one store's vault. Async; blocking SDKs are wrapped inside."""
+
+    @abstractmethod
+    async def get_secret(self, ref: RemoteRef) -> RemoteValue:
+        """The value at `ref`; raises `SecretNotFound` if it does not exist."""
+
+    async def get_secrets(
+        self, refs: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, RemoteValue | VaultsyncError]:
+        """Many values at once; a backend with a batch API overrides this."""
+        results = await asyncio.gather(*(self.get_secret(r) for r in refs), return_exceptions=True)
+        out: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
+        for ref, result in zip(refs, results, strict=True):
+            if isinstance(result, RemoteValue | VaultsyncError):
+                out[ref] = result
+            else:
+                raise result
+        return out
+
+    async def current_version(self, ref: RemoteRef) -> str | None:
+        """The latest version id from metadata alone, if the backend can say it cheaply."""
+        return None
+
+    @abstractmethod
+    async def validate(self) -> None:
+        """Proves the store works (auth accepted); raises with an actionable message."""
+
+    async def close(self) -> None:
+        """Releases connections and tokens."""
+        return None
+
+
+class Provider(ABC):
+    """A backend: parses its block of `spec.provider` and makes clients."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[ConfigModel]]
+
+    def parse_config(self, raw: Mapping[str, Any]) -> ConfigModel:
+        """Validates the block; the error names the exact field under `spec.provider.<name>`."""
+        try:
+            return self.config_model.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidStoreConfig(describe_validation_error(exc, f"spec.provider.{self.name}"))
+
+    @abstractmethod
+    async def new_client(
+        self, config: ConfigModel, store: StoreContext, credentials: Credentials
+    ) -> SecretsClient:
+        """A client authenticated for `store`."""
+
+
+def describe_validation_error(exc: ValidationError, prefix: str) -> str:
+    """`spec.provider.aws.region: Field required` — field paths and reasons, never input values."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        path = prefix
+        for loc in err["loc"]:
+            path += f"[{loc}]" if isinstance(loc, int) else f".{loc}"
+        parts.append(f"{path}: {err['msg']}")
+    return "; ".join(parts)

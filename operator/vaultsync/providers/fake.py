@@ -1,0 +1,63 @@
+"""The `fake` provider: values written in the store's own spec.
+
+For local development, demos and tests of everything above the provider
+boundary. It is registered and exercised exactly like the real backends, so the
+contract suite holds it to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from vaultsync.errors import SecretNotFound
+from vaultsync.providers.base import (
+    ConfigModel,
+    Credentials,
+    Provider,
+    RemoteRef,
+    RemoteValue,
+    SecretsClient,
+    StoreContext,
+)
+
+
+class FakeEntry(ConfigModel):
+    key: str
+    value: str
+    version: str = ""
+
+
+class FakeConfig(ConfigModel):
+    data: list[FakeEntry] = []
+
+
+class FakeClient(SecretsClient):
+    def __init__(self, config: FakeConfig) -> None:
+        self._entries = config.data
+
+    async def get_secret(self, ref: RemoteRef) -> RemoteValue:
+        matches = [e for e in self._entries if e.key == ref.key]
+        if ref.version:
+            matches = [e for e in matches if e.version == ref.version]
+        if not matches:
+            pinned = f" at version {ref.version!r}" if ref.version else ""
+            raise SecretNotFound(f"key {ref.key!r}{pinned} does not exist in the fake store")
+        entry = matches[-1]  # without a pin, the last entry listed is the latest
+        return RemoteValue(entry.value.encode(), entry.version)
+
+    async def current_version(self, ref: RemoteRef) -> str | None:
+        return (await self.get_secret(ref)).version or None
+
+    async def validate(self) -> None:
+        return None
+
+
+class FakeProvider(Provider):
+    name: ClassVar[str] = "fake"
+    config_model: ClassVar[type[ConfigModel]] = FakeConfig
+
+    async def new_client(
+        self, config: ConfigModel, store: StoreContext, credentials: Credentials
+    ) -> SecretsClient:
+        assert isinstance(config, FakeConfig)
+        return FakeClient(config)
