@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CACHE ?= $(HOME)/.cache/vaultsync
-VENV_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+VENV_KEY := $(shell sha256sum constraints.txt | cut -c1-12)
 VENV := $(CACHE)/venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(CACHE)/bin/current:$(PATH)
@@ -21,7 +21,7 @@ help:
 
 # Dependencies live in a venv outside the repo, keyed by the pinned set; only the
 # project itself is (re)installed, editable, from whichever clone runs make.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: constraints.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
@@ -48,3 +48,6 @@ test: venv lint typecheck ## everything: unit, cluster, providers, e2e
 	$(PY) -m pytest tests
 
 -include mk/*.mk
+
+venv-path: ## print the venv in use (for scripts and helpers)
+	@echo $(VENV)

@@ -9,6 +9,11 @@ azure-core or kubernetes exception types.
 
 from __future__ import annotations
 
+import copy
+from typing import Self
+
+import kopf
+
 from vaultsync.constants import Reason
 
 
@@ -24,8 +29,15 @@ class VaultsyncError(Exception):
         if reason is not None:
             self.reason = reason
 
+    def at(self, field: str) -> Self:
+        """The same error, its message prefixed with the spec field it concerns."""
+        clone = copy.copy(self)
+        clone.message = f"{field}: {self.message}"
+        clone.args = (clone.message,)
+        return clone
 
-class RetryableError(VaultsyncError):
+
+class RetryableError(VaultsyncError, kopf.TemporaryError):
     """Transient: network, throttling, server down. Retried with backoff."""
 
     def __init__(
@@ -35,7 +47,7 @@ class RetryableError(VaultsyncError):
         self.retry_after = retry_after
 
 
-class PermanentError(VaultsyncError):
+class PermanentError(VaultsyncError, kopf.PermanentError):
     """Retrying the same input cannot help; the user has to change something."""
 
     retryable = False
@@ -109,3 +121,19 @@ class CredentialNotFound(PermanentError):
     """A Secret or ServiceAccount that a store's auth block names is missing."""
 
     reason = Reason.STORE_NOT_READY
+
+
+class KubeNotFound(PermanentError):
+    """A Kubernetes object the operator asked for does not exist."""
+
+
+class KubeConflict(RetryableError):
+    """Optimistic concurrency lost (409) or the object already exists; read again and retry."""
+
+
+class KubeForbidden(PermanentError):
+    """The operator's RBAC lacks a rule; the message names the verb and resource."""
+
+
+class KubeError(RetryableError):
+    """Any other API server failure (5xx, timeouts, connection refused)."""

@@ -66,9 +66,7 @@ class StoreContext:
 class ConfigModel(BaseModel):
     """Base of every provider config: camelCase in YAML, snake_case in Python, unknown fields rejected."""
 
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel
-    )
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel)
 
 
 class SecretKeySelector(ConfigModel):
@@ -144,7 +142,7 @@ class Provider(ABC):
         try:
             return self.config_model.model_validate(raw)
         except ValidationError as exc:
-            raise InvalidStoreConfig(describe_validation_error(exc, f"spec.provider.{self.name}"))
+            raise InvalidStoreConfig(describe_validation_error(exc, f"spec.provider.{self.name}")) from None
 
     @abstractmethod
     async def new_client(
@@ -159,6 +157,6 @@ def describe_validation_error(exc: ValidationError, prefix: str) -> str:
     for err in exc.errors(include_input=False, include_url=False):
         path = prefix
         for loc in err["loc"]:
-            path += f"[{loc}]" if isinstance(loc, int) else f".{loc}"
+            path += f"[{loc}]" if isinstance(loc, int) else f".{loc}" if path else str(loc)
         parts.append(f"{path}: {err['msg']}")
     return "; ".join(parts)

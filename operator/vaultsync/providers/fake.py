@@ -28,7 +28,7 @@ class FakeEntry(ConfigModel):
 
 
 class FakeConfig(ConfigModel):
-    data: list[FakeEntry] = []
+    data: tuple[FakeEntry, ...] = ()
 
 
 class FakeClient(SecretsClient):

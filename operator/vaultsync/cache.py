@@ -1,0 +1,152 @@
+"""The shared fetch cache: one provider read serves every ExternalSecret that needs that key.
+
+Three mechanisms keep vault calls (and bills) proportional to distinct keys,
+not to ExternalSecrets:
+
+- single-flight: a key already being read is awaited, not read again;
+- micro-batching: misses for one store arriving within a few milliseconds go
+  out as one `get_secrets` call (AWS turns that into BatchGetSecretValue);
+- freshness by the asker: each caller says how old a value it accepts (a
+  scheduled refresh accepts one younger than its refresh interval), so ten
+  ExternalSecrets sharing a key cause one read per interval, not ten.
+
+When a read returns a different version or value than the previous read of
+that key, `on_change` fires so every ExternalSecret that uses the key can be
+refreshed at once (rotation fan-out) from the value just read.
+
+Errors are shared with the callers waiting on the same read but never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from vaultsync.errors import ProviderError, VaultsyncError
+from vaultsync.metrics import CACHE_LOOKUPS, PROVIDER_CALLS
+from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient
+
+CacheKey = tuple[str, RemoteRef]
+Result = RemoteValue | VaultsyncError
+ChangeListener = Callable[[str, RemoteRef], None]
+
+BATCH_LINGER_SECONDS = 0.005
+MAX_BATCH = 100
+
+
+@dataclass
+class _Entry:
+    value: RemoteValue
+    fetched_at: float
+
+
+@dataclass
+class _PendingBatch:
+    client: SecretsClient
+    provider: str
+    refs: list[RemoteRef] = field(default_factory=list)
+
+
+class FetchCache:
+    """Shared by every reconcile; keyed by store identity and remote ref."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[CacheKey, _Entry] = {}
+        self._inflight: dict[CacheKey, asyncio.Future[Result]] = {}
+        self._pending: dict[str, _PendingBatch] = {}
+        self._listeners: list[ChangeListener] = []
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    async def get(
+        self,
+        store_key: str,
+        provider: str,
+        client: SecretsClient,
+        refs: Sequence[RemoteRef],
+        max_age: float,
+    ) -> dict[RemoteRef, Result]:
+        """Values for `refs`, no older than `max_age` seconds (0 = read now)."""
+        now = self._clock()
+        results: dict[RemoteRef, Result] = {}
+        waiting: dict[RemoteRef, asyncio.Future[Result]] = {}
+        for ref in dict.fromkeys(refs):
+            key = (store_key, ref)
+            entry = self._entries.get(key)
+            if entry is not None and max_age > 0 and now - entry.fetched_at <= max_age:
+                CACHE_LOOKUPS.labels(result="hit").inc()
+                results[ref] = entry.value
+            elif key in self._inflight:
+                CACHE_LOOKUPS.labels(result="shared").inc()
+                waiting[ref] = self._inflight[key]
+            else:
+                CACHE_LOOKUPS.labels(result="miss").inc()
+                waiting[ref] = self._enqueue(store_key, provider, client, ref)
+        for ref, future in waiting.items():
+            results[ref] = await asyncio.shield(future)
+        return results
+
+    def forget_store(self, store_key: str) -> None:
+        """Drops every value read through a store that changed or was deleted."""
+        for key in [k for k in self._entries if k[0] == store_key]:
+            del self._entries[key]
+
+    def prune(self, older_than: float) -> int:
+        """Drops entries not read for `older_than` seconds; returns how many."""
+        limit = self._clock() - older_than
+        stale = [k for k, e in self._entries.items() if e.fetched_at < limit]
+        for key in stale:
+            del self._entries[key]
+        return len(stale)
+
+    def _enqueue(
+        self, store_key: str, provider: str, client: SecretsClient, ref: RemoteRef
+    ) -> asyncio.Future[Result]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._inflight[(store_key, ref)] = future
+        batch = self._pending.get(store_key)
+        if batch is None or batch.client is not client or len(batch.refs) >= MAX_BATCH:
+            batch = _PendingBatch(client=client, provider=provider)
+            self._pending[store_key] = batch
+            loop.call_later(BATCH_LINGER_SECONDS, self._flush, store_key, batch)
+        batch.refs.append(ref)
+        return future
+
+    def _flush(self, store_key: str, batch: _PendingBatch) -> None:
+        if self._pending.get(store_key) is batch:
+            del self._pending[store_key]
+        asyncio.get_running_loop().create_task(self._read(store_key, batch))
+
+    async def _read(self, store_key: str, batch: _PendingBatch) -> None:
+        PROVIDER_CALLS.labels(provider=batch.provider, operation="read").inc(len(batch.refs))
+        try:
+            fetched: Mapping[RemoteRef, Result] = await batch.client.get_secrets(batch.refs)
+        except VaultsyncError as exc:
+            fetched = dict.fromkeys(batch.refs, exc)
+        except Exception as exc:  # a provider bug must not hang every waiter
+            error = ProviderError(f"provider {batch.provider!r} failed: {type(exc).__name__}")
+            fetched = dict.fromkeys(batch.refs, error)
+            del exc
+        now = self._clock()
+        for ref in batch.refs:
+            key = (store_key, ref)
+            result = fetched.get(ref) or ProviderError(f"provider returned no result for key {ref.key!r}")
+            if isinstance(result, RemoteValue):
+                previous = self._entries.get(key)
+                self._entries[key] = _Entry(result, now)
+                if previous is not None and _differs(previous.value, result):
+                    for listener in self._listeners:
+                        listener(store_key, ref)
+            future = self._inflight.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+
+
+def _differs(old: RemoteValue, new: RemoteValue) -> bool:
+    return old.version != new.version or not hmac.compare_digest(old.value, new.value)

@@ -1,0 +1,45 @@
+"""The `vaultsync` command: `vaultsync run` starts the operator, `--version` says which."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import kopf
+
+from vaultsync import __version__
+from vaultsync.config import Config, add_run_arguments, from_arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vaultsync", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vaultsync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator against the current cluster")
+    add_run_arguments(run)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_operator(from_arguments(args))
+    return 2  # argparse rejects unknown commands before this
+
+
+def run_operator(config: Config) -> int:
+    from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
+
+    kopf.configure(verbose=config.verbose, log_format=kopf.LogFormat.JSON)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=config.clusterwide,
+            namespaces=list(config.namespaces),
+            standalone=config.peering is None,
+            peering_name=config.peering,
+            liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
+            memo=kopf.Memo(config=config),
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

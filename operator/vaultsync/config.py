@@ -1,0 +1,93 @@
+"""Operator settings: command-line flags, each with a `VAULTSYNC_*` environment default.
+
+Flags are what a person types; environment variables are what a Helm chart
+sets. Both end up in one frozen `Config`, read once at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    operator_namespace: str
+    namespaces: tuple[str, ...]
+    health_address: str
+    health_port: int
+    metrics_port: int
+    peering: str | None
+    workers: int
+    first_sync_max_age: float
+    restart_window: float
+    restarts_per_minute: int
+    verbose: bool
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"VAULTSYNC_{name}", default)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        default=[n for n in _env("NAMESPACES", "").split(",") if n],
+        help="watch only this namespace (repeatable; default: every namespace)",
+    )
+    parser.add_argument(
+        "--operator-namespace",
+        default=_env("OPERATOR_NAMESPACE", "vaultsync-system"),
+        help="namespace holding the operator's own HMAC key Secret",
+    )
+    parser.add_argument("--health-address", default=_env("HEALTH_ADDRESS", "0.0.0.0"))  # noqa: S104
+    parser.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8080")))
+    parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9090")))
+    parser.add_argument(
+        "--peering",
+        default=_env("PEERING", "") or None,
+        help="kopf peering name for several replicas (one active); default: standalone",
+    )
+    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")))
+    parser.add_argument(
+        "--first-sync-max-age",
+        type=float,
+        default=float(_env("FIRST_SYNC_MAX_AGE", "30")),
+        help="seconds a cached remote value may be old when a new ExternalSecret first syncs",
+    )
+    parser.add_argument(
+        "--restart-window",
+        type=float,
+        default=float(_env("RESTART_WINDOW", "5")),
+        help="seconds to coalesce Secret changes into one workload restart",
+    )
+    parser.add_argument(
+        "--restarts-per-minute",
+        type=int,
+        default=int(_env("RESTARTS_PER_MINUTE", "60")),
+        help="cap on workload restarts per minute across the cluster (excess is queued)",
+    )
+    parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
+
+
+def from_arguments(args: argparse.Namespace) -> Config:
+    return Config(
+        operator_namespace=args.operator_namespace,
+        namespaces=tuple(dict.fromkeys(args.namespaces)),
+        health_address=args.health_address,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        workers=args.workers,
+        first_sync_max_age=args.first_sync_max_age,
+        restart_window=args.restart_window,
+        restarts_per_minute=args.restarts_per_minute,
+        verbose=args.verbose,
+    )

@@ -1,0 +1,29 @@
+"""Keyed fingerprints of Secret data: proof of what was synced without revealing it.
+
+A bare hash of a short password can be brute-forced, so everything the
+operator publishes about data (status `dataHMAC`, the Secret's fingerprint
+annotation, the workload's restart fingerprint) is an HMAC under a random key
+that only the operator holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+
+def data_hmac(key: bytes, data: Mapping[str, bytes]) -> str:
+    """HMAC-SHA256 over the keys and values in a canonical, unambiguous encoding."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for name in sorted(data):
+        encoded = name.encode()
+        mac.update(len(encoded).to_bytes(8, "big") + encoded)
+        mac.update(len(data[name]).to_bytes(8, "big") + data[name])
+    return "hmac-sha256:" + mac.hexdigest()
+
+
+def combined(fingerprints: Mapping[str, str], key: bytes) -> str:
+    """One fingerprint over several Secrets' fingerprints (a workload's restart marker)."""
+    payload = {name: value.encode() for name, value in fingerprints.items()}
+    return data_hmac(key, payload)[len("hmac-sha256:") :][:16]

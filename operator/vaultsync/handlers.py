@@ -1,0 +1,53 @@
+"""Every kopf registration. Thin: hand the event to the service that owns it.
+
+Only `on.event` handlers: they need no finalizers and write no bookkeeping
+annotations, and the scheduler, not kopf, decides when to reconcile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from vaultsync import constants as c
+from vaultsync import startup
+from vaultsync.errors import KubeNotFound
+
+
+def _deleted(event: kopf.RawEvent) -> bool:
+    return bool(event["type"] == "DELETED")
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.EXTERNAL_SECRETS)
+def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.scheduler.observe(event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE})
+def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
+
+
+async def _store(kind: str, event: kopf.RawEvent, memo: kopf.Memo) -> None:
+    body: dict[str, Any] = dict(event["object"])
+    memo.stores.observe(kind, body, deleted=_deleted(event))
+    if _deleted(event):
+        return
+    status = body.get("status") or {}
+    if status.get("observedGeneration") == body["metadata"].get("generation"):
+        return
+    try:
+        await startup.update_store_status(memo.kube, memo.stores, kind, body)
+    except KubeNotFound:
+        return
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.SECRET_STORES)
+async def secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    await _store(c.KIND_SECRET_STORE, event, memo)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.CLUSTER_SECRET_STORES)
+async def cluster_secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    await _store(c.KIND_CLUSTER_SECRET_STORE, event, memo)

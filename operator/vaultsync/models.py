@@ -1,0 +1,172 @@
+"""Typed views of the CRD bodies, so the rest of the operator never digs in dicts.
+
+The CRD schema rejects most bad input at `kubectl apply`; these models are the
+second line (objects created before a schema change, clusters without CEL), and
+their errors name the exact field, like `spec.data[2].remoteRef.key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from vaultsync.errors import InvalidSpec
+from vaultsync.providers.base import describe_validation_error
+from vaultsync.schedule import parse_duration
+
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+
+class StoreRef(Model):
+    name: str = Field(min_length=1)
+    kind: Literal["SecretStore", "ClusterSecretStore"] = "SecretStore"
+
+
+class RemoteRefSpec(Model):
+    key: str = Field(min_length=1)
+    property: str = ""
+    version: str = ""
+
+
+class DataItem(Model):
+    secret_key: str = Field(pattern=SECRET_KEY_PATTERN, max_length=253)
+    remote_ref: RemoteRefSpec
+
+
+class ExtractSpec(Model):
+    key: str = Field(min_length=1)
+    version: str = ""
+
+
+class DataFromItem(Model):
+    extract: ExtractSpec
+
+
+class TemplateSpec(Model):
+    delimiters: tuple[str, str] = ("{{", "}}")
+    data: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("delimiters")
+    @classmethod
+    def _distinct_delimiters(cls, value: tuple[str, str]) -> tuple[str, str]:
+        if not value[0] or not value[1] or value[0] == value[1]:
+            raise ValueError("must be two different, non-empty strings")
+        return value
+
+
+class TargetSpec(Model):
+    name: str = ""
+    creation_policy: Literal["Owner", "Merge", "Orphan"] = "Owner"
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    type: str = "Opaque"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    template: TemplateSpec | None = None
+
+
+class ExternalSecretSpec(Model):
+    store_ref: StoreRef
+    refresh_interval: str = "1h"
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    data: list[DataItem] = Field(default_factory=list)
+    data_from: list[DataFromItem] = Field(default_factory=list)
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def refresh_seconds(self) -> float:
+        return parse_duration(self.refresh_interval)
+
+
+class ExternalSecret(Model):
+    """One ExternalSecret as the reconciler needs it."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: ExternalSecretSpec
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def target_name(self) -> str:
+        return self.spec.target.name or self.name
+
+
+class LabelSelectorRequirement(Model):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+            if req.operator == "In" and labels.get(req.key) not in req.values:
+                return False
+            if req.operator == "NotIn" and present and labels[req.key] in req.values:
+                return False
+        return True
+
+
+class NamespaceCondition(Model):
+    namespaces: list[str] = Field(default_factory=list)
+    namespace_selector: LabelSelector | None = None
+
+    def allows(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        if self.namespaces and namespace not in self.namespaces:
+            return False
+        return self.namespace_selector is None or self.namespace_selector.matches(labels)
+
+
+class StoreSpec(Model):
+    provider: dict[str, dict[str, Any]]
+    conditions: list[NamespaceCondition] = Field(default_factory=list)
+
+
+def parse_external_secret(body: Mapping[str, Any]) -> ExternalSecret:
+    """Builds the model from a watch body; `InvalidSpec` names the first bad field."""
+    meta = body.get("metadata", {})
+    try:
+        return ExternalSecret.model_validate(
+            {
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "generation": meta.get("generation", 0),
+                "annotations": meta.get("annotations") or {},
+                "spec": body.get("spec") or {},
+                "status": body.get("status") or {},
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidSpec(describe_validation_error(exc, "")) from None
+
+
+def parse_store_spec(body: Mapping[str, Any]) -> StoreSpec:
+    try:
+        return StoreSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        raise InvalidSpec(describe_validation_error(exc, "spec")) from None

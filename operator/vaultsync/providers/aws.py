@@ -1,0 +1,429 @@
+"""The `aws` provider: AWS Secrets Manager through boto3.
+
+Everything AWS-specific lives here: the config block, the three ways to get an
+identity (static keys from a Secret, web identity for a ServiceAccount, the
+operator's own default chain for a ClusterSecretStore only), reading
+`SecretString`/`SecretBinary` by VersionId or stage, batching reads with
+BatchGetSecretValue, and converting botocore errors into vaultsync's. boto3 is
+blocking, so its calls run on a small thread pool of this module and never on
+the event loop. Throttling is retried here, with jittered backoff, because only
+this module can tell AWS slowing us down from AWS failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from pydantic import model_validator
+
+from vaultsync.errors import (
+    AuthenticationError,
+    InvalidStoreConfig,
+    ProviderError,
+    SecretNotFound,
+    ThrottledError,
+    VaultsyncError,
+)
+from vaultsync.providers.base import (
+    ConfigModel,
+    Credentials,
+    Provider,
+    RemoteRef,
+    RemoteValue,
+    SecretKeySelector,
+    SecretsClient,
+    ServiceAccountSelector,
+    StoreContext,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_secretsmanager.type_defs import SecretValueEntryTypeDef
+
+T = TypeVar("T")
+
+FIELD = "spec.provider.aws"
+STS_AUDIENCE = "sts.amazonaws.com"
+BATCH_LIMIT = 20  # BatchGetSecretValue accepts at most 20 ids per call
+THROTTLE_ATTEMPTS = 4
+THROTTLE_BASE_DELAY = 0.2  # seconds; doubled per attempt, full jitter
+REFRESH_MARGIN = 300.0  # renew temporary credentials this long before they expire
+
+# AWS's ClientRequestToken, which becomes the VersionId, is 32-64 of these;
+# stage labels (AWSCURRENT, AWSPREVIOUS, custom) are short names.
+_VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
+_THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+_AUTH_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidIdentityToken",
+    }
+)
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+
+_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vaultsync-aws")
+_BOTO_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=15,
+    retries={"total_max_attempts": 1},  # retrying is decided here, not in botocore
+    max_pool_connections=8,
+)
+
+
+class AwsStaticKeys(ConfigModel):
+    access_key_id: SecretKeySelector
+    secret_access_key: SecretKeySelector
+
+
+class AwsWebIdentity(ConfigModel):
+    service_account_ref: ServiceAccountSelector
+    role_arn: str
+
+
+class AwsAuth(ConfigModel):
+    secret_ref: AwsStaticKeys | None = None
+    jwt: AwsWebIdentity | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.secret_ref is None) == (self.jwt is None):
+            raise ValueError("set exactly one of secretRef, jwt")
+        return self
+
+
+class AwsConfig(ConfigModel):
+    region: str
+    endpoint: str = ""  # also used for STS, so one override reaches a local emulator
+    auth: AwsAuth | None = None
+
+
+SessionSource = Callable[[], Awaitable[tuple[boto3.session.Session, float | None]]]
+"""Makes a boto3 session for a store, and when its credentials expire (None: never)."""
+
+
+class AwsProvider(Provider):
+    name: ClassVar[str] = "aws"
+    config_model: ClassVar[type[ConfigModel]] = AwsConfig
+
+    async def new_client(
+        self, config: ConfigModel, store: StoreContext, credentials: Credentials
+    ) -> SecretsClient:
+        assert isinstance(config, AwsConfig)
+        auth = config.auth
+        if auth is None:
+            if not store.may_use_operator_identity:
+                raise InvalidStoreConfig(
+                    f"{FIELD}.auth: required for a {store.kind}: without it the operator's own "
+                    "AWS identity would be used, which only a ClusterSecretStore may do; "
+                    "set auth.secretRef or auth.jwt"
+                )
+            session: SessionSource = _default_chain(config)
+            hint = "check the operator's own AWS credentials (environment, web identity, profile)"
+        elif auth.secret_ref is not None:
+            session = _static_keys(config, auth.secret_ref, credentials)
+            hint = (
+                f"check that the Secret named by {FIELD}.auth.secretRef holds an active access "
+                "key id and its secret access key"
+            )
+        else:
+            assert auth.jwt is not None
+            session = _web_identity(config, auth.jwt, store, credentials)
+            hint = (
+                f"check {FIELD}.auth.jwt.roleArn and that the role's trust policy accepts "
+                "this ServiceAccount's tokens"
+            )
+        client = AwsClient(config, store, session, hint)
+        await client.connect()
+        return client
+
+
+def _default_chain(config: AwsConfig) -> SessionSource:
+    async def make() -> tuple[boto3.session.Session, float | None]:
+        # botocore refreshes the default chain's temporary credentials itself.
+        return boto3.session.Session(region_name=config.region), None
+
+    return make
+
+
+def _static_keys(config: AwsConfig, keys: AwsStaticKeys, credentials: Credentials) -> SessionSource:
+    async def make() -> tuple[boto3.session.Session, float | None]:
+        key_id = await credentials.secret_value(keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
+        secret = await credentials.secret_value(
+            keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey"
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=key_id.decode().strip(),
+            aws_secret_access_key=secret.decode().strip(),
+            region_name=config.region,
+        )
+        return session, None
+
+    return make
+
+
+def _web_identity(
+    config: AwsConfig, jwt: AwsWebIdentity, store: StoreContext, credentials: Credentials
+) -> SessionSource:
+    """A ServiceAccount token exchanged with STS for the role's temporary credentials."""
+    session_name = re.sub(r"[^\w+=,.@-]", "-", f"vaultsync-{store.namespace or 'cluster'}-{store.name}")[:64]
+
+    async def make() -> tuple[boto3.session.Session, float | None]:
+        token = await credentials.service_account_token(
+            jwt.service_account_ref,
+            f"{FIELD}.auth.jwt.serviceAccountRef",
+            audiences=jwt.service_account_ref.audiences or [STS_AUDIENCE],
+        )
+        sts = boto3.session.Session(region_name=config.region).client(
+            "sts",
+            endpoint_url=config.endpoint or None,
+            config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
+        )
+        try:
+            response = await _in_thread(
+                functools.partial(
+                    sts.assume_role_with_web_identity,
+                    RoleArn=jwt.role_arn,
+                    RoleSessionName=session_name,
+                    WebIdentityToken=token,
+                )
+            )
+        except ClientError as exc:
+            code = _code(exc)
+            if _is_throttling(exc) or code == "IDPCommunicationError":
+                raise ProviderError(f"{store}: STS is unavailable ({code}); retrying") from None
+            raise AuthenticationError(
+                f"{store}: STS refused to assume {FIELD}.auth.jwt.roleArn for the "
+                f"ServiceAccount's token ({code}): check that the role exists, that its trust "
+                "policy allows sts:AssumeRoleWithWebIdentity for this ServiceAccount and "
+                f"audience, and that the cluster's OIDC issuer is an IAM identity provider"
+            ) from None
+        except BotoCoreError as exc:
+            raise ProviderError(f"{store}: cannot reach STS: {exc}") from None
+        finally:
+            sts.close()
+        creds = response["Credentials"]
+        session = boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=config.region,
+        )
+        return session, creds["Expiration"].timestamp()
+
+    return make
+
+
+class AwsClient(SecretsClient):
+    """One store's Secrets Manager client; renews temporary credentials before they expire."""
+
+    def __init__(self, config: AwsConfig, store: StoreContext, session: SessionSource, hint: str) -> None:
+        self._config = config
+        self._store = store
+        self._session_source = session
+        self._auth_hint = hint
+        self._sm: SecretsManagerClient | None = None
+        self._expires_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._batch_allowed = True
+
+    async def connect(self) -> None:
+        session, self._expires_at = await self._session_source()
+        old, self._sm = (
+            self._sm,
+            session.client("secretsmanager", endpoint_url=self._config.endpoint or None, config=_BOTO_CONFIG),
+        )
+        if old is not None:
+            old.close()
+
+    async def _client(self) -> SecretsManagerClient:
+        async with self._lock:
+            if self._expires_at is not None and self._expires_at - time.time() < REFRESH_MARGIN:
+                await self.connect()
+            assert self._sm is not None
+            return self._sm
+
+    async def get_secret(self, ref: RemoteRef) -> RemoteValue:
+        sm = await self._client()
+        kwargs: dict[str, str] = {"SecretId": ref.key}
+        if ref.version:
+            kwargs["VersionId" if _VERSION_ID.fullmatch(ref.version) else "VersionStage"] = ref.version
+        try:
+            response = await self._call(functools.partial(sm.get_secret_value, **kwargs))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._convert(exc, ref) from None
+        return _remote_value(response)
+
+    async def get_secrets(
+        self, refs: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, RemoteValue | VaultsyncError]:
+        """Unpinned keys in BatchGetSecretValue calls of 20; pinned keys one by one."""
+        latest = list(dict.fromkeys(r.key for r in refs if not r.version))
+        chunks = [latest[i : i + BATCH_LIMIT] for i in range(0, len(latest), BATCH_LIMIT)]
+        by_key: dict[str, RemoteValue | VaultsyncError] = {}
+        for found in await asyncio.gather(*(self._batch(chunk) for chunk in chunks)):
+            by_key.update(found)
+        pinned = [r for r in dict.fromkeys(refs) if r.version]
+        single = await super().get_secrets(pinned)
+        return {r: single[r] if r.version else by_key[r.key] for r in refs}
+
+    async def _batch(self, keys: list[str]) -> dict[str, RemoteValue | VaultsyncError]:
+        if not self._batch_allowed:
+            return await self._one_by_one(keys)
+        sm = await self._client()
+        try:
+            response = await self._call(functools.partial(sm.batch_get_secret_value, SecretIdList=keys))
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError) and _code(exc) in _DENIED_CODES:
+                # A least-privilege policy may grant GetSecretValue but not the batch call.
+                self._batch_allowed = False
+                return await self._one_by_one(keys)
+            return dict.fromkeys(keys, self._convert(exc, None))
+        out: dict[str, RemoteValue | VaultsyncError] = {}
+        wanted = set(keys)
+        for entry in response.get("SecretValues", []):
+            for name in (entry.get("Name"), entry.get("ARN")):
+                if name in wanted:
+                    out[name] = _remote_value(entry)
+        for failed in response.get("Errors", []):
+            key = failed.get("SecretId", "")
+            if key in wanted:
+                out[key] = self._convert_code(
+                    failed.get("ErrorCode", ""), failed.get("Message", ""), RemoteRef(key)
+                )
+        # Ids AWS answered under another form (a partial ARN, say) are read one by one.
+        missing = [k for k in keys if k not in out]
+        out.update(await self._one_by_one(missing))
+        return out
+
+    async def _one_by_one(self, keys: list[str]) -> dict[str, RemoteValue | VaultsyncError]:
+        refs = [RemoteRef(k) for k in keys]
+        results = await super().get_secrets(refs)
+        return {r.key: results[r] for r in refs}
+
+    async def current_version(self, ref: RemoteRef) -> str | None:
+        """The VersionId that the ref's stage (AWSCURRENT unless pinned) points at."""
+        if ref.version and _VERSION_ID.fullmatch(ref.version):
+            return ref.version  # a VersionId never changes what it points at
+        stage = ref.version or "AWSCURRENT"
+        sm = await self._client()
+        try:
+            response = await self._call(functools.partial(sm.describe_secret, SecretId=ref.key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._convert(exc, ref) from None
+        for version_id, stages in response.get("VersionIdsToStages", {}).items():
+            if stage in stages:
+                return version_id
+        raise SecretNotFound(
+            f"{self._store}: secret {ref.key!r} has no version at stage {stage!r} in "
+            f"AWS Secrets Manager ({self._config.region})"
+        )
+
+    async def validate(self) -> None:
+        """One ListSecrets call: AWS authenticates before it authorizes, so even
+        AccessDenied proves the credentials; no extra permission is needed."""
+        sm = await self._client()
+        try:
+            await self._call(functools.partial(sm.list_secrets, MaxResults=1))
+        except ClientError as exc:
+            if _code(exc) not in _DENIED_CODES:
+                raise self._convert(exc, None) from None
+        except BotoCoreError as exc:
+            raise self._convert(exc, None) from None
+
+    async def close(self) -> None:
+        if self._sm is not None:
+            self._sm.close()
+
+    async def _call(self, call: Callable[[], T]) -> T:
+        """Runs `call` off the event loop, retrying throttling with full-jitter backoff."""
+        attempt = 0
+        while True:
+            try:
+                return await _in_thread(call)
+            except ClientError as exc:
+                attempt += 1
+                if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
+                    raise
+            await asyncio.sleep(random.uniform(0, THROTTLE_BASE_DELAY * 2**attempt))  # noqa: S311
+
+    def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
+        if isinstance(exc, ClientError):
+            if _is_throttling(exc):
+                return ThrottledError(
+                    f"{self._store}: AWS Secrets Manager is throttling requests "
+                    f"({_code(exc)}) after {THROTTLE_ATTEMPTS} attempts; retrying later",
+                    retry_after=THROTTLE_BASE_DELAY * 2**THROTTLE_ATTEMPTS,
+                )
+            error = exc.response.get("Error", {})
+            return self._convert_code(_code(exc), error.get("Message", ""), ref)
+        where = self._config.endpoint or f"region {self._config.region}"
+        if isinstance(exc, NoCredentialsError):
+            return AuthenticationError(f"{self._store}: no AWS credentials were found: {self._auth_hint}")
+        return ProviderError(f"{self._store}: cannot reach AWS Secrets Manager at {where}: {exc}")
+
+    def _convert_code(self, code: str, message: str, ref: RemoteRef | None) -> VaultsyncError:
+        """An AWS error code (from an exception or a batch entry) as a vaultsync error."""
+        what = f"secret {ref.key!r}" if ref else "the store"
+        if ref and ref.version:
+            what += f" at version {ref.version!r}"
+        region = self._config.region
+        deleted = code == "InvalidRequestException" and "delet" in message.lower()
+        if code == "ResourceNotFoundException" or deleted:
+            gone = "is marked for deletion" if deleted else "does not exist"
+            return SecretNotFound(f"{self._store}: {what} {gone} in AWS Secrets Manager ({region})")
+        if code in _THROTTLING_CODES:
+            return ThrottledError(f"{self._store}: AWS Secrets Manager throttled {what} ({code})")
+        if code in _DENIED_CODES and ref is not None:
+            return AuthenticationError(
+                f"{self._store}: AWS denied reading {what} ({code}): check that the store's "
+                "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
+                "key, if it uses a customer managed key)"
+            )
+        if code in _AUTH_CODES:
+            return AuthenticationError(
+                f"{self._store}: AWS Secrets Manager rejected the credentials ({code}) "
+                f"in region {region}: {self._auth_hint}"
+            )
+        return ProviderError(f"{self._store}: AWS Secrets Manager failed on {what}: {code}: {message[:200]}")
+
+
+def _remote_value(entry: Mapping[str, Any] | SecretValueEntryTypeDef) -> RemoteValue:
+    if "SecretString" in entry:
+        value = entry["SecretString"].encode()
+    else:
+        value = bytes(entry.get("SecretBinary", b""))
+    return RemoteValue(value, entry.get("VersionId", ""))
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_throttling(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return _code(exc) in _THROTTLING_CODES or status == 429
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)

@@ -1,0 +1,393 @@
+"""The `azurekv` provider: secrets from Azure Key Vault, through the async Azure SDK.
+
+Key Vault authenticates with Entra ID (Azure AD) tokens. A store names one of three identities:
+an app's client secret held in a Kubernetes Secret; workload identity, where a token that the
+cluster issues for a ServiceAccount is exchanged as a federated client assertion; or the
+managed identity of the node/pod the operator runs on, which is the operator's own identity and
+therefore refused to namespaced SecretStores.
+
+Everything Azure-specific stays in this file: the config model, the credential objects, the
+secret-name rules and the conversion of azure-core exceptions into vaultsync's errors, done
+once in `_converted`. Two settings exist for non-public clouds and local emulators:
+`authorityHost` (where tokens are requested; default the public cloud's
+`https://login.microsoftonline.com`) and `caBundle` (the CAs trusted for both the vault and the
+authority, replacing the system store). TLS is always verified; a test points `caBundle` at its
+emulator's CA rather than turning verification off. `verifyChallengeResource: false` is only
+for emulators whose address is not a `*.vault.azure.net`-style host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import aiohttp
+from azure.core.credentials import AccessToken
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.transport import AioHttpTransport
+from azure.identity.aio import (
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    ManagedIdentityCredential,
+)
+from azure.keyvault.secrets.aio import SecretClient
+from pydantic import field_validator, model_validator
+
+from vaultsync.errors import (
+    AuthenticationError,
+    InvalidSpec,
+    InvalidStoreConfig,
+    ProviderError,
+    SecretNotFound,
+    ThrottledError,
+    VaultsyncError,
+)
+from vaultsync.providers.base import (
+    ConfigModel,
+    Credentials,
+    Provider,
+    RemoteRef,
+    RemoteValue,
+    SecretKeySelector,
+    SecretsClient,
+    ServiceAccountSelector,
+    StoreContext,
+)
+
+FIELD = "spec.provider.azurekv"
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+# Key Vault object names: 1-127 letters, digits and dashes; versions are 32 hex digits.
+SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+SECRET_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+# `validate()` reads this name: a 404 proves the token and the Get permission are accepted.
+VALIDATION_PROBE = "vaultsync-connectivity-check"
+# The operator has its own backoff; the SDK retries only briefly so a reconcile never hangs.
+PIPELINE_SETTINGS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 4,
+    "connection_timeout": 10,
+    "read_timeout": 30,
+}
+
+
+class ClientSecretAuth(ConfigModel):
+    client_id: str
+    secret_ref: SecretKeySelector
+
+
+class WorkloadIdentityAuth(ConfigModel):
+    client_id: str
+    service_account_ref: ServiceAccountSelector
+
+
+class ManagedIdentityAuth(ConfigModel):
+    client_id: str = ""  # "" = the system-assigned identity
+
+
+class AzureAuth(ConfigModel):
+    client_secret: ClientSecretAuth | None = None
+    workload_identity: WorkloadIdentityAuth | None = None
+    managed_identity: ManagedIdentityAuth | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        chosen = [self.client_secret, self.workload_identity, self.managed_identity]
+        if sum(method is not None for method in chosen) != 1:
+            raise ValueError("exactly one of clientSecret, workloadIdentity, managedIdentity must be set")
+        return self
+
+
+class AzureKeyVaultConfig(ConfigModel):
+    vault_url: str
+    tenant_id: str = ""
+    authority_host: str = ""
+    ca_bundle: str = ""  # base64 of one or more PEM certificates
+    verify_challenge_resource: bool = True
+    auth: AzureAuth
+
+    @field_validator("vault_url", "authority_host")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        if url and not url.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return url.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem(cls, value: str) -> str:
+        if value:
+            try:
+                pem = base64.b64decode(value, validate=True)
+            except binascii.Error:
+                raise ValueError("must be base64 of PEM certificates") from None
+            if b"-----BEGIN CERTIFICATE-----" not in pem:
+                raise ValueError("must be base64 of PEM certificates")
+        return value
+
+    @model_validator(mode="after")
+    def _tenant_for_app_credentials(self) -> Self:
+        if self.auth.managed_identity is None and not self.tenant_id:
+            raise ValueError("tenantId is required with clientSecret and workloadIdentity")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies against caBundle when set, else the system's CAs."""
+        cadata = base64.b64decode(self.ca_bundle).decode() if self.ca_bundle else None
+        return ssl.create_default_context(cadata=cadata)
+
+
+class WorkloadIdentityCredential(AsyncTokenCredential):
+    """A client-assertion credential whose assertion is a fresh ServiceAccount token.
+
+    azure-identity asks for the assertion through a synchronous callback, while vaultsync's
+    TokenRequest call is async; so the ServiceAccount token is fetched here, before each
+    token request the SDK's own policy decides to make (about once an hour).
+    """
+
+    def __init__(
+        self,
+        fetch_assertion: Callable[[], Awaitable[str]],
+        tenant_id: str,
+        client_id: str,
+        **kwargs: Any,
+    ) -> None:
+        self._fetch_assertion = fetch_assertion
+        self._assertion = ""
+        self._inner = ClientAssertionCredential(tenant_id, client_id, lambda: self._assertion, **kwargs)
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        self._assertion = await self._fetch_assertion()
+        return await self._inner.get_token(
+            *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
+        )
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.close()
+
+
+class AzureKeyVaultClient(SecretsClient):
+    def __init__(
+        self,
+        config: AzureKeyVaultConfig,
+        credential: AsyncTokenCredential,
+        session: aiohttp.ClientSession,
+        identity: str,
+        redact: tuple[str, ...],
+    ) -> None:
+        self._config = config
+        self._credential = credential
+        self._session = session
+        self._identity = identity  # for messages: which credential a refusal concerns
+        self._redact = redact  # credential material that must never reach a message
+        self._client = SecretClient(
+            config.vault_url,
+            credential,
+            verify_challenge_resource=config.verify_challenge_resource,
+            transport=AioHttpTransport(session=session, session_owner=False),
+            **PIPELINE_SETTINGS,
+        )
+
+    async def get_secret(self, ref: RemoteRef) -> RemoteValue:
+        name, version = _checked(ref)
+        with self._converted(ref):
+            secret = await self._client.get_secret(name, version or None)
+        return RemoteValue((secret.value or "").encode(), secret.properties.version or "")
+
+    async def current_version(self, ref: RemoteRef) -> str | None:
+        """The version id of the latest value.
+
+        Key Vault has no metadata-only read of a secret's latest version (listing versions
+        gives every version's properties, unordered and paged), so this is the same single GET
+        as a read, with the value dropped at once.
+        """
+        return (await self.get_secret(RemoteRef(ref.key))).version or None
+
+    async def validate(self) -> None:
+        try:
+            await self.get_secret(RemoteRef(VALIDATION_PROBE))
+        except SecretNotFound:
+            return
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._credential.close()
+        await self._session.close()
+
+    @contextmanager
+    def _converted(self, ref: RemoteRef) -> Iterator[None]:
+        """Azure SDK exceptions → vaultsync errors, with messages that say what to fix."""
+        vault = self._config.vault_url
+        try:
+            yield
+        except VaultsyncError:
+            raise
+        except ResourceNotFoundError:
+            pinned = f" at version {ref.version!r}" if ref.version else ""
+            raise SecretNotFound(f"secret {ref.key!r}{pinned} does not exist in vault {vault}") from None
+        except ClientAuthenticationError as exc:
+            if _caused_by_connection(exc):
+                raise ProviderError(self._unreachable(exc)) from None
+            raise AuthenticationError(
+                f"Azure refused {self._identity} for vault {vault}: {self._summary(exc)}; "
+                f"check the credentials under {FIELD}.auth and {FIELD}.tenantId"
+            ) from None
+        except HttpResponseError as exc:
+            raise self._from_status(exc) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise ProviderError(self._unreachable(exc)) from None
+        except ValueError as exc:  # the challenge policy's resource check
+            raise InvalidStoreConfig(
+                f"{FIELD}.vaultUrl: {self._summary(exc)}; for a vault outside Azure's own "
+                f"domains (an emulator) set {FIELD}.verifyChallengeResource: false"
+            ) from None
+
+    def _from_status(self, exc: HttpResponseError) -> VaultsyncError:
+        vault = self._config.vault_url
+        status = exc.status_code or 0
+        if status == 403:
+            return AuthenticationError(
+                f"{self._identity} may not read secrets in vault {vault} "
+                f"({self._summary(exc)}); grant it the 'Key Vault Secrets User' role on the "
+                "vault (RBAC) or a Get permission for secrets (access policy)"
+            )
+        if status == 429:
+            retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
+            return ThrottledError(
+                f"vault {vault} is throttling requests (HTTP 429)",
+                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        return ProviderError(f"vault {vault} answered HTTP {status}: {self._summary(exc)}")
+
+    def _unreachable(self, exc: Exception) -> str:
+        authority = self._config.authority_host or "the Entra ID authority"
+        return f"cannot reach vault {self._config.vault_url} or {authority}: {self._summary(exc)}"
+
+    def _summary(self, exc: Exception) -> str:
+        """The first line of an SDK message, with any credential material removed."""
+        text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+        summary = text[0] if text else type(exc).__name__
+        for sensitive in self._redact:
+            summary = summary.replace(sensitive, "<redacted>")
+        return summary
+
+
+def _checked(ref: RemoteRef) -> tuple[str, str]:
+    if not SECRET_NAME.match(ref.key):
+        raise InvalidSpec(
+            f"key {ref.key!r} is not a valid Azure Key Vault secret name: use 1-127 letters, "
+            f"digits and dashes (e.g. {re.sub(r'[^0-9a-zA-Z-]+', '-', ref.key).strip('-')!r})"
+        )
+    if ref.version and not SECRET_VERSION.match(ref.version):
+        raise InvalidSpec(f"version {ref.version!r} of key {ref.key!r} is not an Azure Key Vault version id")
+    return ref.key, ref.version
+
+
+def _caused_by_connection(exc: BaseException) -> bool:
+    """azure-identity wraps a failed token request's connection error in its own exception."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ServiceRequestError | ServiceResponseError | aiohttp.ClientError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class AzureKeyVaultProvider(Provider):
+    name: ClassVar[str] = "azurekv"
+    config_model: ClassVar[type[ConfigModel]] = AzureKeyVaultConfig
+
+    async def new_client(
+        self, config: ConfigModel, store: StoreContext, credentials: Credentials
+    ) -> SecretsClient:
+        assert isinstance(config, AzureKeyVaultConfig)
+        auth = config.auth
+        if auth.managed_identity is not None and not store.may_use_operator_identity:
+            raise InvalidStoreConfig(
+                f"{FIELD}.auth.managedIdentity: the managed identity is the operator's own, so "
+                f"only a ClusterSecretStore may use it; {store} must use clientSecret or "
+                "workloadIdentity"
+            )
+        redact: tuple[str, ...] = ()
+        if auth.client_secret is not None:
+            field = f"{FIELD}.auth.clientSecret.secretRef"
+            raw = await credentials.secret_value(auth.client_secret.secret_ref, field)
+            try:
+                client_secret = raw.decode().strip()
+            except UnicodeDecodeError:
+                raise InvalidStoreConfig(f"{field}: the client secret is not UTF-8 text") from None
+            redact = (client_secret,)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=config.ssl_context()),
+            trust_env=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
+        common: dict[str, Any] = {
+            "transport": AioHttpTransport(session=session, session_owner=False),
+            **PIPELINE_SETTINGS,
+        }
+        if config.authority_host:
+            common["authority"] = config.authority_host
+        credential: AsyncTokenCredential
+        if auth.client_secret is not None:
+            identity = f"the client secret of app {auth.client_secret.client_id!r}"
+            credential = ClientSecretCredential(
+                config.tenant_id, auth.client_secret.client_id, client_secret, **common
+            )
+        elif auth.workload_identity is not None:
+            workload = auth.workload_identity
+            selector = workload.service_account_ref
+            audiences = selector.audiences or [TOKEN_EXCHANGE_AUDIENCE]
+
+            async def fetch_assertion() -> str:
+                return await credentials.service_account_token(
+                    selector, f"{FIELD}.auth.workloadIdentity.serviceAccountRef", audiences
+                )
+
+            identity = (
+                f"the workload identity of app {workload.client_id!r} (ServiceAccount {selector.name!r})"
+            )
+            credential = WorkloadIdentityCredential(
+                fetch_assertion, config.tenant_id, workload.client_id, **common
+            )
+        else:
+            assert auth.managed_identity is not None
+            client_id = auth.managed_identity.client_id
+            common.pop("authority", None)  # managed identity tokens come from the node's IMDS
+            identity = (
+                f"the managed identity {client_id!r}" if client_id else "the system-assigned managed identity"
+            )
+            credential = ManagedIdentityCredential(client_id=client_id or None, **common)
+        return AzureKeyVaultClient(config, credential, session, identity, redact)

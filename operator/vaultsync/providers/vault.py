@@ -1,0 +1,458 @@
+"""The `vault` provider: HashiCorp Vault and OpenBao KV secrets engines, through hvac.
+
+Vault hands out short-lived tokens, so this module owns their life cycle: one
+login per client, the token kept and renewed at two thirds of its lease, a new
+login only when renewal is refused or the token was revoked. A read therefore
+costs one request, and asking whether a KV v2 secret changed costs one metadata
+request, never a login.
+
+A secret's value is its whole data map as JSON, so the core's `property` and
+`dataFrom.extract` work on Vault secrets exactly as on a JSON string elsewhere.
+hvac is blocking; every call runs in a worker thread. hvac and requests
+exceptions are converted here and go no further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar
+
+import hvac
+import hvac.exceptions
+import hvac.utils
+import requests
+from pydantic import field_validator, model_validator
+
+from vaultsync.errors import (
+    AuthenticationError,
+    InvalidSpec,
+    InvalidStoreConfig,
+    ProviderError,
+    SecretNotFound,
+    ThrottledError,
+    VaultsyncError,
+)
+from vaultsync.providers.base import (
+    ConfigModel,
+    Credentials,
+    Provider,
+    RemoteRef,
+    RemoteValue,
+    SecretKeySelector,
+    SecretsClient,
+    ServiceAccountSelector,
+    StoreContext,
+)
+
+FIELD = "spec.provider.vault"
+# Renew a token once this fraction of its lease has passed (Vault Agent does the same).
+RENEW_AT_FRACTION = 2 / 3
+REQUEST_TIMEOUT_SECONDS = 15
+# Vault's own reason, quoted in our messages to make them actionable, is cut to this length.
+VAULT_REASON_LIMIT = 200
+
+T = TypeVar("T")
+
+
+class TokenAuth(ConfigModel):
+    """A token kept in a Kubernetes Secret."""
+
+    secret_ref: SecretKeySelector
+
+
+class AppRoleAuth(ConfigModel):
+    """AppRole login: the role id in the spec, the secret id in a Kubernetes Secret."""
+
+    path: str = "approle"
+    role_id: str
+    secret_ref: SecretKeySelector
+
+
+class KubernetesAuth(ConfigModel):
+    """Kubernetes login with a token requested for a ServiceAccount (TokenRequest)."""
+
+    mount_path: str = "kubernetes"
+    role: str
+    service_account_ref: ServiceAccountSelector
+
+
+class VaultAuth(ConfigModel):
+    """Exactly one login method."""
+
+    token: TokenAuth | None = None
+    app_role: AppRoleAuth | None = None
+    kubernetes: KubernetesAuth | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VaultAuth:
+        chosen = [m for m in (self.token, self.app_role, self.kubernetes) if m is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of token, appRole, kubernetes")
+        return self
+
+
+class VaultConfig(ConfigModel):
+    """`spec.provider.vault`."""
+
+    server: str
+    path: str = "secret"
+    version: Literal["v1", "v2"] = "v2"
+    namespace: str = ""
+    ca_bundle: str = ""
+    auth: VaultAuth | None = None
+
+    @field_validator("server")
+    @classmethod
+    def _is_http_url(cls, server: str) -> str:
+        if not server.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return server.rstrip("/")
+
+    @field_validator("path")
+    @classmethod
+    def _mount_path(cls, path: str) -> str:
+        path = path.strip("/")
+        if not path:
+            raise ValueError("must name the KV mount, e.g. secret")
+        return path
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _base64_pem(cls, ca_bundle: str) -> str:
+        if ca_bundle and b"-----BEGIN CERTIFICATE-----" not in _decode_ca_bundle(ca_bundle):
+            raise ValueError("must be base64-encoded PEM certificates")
+        return ca_bundle
+
+
+def _decode_ca_bundle(ca_bundle: str) -> bytes:
+    try:
+        return base64.b64decode(ca_bundle, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A Vault token and when to renew it; `ttl` 0 means it never expires (e.g. a root token)."""
+
+    token: str
+    ttl: float
+    renewable: bool
+    obtained_at: float
+
+    def renewal_due(self, now: float) -> bool:
+        return self.ttl > 0 and now >= self.obtained_at + self.ttl * RENEW_AT_FRACTION
+
+
+class VaultClient(SecretsClient):
+    """Reads one KV mount with a cached, renewed token."""
+
+    def __init__(
+        self,
+        config: VaultConfig,
+        credentials: Credentials,
+        ca_file: str | None,
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        self._ca_file = ca_file
+        self._hvac = hvac.Client(
+            url=config.server,
+            token="",  # never hvac's fallback to VAULT_TOKEN / ~/.vault-token
+            verify=ca_file if ca_file else True,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            namespace=config.namespace or None,
+        )
+        self._lease: Lease | None = None
+        self._auth_lock = asyncio.Lock()
+        # Credentials sent to Vault, scrubbed from any text Vault sends back.
+        self._sent_secrets: set[str] = set()
+        self.logins = 0  # how many times this client logged in; observable for tests and metrics
+
+    # -- reading ---------------------------------------------------------------
+
+    async def get_secret(self, ref: RemoteRef) -> RemoteValue:
+        key = _clean_key(ref.key)
+        what = f"key {key!r} in mount {self._config.path!r}"
+        if self._config.version == "v1":
+            if ref.version:
+                raise InvalidSpec(
+                    f"remoteRef.version: {what} is a KV v1 mount, which has no versions; "
+                    "remove the version pin or use a KV v2 mount"
+                )
+            response = await self._call(
+                what,
+                lambda: self._hvac.secrets.kv.v1.read_secret(path=key, mount_point=self._config.path),
+            )
+            return RemoteValue(_data_as_json(response["data"]), "")
+        version = _version_number(ref, what)
+        response = await self._call(
+            what + (f" at version {version}" if version else ""),
+            lambda: self._hvac.secrets.kv.v2.read_secret_version(
+                path=key,
+                version=version,
+                mount_point=self._config.path,
+                raise_on_deleted_version=True,
+            ),
+        )
+        body = response["data"]
+        return RemoteValue(_data_as_json(body["data"]), str(body["metadata"]["version"]))
+
+    async def current_version(self, ref: RemoteRef) -> str | None:
+        """KV v2: the latest live version from the metadata endpoint, without reading the data."""
+        if self._config.version == "v1":
+            return None
+        key = _clean_key(ref.key)
+        what = f"key {key!r} in mount {self._config.path!r}"
+        if ref.version:
+            return str(_version_number(ref, what))
+        response = await self._call(
+            f"the metadata of {what}",
+            lambda: self._hvac.secrets.kv.v2.read_secret_metadata(path=key, mount_point=self._config.path),
+        )
+        meta = response["data"]
+        current = str(meta["current_version"])
+        state = meta.get("versions", {}).get(current, {})
+        if state.get("deletion_time") or state.get("destroyed"):
+            raise SecretNotFound(f"the latest version of {what} is deleted")
+        return current
+
+    async def validate(self) -> None:
+        """Logs in (or renews) and asks Vault who the token is: proves server, TLS and auth."""
+        await self._call("a lookup of the store's own token", self._hvac.auth.token.lookup_self)
+
+    async def close(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._config.auth is not None and self._config.auth.token is None:
+            # Tokens this client created by logging in are revoked; a user's own token is not.
+            with contextlib.suppress(hvac.exceptions.VaultError, requests.RequestException):
+                await asyncio.to_thread(self._hvac.auth.token.revoke_self)
+        await asyncio.to_thread(self._hvac.adapter.close)
+        if self._ca_file:
+            os.unlink(self._ca_file)
+            self._ca_file = None
+
+    # -- the token -------------------------------------------------------------
+
+    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Runs one hvac call with a valid token; one new login if Vault revoked the token."""
+        await self._ensure_token()
+        try:
+            return await self._blocking(what, fn)
+        except AuthenticationError:
+            if await self._token_still_valid():
+                raise  # the token is fine: its policy does not allow this read
+        await self._ensure_token(force_login=True)
+        return await self._blocking(what, fn)
+
+    async def _blocking(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(fn)
+        except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+            raise self._convert(exc, what) from None
+
+    async def _token_still_valid(self) -> bool:
+        try:
+            await asyncio.to_thread(self._hvac.auth.token.lookup_self)
+        except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+            return False
+        except (hvac.exceptions.VaultError, requests.RequestException):
+            return True  # cannot tell; report the original refusal
+        return True
+
+    async def _ensure_token(self, *, force_login: bool = False) -> None:
+        async with self._auth_lock:
+            lease = self._lease
+            now = time.monotonic()
+            if lease is not None and not force_login and not lease.renewal_due(now):
+                return
+            if lease is not None and not force_login and lease.renewable:
+                renewed = await self._renew(lease, now)
+                if renewed is not None:
+                    self._lease = renewed
+                    return
+            self._lease = None
+            self._hvac.token = ""
+            lease = await self._login()
+            self._hvac.token = lease.token
+            self._lease = lease
+            self.logins += 1
+
+    async def _renew(self, lease: Lease, now: float) -> Lease | None:
+        """A renewed lease, or None when Vault refuses or the token reached its max TTL."""
+        try:
+            response = await asyncio.to_thread(self._hvac.auth.token.renew_self)
+        except (hvac.exceptions.VaultError, requests.RequestException):
+            return None
+        ttl = float(response["auth"]["lease_duration"])
+        if ttl < lease.ttl * (1 - RENEW_AT_FRACTION):
+            return None  # capped by max TTL: a fresh login lasts longer
+        return Lease(lease.token, ttl, bool(response["auth"]["renewable"]), now)
+
+    async def _login(self) -> Lease:
+        auth = self._config.auth
+        field = f"{FIELD}.auth"
+        if auth is None:
+            token = hvac.utils.get_token_from_env()
+            if not token:
+                raise AuthenticationError(
+                    f"{field} is not set and the operator has no VAULT_TOKEN of its own; "
+                    "name a login method under auth"
+                )
+            return await self._lookup_token(token, "the operator's VAULT_TOKEN")
+        if auth.token is not None:
+            raw = await self._credentials.secret_value(auth.token.secret_ref, f"{field}.token.secretRef")
+            token = raw.decode().strip()
+            return await self._lookup_token(token, f"the token in {field}.token.secretRef")
+        if auth.app_role is not None:
+            role = auth.app_role
+            raw = await self._credentials.secret_value(role.secret_ref, f"{field}.appRole.secretRef")
+            secret_id = raw.decode().strip()
+            self._sent_secrets.add(secret_id)
+            return await self._login_with(
+                f"AppRole login at auth/{role.path.strip('/')} (role id from {field}.appRole)",
+                lambda: self._hvac.auth.approle.login(
+                    role_id=role.role_id,
+                    secret_id=secret_id,
+                    use_token=False,
+                    mount_point=role.path.strip("/"),
+                ),
+            )
+        assert auth.kubernetes is not None
+        kube = auth.kubernetes
+        jwt = await self._credentials.service_account_token(
+            kube.service_account_ref,
+            f"{field}.kubernetes.serviceAccountRef",
+            kube.service_account_ref.audiences,
+        )
+        self._sent_secrets.add(jwt)
+        return await self._login_with(
+            f"Kubernetes login at auth/{kube.mount_path.strip('/')} as role {kube.role!r}",
+            lambda: self._hvac.auth.kubernetes.login(
+                role=kube.role,
+                jwt=jwt,
+                use_token=False,
+                mount_point=kube.mount_path.strip("/"),
+            ),
+        )
+
+    async def _login_with(self, what: str, fn: Callable[[], Mapping[str, Any]]) -> Lease:
+        response = await self._blocking(what, fn)
+        auth = response["auth"]
+        return Lease(
+            auth["client_token"],
+            float(auth["lease_duration"]),
+            bool(auth["renewable"]),
+            time.monotonic(),
+        )
+
+    async def _lookup_token(self, token: str, source: str) -> Lease:
+        self._sent_secrets.add(token)
+        self._hvac.token = token
+        response = await self._blocking(f"a lookup of {source}", self._hvac.auth.token.lookup_self)
+        data = response["data"]
+        return Lease(token, float(data.get("ttl") or 0), bool(data.get("renewable")), time.monotonic())
+
+    # -- errors ----------------------------------------------------------------
+
+    def _convert(self, exc: Exception, what: str) -> VaultsyncError:
+        server = self._config.server
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ProviderError(
+                f"TLS to Vault at {server} failed while reading {what}: "
+                f"check {FIELD}.caBundle holds the CA that signed the server's certificate"
+            )
+        if isinstance(exc, requests.RequestException):
+            return ProviderError(
+                f"cannot reach Vault at {server} for {what} ({type(exc).__name__}); retrying with backoff"
+            )
+        assert isinstance(exc, hvac.exceptions.VaultError)
+        said = self._vault_reason(exc)
+        if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
+            return AuthenticationError(
+                f"Vault at {server} refused {what}{said}: check {FIELD}.auth and that the "
+                f"Vault policy of its role grants read on {self._config.path}/"
+                + ("data/…" if self._config.version == "v2" else "…")
+            )
+        if isinstance(exc, hvac.exceptions.InvalidPath):
+            return SecretNotFound(f"{what} does not exist in Vault at {server}")
+        if isinstance(exc, hvac.exceptions.RateLimitExceeded):
+            return ThrottledError(f"Vault at {server} is rate-limiting {what}")
+        if isinstance(exc, hvac.exceptions.InvalidRequest):
+            return ProviderError(f"Vault at {server} rejected {what} as invalid{said}")
+        status = type(exc).__name__
+        return ProviderError(f"Vault at {server} failed on {what} ({status}){said}")
+
+    def _vault_reason(self, exc: hvac.exceptions.VaultError) -> str:
+        """Vault's own words (e.g. "permission denied"), minus anything we sent it."""
+        reason = ", ".join(str(e) for e in exc.errors or [] if e)
+        reason = _scrub(reason, self._sent_secrets)[:VAULT_REASON_LIMIT]
+        return f" (Vault says: {reason})" if reason else ""
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _clean_key(key: str) -> str:
+    return key.strip("/")
+
+
+def _version_number(ref: RemoteRef, what: str) -> int | None:
+    if not ref.version:
+        return None
+    if not ref.version.isdigit() or int(ref.version) < 1:
+        raise InvalidSpec(
+            f"remoteRef.version: {what} is in a KV v2 mount, whose versions are "
+            f"numbers from 1; got {ref.version!r}"
+        )
+    return int(ref.version)
+
+
+def _data_as_json(data: Mapping[str, Any] | None) -> bytes:
+    return json.dumps(data or {}, separators=(",", ":")).encode()
+
+
+class VaultProvider(Provider):
+    name: ClassVar[str] = "vault"
+    config_model: ClassVar[type[ConfigModel]] = VaultConfig
+
+    async def new_client(
+        self, config: ConfigModel, store: StoreContext, credentials: Credentials
+    ) -> SecretsClient:
+        assert isinstance(config, VaultConfig)
+        if config.auth is None and not store.may_use_operator_identity:
+            raise InvalidStoreConfig(
+                f"{FIELD}.auth: required for a namespaced {store}; only a ClusterSecretStore "
+                "may use the operator's own Vault identity"
+            )
+        ca_file = await asyncio.to_thread(_write_ca_file, config.ca_bundle)
+        client = VaultClient(config, credentials, ca_file)
+        try:
+            await client.validate()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+
+def _write_ca_file(ca_bundle: str) -> str | None:
+    """requests verifies against a file path, so the bundle goes to a private temp file."""
+    if not ca_bundle:
+        return None
+    fd, path = tempfile.mkstemp(prefix="vaultsync-ca-", suffix=".pem")
+    with os.fdopen(fd, "wb") as out:
+        out.write(_decode_ca_bundle(ca_bundle))
+    return path

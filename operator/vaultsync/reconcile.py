@@ -1,0 +1,404 @@
+"""One ExternalSecret, once: resolve the store → fetch → build data → write the Secret → status.
+
+This is the whole product in one function. It never deletes or empties a
+Secret because a provider failed (fail static), never writes when nothing
+changed (no churn, no spurious rollouts), and reports every failure as the one
+`Ready` condition with a reason and a message naming the field at fault.
+The scheduler decides *when* this runs; the rollout module is told when a
+Secret's data really changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vaultsync import constants as c
+from vaultsync.cache import FetchCache
+from vaultsync.constants import Reason
+from vaultsync.errors import (
+    AuthenticationError,
+    InvalidSpec,
+    KubeConflict,
+    KubeNotFound,
+    SecretNotFound,
+    SecretTooLarge,
+    TargetConflict,
+    VaultsyncError,
+)
+from vaultsync.fingerprints import data_hmac
+from vaultsync.kube import Body, Kube, ObjectRef
+from vaultsync.metrics import SECRET_WRITES, SYNCS
+from vaultsync.models import ExternalSecret
+from vaultsync.stores import ResolvedStore, Stores
+from vaultsync.templating import build_data, remote_refs
+
+log = logging.getLogger(__name__)
+
+RotationListener = Callable[[str, str, str, ObjectRef], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one reconcile did; the scheduler uses it to plan the next one."""
+
+    reason: Reason
+    message: str
+    retry_after: float | None = None
+    written: bool = False
+    store_key: str | None = None
+    remote_keys: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.SYNCED
+
+
+@dataclass(frozen=True)
+class _Applied:
+    written: bool
+    created: bool
+    rotated: bool
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        stores: Stores,
+        cache: FetchCache,
+        hmac_key: bytes,
+        on_rotated: RotationListener | None = None,
+    ) -> None:
+        self._kube = kube
+        self._stores = stores
+        self._cache = cache
+        self._key = hmac_key
+        self._on_rotated = on_rotated
+
+    async def sync(
+        self,
+        es: ExternalSecret,
+        *,
+        max_age: float,
+        next_refresh: float | None,
+        force_token: str | None,
+    ) -> SyncResult:
+        """Brings the target Secret in line with the vault; never raises for vault or spec errors."""
+        resolved: ResolvedStore | None = None
+        refs = remote_refs(es.spec)
+        remote_keys = frozenset(r.key for r in refs)
+        versions: dict[str, str] = {}
+        fingerprint: str | None = None
+        applied = _Applied(False, False, False)
+        try:
+            resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
+            fetched = await self._cache.get(
+                resolved.cache_key, resolved.provider, resolved.client, refs, max_age
+            )
+            data, versions = build_data(es.spec, fetched)
+            fingerprint = data_hmac(self._key, data)
+            _check_size(data)
+            applied = await self._apply(es, data, fingerprint)
+            result = SyncResult(
+                Reason.SYNCED,
+                f"Secret {es.target_name} is in sync with {resolved.context}",
+                written=applied.written,
+                store_key=resolved.cache_key,
+                remote_keys=remote_keys,
+            )
+        except VaultsyncError as exc:
+            if isinstance(exc, AuthenticationError) and resolved is not None:
+                await self._stores.invalidate(resolved)
+            if isinstance(exc, SecretNotFound) and es.spec.target.deletion_policy == "Delete":
+                await self._remove_target(es)
+            result = SyncResult(
+                exc.reason,
+                exc.message,
+                retry_after=getattr(exc, "retry_after", None),
+                store_key=resolved.cache_key if resolved else None,
+                remote_keys=remote_keys,
+            )
+        SYNCS.labels(reason=result.reason.value).inc()
+        await self._report(es, result, versions, fingerprint, next_refresh, force_token)
+        if applied.rotated and fingerprint and self._on_rotated is not None:
+            ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
+            await self._on_rotated(es.namespace, es.target_name, fingerprint, ref)
+        return result
+
+    async def report_invalid(self, body: Mapping[str, Any], error: InvalidSpec) -> SyncResult:
+        """An ExternalSecret whose spec cannot be parsed: say which field, touch nothing else."""
+        meta = body["metadata"]
+        result = SyncResult(Reason.INVALID_SPEC, error.message)
+        old: Mapping[str, Any] = body.get("status") or {}
+        status = desired_status(old, meta.get("generation", 0), result, {}, None, None)
+        if _material(status) != _material(old):
+            await self._kube.patch_status(c.EXTERNAL_SECRETS, meta["namespace"], meta["name"], status)
+            ref = ObjectRef(
+                c.API_VERSION, c.KIND_EXTERNAL_SECRET, meta["namespace"], meta["name"], meta["uid"]
+            )
+            await self._kube.post_event(ref, "Warning", result.reason.value, result.message)
+        SYNCS.labels(reason=result.reason.value).inc()
+        return result
+
+    # Writing the Secret --------------------------------------------------------------------
+
+    async def _apply(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> _Applied:
+        name, namespace = es.target_name, es.namespace
+        policy = es.spec.target.creation_policy
+        try:
+            existing = await self._kube.read_secret(namespace, name)
+        except KubeNotFound:
+            if policy == "Merge":
+                raise TargetConflict(
+                    f"spec.target.creationPolicy: Merge only writes into an existing Secret, "
+                    f"and Secret {namespace}/{name} does not exist"
+                ) from None
+            await self._kube.create_secret(namespace, self._new_secret(es, data, fingerprint))
+            SECRET_WRITES.labels(operation="create").inc()
+            return _Applied(written=True, created=True, rotated=False)
+
+        labels: dict[str, str] = existing["metadata"].get("labels") or {}
+        owner = labels.get(c.LABEL_OWNER_NAME)
+        managed = labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY_VALUE
+        if policy != "Merge" and not (managed and owner == es.name):
+            raise TargetConflict(
+                f"spec.target.name: Secret {namespace}/{name} exists and was not created by this "
+                "ExternalSecret; vaultsync does not take over Secrets it did not create "
+                "(creationPolicy: Merge writes into an existing Secret)"
+            )
+        if policy == "Merge" and managed and owner not in (None, es.name):
+            raise TargetConflict(
+                f"spec.target.name: Secret {namespace}/{name} is managed by ExternalSecret {owner!r}"
+            )
+        desired = self._updated_secret(es, existing, data, fingerprint)
+        if _same(existing, desired):
+            return _Applied(written=False, created=False, rotated=False)
+        rotated = (existing.get("data") or {}) != desired.get("data")
+        if existing.get("type", "Opaque") != desired["type"]:  # type is immutable: recreate
+            await self._kube.delete_secret(namespace, name, existing["metadata"]["uid"])
+            desired["metadata"].pop("resourceVersion", None)
+            desired["metadata"].pop("uid", None)
+            await self._kube.create_secret(namespace, desired)
+            SECRET_WRITES.labels(operation="recreate").inc()
+        else:
+            try:
+                await self._kube.replace_secret(namespace, name, desired)
+            except KubeConflict:
+                raise KubeConflict(
+                    f"Secret {namespace}/{name} changed while being written; retrying"
+                ) from None
+            SECRET_WRITES.labels(operation="update").inc()
+        return _Applied(written=True, created=False, rotated=rotated)
+
+    def _new_secret(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> Body:
+        target = es.spec.target
+        metadata: Body = {
+            "name": es.target_name,
+            "namespace": es.namespace,
+            "labels": {**target.labels, **self._labels(es)},
+            "annotations": {**target.annotations, **_annotations(data, fingerprint)},
+        }
+        if target.creation_policy == "Owner":
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": c.API_VERSION,
+                    "kind": c.KIND_EXTERNAL_SECRET,
+                    "name": es.name,
+                    "uid": es.uid,
+                    "controller": True,
+                }
+            ]
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": target.type,
+            "data": _encode(data),
+        }
+
+    def _updated_secret(
+        self, es: ExternalSecret, existing: Body, data: Mapping[str, bytes], fingerprint: str
+    ) -> Body:
+        target = es.spec.target
+        meta = dict(existing["metadata"])
+        annotations = dict(meta.get("annotations") or {})
+        if target.creation_policy == "Merge":
+            previous = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
+            merged = {k: v for k, v in (existing.get("data") or {}).items() if k not in previous}
+            merged.update(_encode(data))
+            new_data = merged
+            secret_type = existing.get("type", "Opaque")
+        else:
+            new_data = _encode(data)
+            secret_type = target.type
+            if target.creation_policy == "Owner":
+                meta["ownerReferences"] = self._new_secret(es, data, fingerprint)["metadata"][
+                    "ownerReferences"
+                ]
+        meta["labels"] = {**(meta.get("labels") or {}), **target.labels, **self._labels(es)}
+        meta["annotations"] = {
+            **annotations,
+            **target.annotations,
+            **_annotations(data, fingerprint),
+        }
+        return {**existing, "metadata": meta, "type": secret_type, "data": new_data}
+
+    def _labels(self, es: ExternalSecret) -> dict[str, str]:
+        return {c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_OWNER_NAME: es.name}
+
+    async def _remove_target(self, es: ExternalSecret) -> None:
+        """deletionPolicy Delete: the remote key is gone, so the Secret (or our keys) go too."""
+        try:
+            existing = await self._kube.read_secret(es.namespace, es.target_name)
+        except KubeNotFound:
+            return
+        labels = existing["metadata"].get("labels") or {}
+        if labels.get(c.LABEL_OWNER_NAME) != es.name:
+            return
+        if es.spec.target.creation_policy != "Merge":
+            await self._kube.delete_secret(es.namespace, es.target_name, existing["metadata"]["uid"])
+            SECRET_WRITES.labels(operation="delete").inc()
+            return
+        annotations = existing["metadata"].get("annotations") or {}
+        ours = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
+        existing["data"] = {k: v for k, v in (existing.get("data") or {}).items() if k not in ours}
+        annotations.pop(c.ANNOTATION_MANAGED_KEYS, None)
+        annotations.pop(c.ANNOTATION_DATA_FINGERPRINT, None)
+        await self._kube.replace_secret(es.namespace, es.target_name, existing)
+        SECRET_WRITES.labels(operation="update").inc()
+
+    # Status and Events ---------------------------------------------------------------------
+
+    async def _report(
+        self,
+        es: ExternalSecret,
+        result: SyncResult,
+        versions: Mapping[str, str],
+        fingerprint: str | None,
+        next_refresh: float | None,
+        force_token: str | None,
+    ) -> None:
+        old: Mapping[str, Any] = es.status
+        status = desired_status(old, es.generation, result, versions, fingerprint, force_token)
+        if _material(status) != _material(old) or result.written:
+            now = datetime.now(UTC)
+            status["syncedAt"] = _timestamp(now) if result.ok else old.get("syncedAt")
+            status["nextRefreshAt"] = (
+                _timestamp(now + timedelta(seconds=next_refresh)) if result.ok and next_refresh else None
+            )
+            try:
+                await self._kube.patch_status(c.EXTERNAL_SECRETS, es.namespace, es.name, status)
+            except KubeNotFound:
+                return  # deleted meanwhile
+            es.status.clear()
+            es.status.update({k: v for k, v in status.items() if v is not None})
+        old_condition = _ready(old)
+        changed = old_condition is None or (
+            old_condition.get("reason"),
+            old_condition.get("message"),
+        ) != (result.reason.value, result.message)
+        if result.written or (changed and not result.ok):
+            ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
+            if result.ok:
+                message = f"Secret {es.target_name} written from {len(versions) or 'the'} remote value(s)"
+                await self._kube.post_event(ref, "Normal", result.reason.value, message)
+            else:
+                await self._kube.post_event(ref, "Warning", result.reason.value, result.message)
+        log.info(
+            "synced" if result.ok else "sync failed",
+            extra={
+                "externalSecret": f"{es.namespace}/{es.name}",
+                "reason": result.reason.value,
+                "detail": result.message,
+                "written": result.written,
+            },
+        )
+
+
+def desired_status(
+    old: Mapping[str, Any],
+    generation: int,
+    result: SyncResult,
+    versions: Mapping[str, str],
+    fingerprint: str | None,
+    force_token: str | None,
+) -> dict[str, Any]:
+    """The status after a reconcile; lastTransitionTime moves only when Ready flips."""
+    state = "True" if result.ok else "False"
+    previous = _ready(old)
+    transition = (
+        previous["lastTransitionTime"]
+        if previous is not None and previous.get("status") == state and previous.get("lastTransitionTime")
+        else _timestamp(datetime.now(UTC))
+    )
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": c.CONDITION_READY,
+                "status": state,
+                "reason": result.reason.value,
+                "message": result.message,
+                "lastTransitionTime": transition,
+            }
+        ],
+        # Failures keep what was last synced: the Secret still holds that data.
+        "remoteVersions": dict(versions) if result.ok else old.get("remoteVersions"),
+        "dataHMAC": fingerprint if result.ok else old.get("dataHMAC"),
+        "syncedAt": old.get("syncedAt"),
+        "nextRefreshAt": old.get("nextRefreshAt"),
+    }
+    if force_token is not None or old.get("forceSyncHandled") is not None:
+        status["forceSyncHandled"] = force_token if force_token is not None else old.get("forceSyncHandled")
+    return status
+
+
+def _material(status: Mapping[str, Any]) -> dict[str, Any]:
+    """Status without the timestamps that move on every refresh."""
+    return {k: v for k, v in status.items() if k not in ("syncedAt", "nextRefreshAt") and v is not None}
+
+
+def _ready(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == c.CONDITION_READY:
+            result: Mapping[str, Any] = condition
+            return result
+    return None
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _encode(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+def _annotations(data: Mapping[str, bytes], fingerprint: str) -> dict[str, str]:
+    return {
+        c.ANNOTATION_DATA_FINGERPRINT: fingerprint,
+        c.ANNOTATION_MANAGED_KEYS: ",".join(sorted(data)),
+    }
+
+
+def _same(existing: Body, desired: Body) -> bool:
+    keys = ("type", "data")
+    if any((existing.get(k) or None) != (desired.get(k) or None) for k in keys):
+        return False
+    meta_keys = ("labels", "annotations", "ownerReferences")
+    return all(existing["metadata"].get(k) == desired["metadata"].get(k) for k in meta_keys)
+
+
+def _check_size(data: Mapping[str, bytes]) -> None:
+    size = len(json.dumps(_encode(data)))
+    if size > c.SECRET_SIZE_LIMIT - 16 * 1024:  # leave room for metadata
+        raise SecretTooLarge(
+            f"spec.target: the Secret's data would be {size} bytes encoded, over the "
+            f"{c.SECRET_SIZE_LIMIT} byte limit of a Kubernetes Secret"
+        )

@@ -1,0 +1,287 @@
+"""When each ExternalSecret is reconciled: one queue and a fixed pool of workers.
+
+kopf runs a handler per watch event; refreshing ten thousand objects on their
+own intervals is not an event, so the operator keeps its own schedule: a heap
+of due times and a bounded number of workers. The watch only tells the
+scheduler what exists and what changed:
+
+- a new object, a spec change (generation) or a new `force-sync` annotation
+  value → reconcile now;
+- an object already in sync at operator start (its status says so for the
+  current generation) → resume on its refresh grid, with no provider read
+  until it is due;
+- a managed Secret edited or deleted by hand → reconcile its owner now;
+- a remote value that changed (seen by any reader through the shared cache)
+  → reconcile every ExternalSecret that uses it now.
+
+Failures back off exponentially with jitter; success waits a jittered
+refresh interval (0 = never again until something changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vaultsync import constants as c
+from vaultsync.errors import InvalidSpec
+from vaultsync.fingerprints import data_hmac
+from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
+from vaultsync.models import parse_external_secret
+from vaultsync.providers.base import RemoteRef
+from vaultsync.reconcile import Reconciler, SyncResult
+from vaultsync.schedule import backoff, jittered, next_on_grid
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # namespace, name
+INVALID_SPEC_RETRY = 300.0
+
+
+@dataclass
+class _Tracked:
+    body: Mapping[str, Any]
+    generation: int
+    force_token: str | None
+    due: float | None = None
+    max_age: float = 0.0
+    force: bool = False
+    attempts: int = 0
+    running: bool = False
+    rerun: bool = False
+    store_key: str | None = None
+    remote_keys: frozenset[str] = field(default_factory=frozenset)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        hmac_key: bytes,
+        workers: int = 32,
+        first_sync_max_age: float = 30.0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self._reconciler = reconciler
+        self._key = hmac_key
+        self._workers = workers
+        self._first_sync_max_age = first_sync_max_age
+        self._clock = clock
+        self._tracked: dict[Key, _Tracked] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._users: dict[tuple[str, str], set[Key]] = defaultdict(set)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # What the watches report -----------------------------------------------------------------
+
+    def observe(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        if deleted:
+            self._forget(key)
+            return
+        generation = meta.get("generation", 0)
+        token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            tracked = _Tracked(body=body, generation=generation, force_token=token)
+            self._tracked[key] = tracked
+            QUEUE_DEPTH.set(len(self._tracked))
+            resume_at = self._resume_time(body)
+            if resume_at is None:
+                self._schedule(key, 0.0, max_age=self._first_sync_max_age)
+            elif resume_at != float("inf"):
+                self._schedule(key, resume_at - self._wall(), max_age=self._refresh(body))
+            return
+        tracked.body = body
+        if generation != tracked.generation:
+            tracked.generation = generation
+            tracked.attempts = 0
+            self._schedule(key, 0.0, max_age=self._first_sync_max_age)
+        if token != tracked.force_token:
+            tracked.force_token = token
+            tracked.force = True
+            self._schedule(key, 0.0, max_age=0.0)
+
+    def secret_changed(self, body: Mapping[str, Any], deleted: bool) -> None:
+        """A managed Secret changed; if not by us (data differs from status), restore it."""
+        meta = body["metadata"]
+        owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME)
+        key: Key = (meta["namespace"], owner or "")
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            return
+        if not deleted and self._written_by_us(body):
+            return
+        self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
+
+    def _written_by_us(self, body: Mapping[str, Any]) -> bool:
+        """True when the Secret's managed keys still carry the HMAC we wrote.
+
+        Nobody without the operator's key can produce a matching fingerprint,
+        so a hand edit of a managed key (or of the annotations) is detected.
+        """
+        annotations = body["metadata"].get("annotations") or {}
+        ours = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
+        data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items() if k in ours}
+        fingerprint = annotations.get(c.ANNOTATION_DATA_FINGERPRINT)
+        return set(data) == ours and fingerprint == data_hmac(self._key, data)
+
+    def remote_changed(self, store_key: str, ref: RemoteRef) -> None:
+        """A shared read saw a new value: everyone using that key refreshes from it now."""
+        for key in list(self._users.get((store_key, ref.key), ())):
+            tracked = self._tracked.get(key)
+            if tracked is not None:
+                self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
+
+    # Running ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._next_due()
+            tracked = self._tracked.get(key)
+            if tracked is None:
+                continue
+            if tracked.running:
+                tracked.rerun = True
+                continue
+            tracked.running = True
+            try:
+                await self._run(key, tracked)
+            except Exception:
+                log.exception("reconcile crashed", extra={"externalSecret": "/".join(key)})
+                self._schedule(key, backoff(tracked.attempts + 1), max_age=0.0)
+            finally:
+                tracked.running = False
+            if tracked.rerun:
+                tracked.rerun = False
+                self._schedule(key, 0.0, max_age=tracked.max_age)
+
+    async def _next_due(self) -> Key:
+        while True:
+            now = self._clock()
+            while self._heap:
+                due, _, key = self._heap[0]
+                tracked = self._tracked.get(key)
+                if tracked is None or tracked.due != due:
+                    heapq.heappop(self._heap)  # superseded entry
+                    continue
+                if due <= now:
+                    heapq.heappop(self._heap)
+                    tracked.due = None
+                    return key
+                break
+            timeout = self._heap[0][0] - now if self._heap else None
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _run(self, key: Key, tracked: _Tracked) -> None:
+        force, tracked.force = tracked.force, False
+        max_age = 0.0 if force else tracked.max_age
+        try:
+            es = parse_external_secret(tracked.body)
+        except InvalidSpec as exc:
+            es = None
+            result = await self._reconciler.report_invalid(tracked.body, exc)
+        if es is not None:
+            interval = es.spec.refresh_seconds
+            next_refresh = jittered(interval) if interval > 0 else None
+            started = time.perf_counter()
+            token = tracked.force_token if force else None
+            result = await self._reconciler.sync(
+                es, max_age=max_age, next_refresh=next_refresh, force_token=token
+            )
+            SYNC_SECONDS.observe(time.perf_counter() - started)
+            self._index(key, tracked, result)
+            tracked.body = {**tracked.body, "status": dict(es.status)}
+            if result.ok:
+                tracked.attempts = 0
+                if next_refresh is not None:
+                    self._schedule(key, next_refresh, max_age=interval)
+                return
+        tracked.attempts += 1
+        if es is None:
+            self._schedule(key, INVALID_SPEC_RETRY, max_age=0.0)
+        else:
+            self._schedule(key, backoff(tracked.attempts, result.retry_after), max_age=0.0)
+
+    # Bookkeeping -----------------------------------------------------------------------------
+
+    def _schedule(self, key: Key, delay: float, max_age: float) -> None:
+        tracked = self._tracked[key]
+        due = self._clock() + max(0.0, delay)
+        if tracked.due is not None and tracked.due <= due:
+            tracked.max_age = min(tracked.max_age, max_age)
+            return
+        tracked.due = due
+        tracked.max_age = max_age
+        heapq.heappush(self._heap, (due, next(self._seq), key))
+        self._wakeup.set()
+
+    def _index(self, key: Key, tracked: _Tracked, result: SyncResult) -> None:
+        for remote in tracked.remote_keys:
+            if tracked.store_key is not None:
+                self._users[(tracked.store_key, remote)].discard(key)
+        tracked.store_key, tracked.remote_keys = result.store_key, result.remote_keys
+        if result.store_key is not None:
+            for remote in result.remote_keys:
+                self._users[(result.store_key, remote)].add(key)
+
+    def _forget(self, key: Key) -> None:
+        tracked = self._tracked.pop(key, None)
+        if tracked is not None and tracked.store_key is not None:
+            for remote in tracked.remote_keys:
+                self._users[(tracked.store_key, remote)].discard(key)
+        QUEUE_DEPTH.set(len(self._tracked))
+
+    def _refresh(self, body: Mapping[str, Any]) -> float:
+        try:
+            return parse_external_secret(body).spec.refresh_seconds
+        except InvalidSpec:
+            return 0.0
+
+    def _wall(self) -> float:
+        return time.time()
+
+    def _resume_time(self, body: Mapping[str, Any]) -> float | None:
+        """Wall-clock time of the next refresh for an object already in sync, else None.
+
+        `inf` means in sync and never refreshed (refreshInterval 0).
+        """
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        if status.get("observedGeneration") != meta.get("generation"):
+            return None
+        token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
+        if token is not None and token != status.get("forceSyncHandled"):
+            return None
+        ready = next((x for x in status.get("conditions") or [] if x.get("type") == c.CONDITION_READY), None)
+        synced_at = status.get("syncedAt")
+        if ready is None or ready.get("status") != "True" or not synced_at:
+            return None
+        interval = self._refresh(body)
+        if interval <= 0:
+            return float("inf")
+        synced = datetime.fromisoformat(synced_at.replace("Z", "+00:00")).timestamp()
+        return next_on_grid(synced, jittered(interval), self._wall())

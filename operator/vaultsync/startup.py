@@ -1,0 +1,106 @@
+"""Wiring: kopf settings, the shared clients in `memo`, and an orderly shutdown.
+
+Settings are chosen on purpose:
+- kopf posts no Events of its own (ours say what happened to the Secret);
+- Secrets are watched with a server-side label selector, so the operator
+  never lists or caches Secrets it does not manage;
+- only `on.event` handlers are used, so kopf never writes its bookkeeping
+  annotations or finalizers onto Secrets, workloads or ExternalSecrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes import config as kube_config
+from prometheus_client import start_http_server
+
+from vaultsync import constants as c
+from vaultsync.cache import FetchCache
+from vaultsync.config import Config
+from vaultsync.errors import VaultsyncError
+from vaultsync.kube import Kube
+from vaultsync.reconcile import Reconciler
+from vaultsync.rollout import Rollouts
+from vaultsync.scheduler import Scheduler
+from vaultsync.stores import PLURALS, Stores, store_status
+
+log = logging.getLogger(__name__)
+
+STORE_RECHECK_SECONDS = 60.0
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: Config = memo.config
+    settings.posting.enabled = False
+    settings.watching.label_selectors["v1", "secrets"] = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
+    settings.persistence.finalizer = f"{c.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+    kube = Kube(_api_client())
+    hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
+    stores = Stores(kube)
+    cache = FetchCache()
+    rollouts = Rollouts(kube, hmac_key, config.restart_window, config.restarts_per_minute)
+    reconciler = Reconciler(kube, stores, cache, hmac_key, on_rotated=rollouts.secret_rotated)
+    scheduler = Scheduler(
+        reconciler,
+        hmac_key,
+        workers=config.workers,
+        first_sync_max_age=config.first_sync_max_age,
+    )
+    cache.add_change_listener(scheduler.remote_changed)
+    scheduler.start()
+    start_http_server(config.metrics_port)
+    memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
+    memo.store_checker = asyncio.create_task(_recheck_stores(kube, stores))
+    log.info("vaultsync started", extra={"operatorNamespace": config.operator_namespace})
+
+
+async def _recheck_stores(kube: Kube, stores: Stores) -> None:
+    """Stores that are not ready are retried, so fixing a credential Secret heals them."""
+    while True:
+        await asyncio.sleep(STORE_RECHECK_SECONDS)
+        for kind, body in stores.not_ready():
+            await update_store_status(kube, stores, kind, body)
+
+
+async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[str, Any]) -> None:
+    status = await store_status(stores, kind, body)
+    old = body.get("status") or {}
+    if status == {k: old.get(k) for k in status}:
+        return
+    meta = body["metadata"]
+    try:
+        await kube.patch_status(PLURALS[kind], meta.get("namespace"), meta["name"], status)
+    except VaultsyncError as exc:
+        log.warning("store status not written", extra={"store": meta["name"], "detail": exc.message})
+        return
+    body["status"] = status
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.store_checker.cancel()
+    await memo.rollouts.stop()
+    await memo.scheduler.stop()
+    await memo.stores.close()
+    memo.kube.close()
