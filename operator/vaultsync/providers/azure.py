@@ -6,6 +6,11 @@ cluster issues for a ServiceAccount is exchanged as a federated client assertion
 managed identity of the node/pod the operator runs on, which is the operator's own identity and
 therefore refused to namespaced SecretStores.
 
+Secret names in Key Vault allow only letters, digits and '-'. So that keys written for
+path-style vaults work unchanged, each '/' of a `remoteRef.key` is read as '-':
+`production/db` reads the secret `production-db`. Any other character is refused with
+`InvalidSpec`, naming the key and a valid spelling.
+
 Everything Azure-specific stays in this file: the config model, the credential objects, the
 secret-name rules and the conversion of azure-core exceptions into vaultsync's errors, done
 once in `_converted`. Two settings exist for non-public clouds and local emulators:
@@ -70,6 +75,7 @@ from vaultsync.providers.base import (
 FIELD = "spec.provider.azurekv"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 # Key Vault object names: 1-127 letters, digits and dashes; versions are 32 hex digits.
+# Both are checked before any request, so a key can never steer the URL path.
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 SECRET_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
 # `validate()` reads this name: a 404 proves the token and the Get permission are accepted.
@@ -203,12 +209,14 @@ class AzureKeyVaultClient(SecretsClient):
         config: AzureKeyVaultConfig,
         credential: AsyncTokenCredential,
         session: aiohttp.ClientSession,
+        store: StoreContext,
         identity: str,
         redact: tuple[str, ...],
     ) -> None:
         self._config = config
         self._credential = credential
         self._session = session
+        self._store = store
         self._identity = identity  # for messages: which credential a refusal concerns
         self._redact = redact  # credential material that must never reach a message
         self._client = SecretClient(
@@ -220,8 +228,8 @@ class AzureKeyVaultClient(SecretsClient):
         )
 
     async def get_secret(self, ref: RemoteRef) -> RemoteValue:
-        name, version = _checked(ref)
-        with self._converted(ref):
+        name, version = secret_name(ref.key), _checked_version(ref)
+        with self._converted(ref, name):
             secret = await self._client.get_secret(name, version or None)
         return RemoteValue((secret.value or "").encode(), secret.properties.version or "")
 
@@ -246,22 +254,24 @@ class AzureKeyVaultClient(SecretsClient):
         await self._session.close()
 
     @contextmanager
-    def _converted(self, ref: RemoteRef) -> Iterator[None]:
+    def _converted(self, ref: RemoteRef, name: str) -> Iterator[None]:
         """Azure SDK exceptions → vaultsync errors, with messages that say what to fix."""
-        vault = self._config.vault_url
+        vault, store = self._config.vault_url, self._store
         try:
             yield
         except VaultsyncError:
             raise
         except ResourceNotFoundError:
             pinned = f" at version {ref.version!r}" if ref.version else ""
-            raise SecretNotFound(f"secret {ref.key!r}{pinned} does not exist in vault {vault}") from None
+            named = f" (Azure name {name!r})" if name != ref.key else ""
+            raise SecretNotFound(f"key {ref.key!r}{named}{pinned} does not exist in vault {vault}") from None
         except ClientAuthenticationError as exc:
             if _caused_by_connection(exc):
                 raise ProviderError(self._unreachable(exc)) from None
             raise AuthenticationError(
-                f"Azure refused {self._identity} for vault {vault}: {self._summary(exc)}; "
-                f"check the credentials under {FIELD}.auth and {FIELD}.tenantId"
+                f"{store}: Azure refused {self._identity} for vault {vault}: "
+                f"{self._summary(exc)}; check the credentials under {FIELD}.auth and "
+                f"{FIELD}.tenantId"
             ) from None
         except HttpResponseError as exc:
             raise self._from_status(exc) from None
@@ -274,25 +284,27 @@ class AzureKeyVaultClient(SecretsClient):
             ) from None
 
     def _from_status(self, exc: HttpResponseError) -> VaultsyncError:
-        vault = self._config.vault_url
+        vault, store = self._config.vault_url, self._store
         status = exc.status_code or 0
         if status == 403:
             return AuthenticationError(
-                f"{self._identity} may not read secrets in vault {vault} "
-                f"({self._summary(exc)}); grant it the 'Key Vault Secrets User' role on the "
-                "vault (RBAC) or a Get permission for secrets (access policy)"
+                f"{store}: {self._identity} may not read secrets in vault {vault} "
+                f"({self._summary(exc)}); check that it holds the 'Key Vault Secrets User' role "
+                "on the vault (RBAC) or a Get permission for secrets (access policy)"
             )
         if status == 429:
             retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
             return ThrottledError(
-                f"vault {vault} is throttling requests (HTTP 429)",
+                f"{store}: vault {vault} is throttling requests (HTTP 429)",
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
-        return ProviderError(f"vault {vault} answered HTTP {status}: {self._summary(exc)}")
+        return ProviderError(f"{store}: vault {vault} answered HTTP {status}: {self._summary(exc)}")
 
     def _unreachable(self, exc: Exception) -> str:
         authority = self._config.authority_host or "the Entra ID authority"
-        return f"cannot reach vault {self._config.vault_url} or {authority}: {self._summary(exc)}"
+        return (
+            f"{self._store}: cannot reach vault {self._config.vault_url} or {authority}: {self._summary(exc)}"
+        )
 
     def _summary(self, exc: Exception) -> str:
         """The first line of an SDK message, with any credential material removed."""
@@ -303,15 +315,22 @@ class AzureKeyVaultClient(SecretsClient):
         return summary
 
 
-def _checked(ref: RemoteRef) -> tuple[str, str]:
-    if not SECRET_NAME.match(ref.key):
+def secret_name(key: str) -> str:
+    """The Key Vault secret name a `remoteRef.key` reads: each '/' becomes '-'."""
+    name = key.replace("/", "-")
+    if not SECRET_NAME.match(name):
+        suggestion = re.sub(r"[^0-9a-zA-Z-]+", "-", key).strip("-")[:127] or "my-secret"
         raise InvalidSpec(
-            f"key {ref.key!r} is not a valid Azure Key Vault secret name: use 1-127 letters, "
-            f"digits and dashes (e.g. {re.sub(r'[^0-9a-zA-Z-]+', '-', ref.key).strip('-')!r})"
+            f"key {key!r} is not a valid Azure Key Vault secret name: use 1-127 letters, "
+            f"digits, '-' (and '/', read as '-'), e.g. {suggestion!r}"
         )
+    return name
+
+
+def _checked_version(ref: RemoteRef) -> str:
     if ref.version and not SECRET_VERSION.match(ref.version):
         raise InvalidSpec(f"version {ref.version!r} of key {ref.key!r} is not an Azure Key Vault version id")
-    return ref.key, ref.version
+    return ref.version
 
 
 def _caused_by_connection(exc: BaseException) -> bool:
@@ -390,4 +409,4 @@ class AzureKeyVaultProvider(Provider):
                 f"the managed identity {client_id!r}" if client_id else "the system-assigned managed identity"
             )
             credential = ManagedIdentityCredential(client_id=client_id or None, **common)
-        return AzureKeyVaultClient(config, credential, session, identity, redact)
+        return AzureKeyVaultClient(config, credential, session, store, identity, redact)

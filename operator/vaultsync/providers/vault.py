@@ -28,12 +28,12 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import hvac
 import hvac.exceptions
-import hvac.utils
 import requests
 from pydantic import field_validator, model_validator
 
 from vaultsync.errors import (
     AuthenticationError,
+    CredentialNotFound,
     InvalidSpec,
     InvalidStoreConfig,
     ProviderError,
@@ -54,6 +54,8 @@ from vaultsync.providers.base import (
 )
 
 FIELD = "spec.provider.vault"
+# The operator's own ServiceAccount token, mounted (and rotated) by the kubelet.
+OPERATOR_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # Renew a token once this fraction of its lease has passed (Vault Agent does the same).
 RENEW_AT_FRACTION = 2 / 3
 REQUEST_TIMEOUT_SECONDS = 15
@@ -78,11 +80,15 @@ class AppRoleAuth(ConfigModel):
 
 
 class KubernetesAuth(ConfigModel):
-    """Kubernetes login with a token requested for a ServiceAccount (TokenRequest)."""
+    """Kubernetes login with a token requested for a ServiceAccount (TokenRequest).
+
+    Without `serviceAccountRef`, a ClusterSecretStore logs in as the operator's own
+    ServiceAccount (its mounted token); a namespaced SecretStore must name one of its own.
+    """
 
     mount_path: str = "kubernetes"
     role: str
-    service_account_ref: ServiceAccountSelector
+    service_account_ref: ServiceAccountSelector | None = None
 
 
 class VaultAuth(ConfigModel):
@@ -108,7 +114,7 @@ class VaultConfig(ConfigModel):
     version: Literal["v1", "v2"] = "v2"
     namespace: str = ""
     ca_bundle: str = ""
-    auth: VaultAuth | None = None
+    auth: VaultAuth
 
     @field_validator("server")
     @classmethod
@@ -232,7 +238,7 @@ class VaultClient(SecretsClient):
 
     async def close(self) -> None:
         lease, self._lease = self._lease, None
-        if lease is not None and self._config.auth is not None and self._config.auth.token is None:
+        if lease is not None and self._config.auth.token is None:
             # Tokens this client created by logging in are revoked; a user's own token is not.
             with contextlib.suppress(hvac.exceptions.VaultError, requests.RequestException):
                 await asyncio.to_thread(self._hvac.auth.token.revoke_self)
@@ -301,14 +307,6 @@ class VaultClient(SecretsClient):
     async def _login(self) -> Lease:
         auth = self._config.auth
         field = f"{FIELD}.auth"
-        if auth is None:
-            token = hvac.utils.get_token_from_env()
-            if not token:
-                raise AuthenticationError(
-                    f"{field} is not set and the operator has no VAULT_TOKEN of its own; "
-                    "name a login method under auth"
-                )
-            return await self._lookup_token(token, "the operator's VAULT_TOKEN")
         if auth.token is not None:
             raw = await self._credentials.secret_value(auth.token.secret_ref, f"{field}.token.secretRef")
             token = raw.decode().strip()
@@ -329,11 +327,14 @@ class VaultClient(SecretsClient):
             )
         assert auth.kubernetes is not None
         kube = auth.kubernetes
-        jwt = await self._credentials.service_account_token(
-            kube.service_account_ref,
-            f"{field}.kubernetes.serviceAccountRef",
-            kube.service_account_ref.audiences,
-        )
+        if kube.service_account_ref is None:
+            jwt = await asyncio.to_thread(_operator_token)
+        else:
+            jwt = await self._credentials.service_account_token(
+                kube.service_account_ref,
+                f"{field}.kubernetes.serviceAccountRef",
+                kube.service_account_ref.audiences,
+            )
         self._sent_secrets.add(jwt)
         return await self._login_with(
             f"Kubernetes login at auth/{kube.mount_path.strip('/')} as role {kube.role!r}",
@@ -433,10 +434,13 @@ class VaultProvider(Provider):
         self, config: ConfigModel, store: StoreContext, credentials: Credentials
     ) -> SecretsClient:
         assert isinstance(config, VaultConfig)
-        if config.auth is None and not store.may_use_operator_identity:
+        kube = config.auth.kubernetes
+        borrows_identity = kube is not None and kube.service_account_ref is None
+        if borrows_identity and not store.may_use_operator_identity:
             raise InvalidStoreConfig(
-                f"{FIELD}.auth: required for a namespaced {store}; only a ClusterSecretStore "
-                "may use the operator's own Vault identity"
+                f"{FIELD}.auth.kubernetes.serviceAccountRef: required in a namespaced "
+                f"{store}; only a ClusterSecretStore may log in as the operator's own "
+                "ServiceAccount"
             )
         ca_file = await asyncio.to_thread(_write_ca_file, config.ca_bundle)
         client = VaultClient(config, credentials, ca_file)
@@ -446,6 +450,18 @@ class VaultProvider(Provider):
             await client.close()
             raise
         return client
+
+
+def _operator_token() -> str:
+    try:
+        with open(OPERATOR_TOKEN_FILE) as token_file:
+            return token_file.read().strip()
+    except OSError:
+        raise CredentialNotFound(
+            f"{FIELD}.auth.kubernetes.serviceAccountRef is omitted, so the operator's own "
+            f"ServiceAccount token is used, but {OPERATOR_TOKEN_FILE} cannot be read "
+            "(is automountServiceAccountToken off?)"
+        ) from None
 
 
 def _write_ca_file(ca_bundle: str) -> str | None:

@@ -1,0 +1,1 @@
+"""Tests proving the test cluster is a real Kubernetes, not a stand-in."""

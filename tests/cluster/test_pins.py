@@ -1,0 +1,20 @@
+"""The Go wrapper modules build exactly the versions tests/env/versions.py pins."""
+
+import re
+
+from tests.env import tools, versions
+from tests.env.paths import GO_MODULES
+
+
+def test_every_go_module_requires_the_pinned_version() -> None:
+    for module in tools.MODULES:
+        assert tools.required_version(module) == module.version, module.path
+
+
+def test_kubernetes_staging_modules_are_replaced_with_the_matching_release() -> None:
+    go_mod = (GO_MODULES / "kubernetes" / "go.mod").read_text()
+    replaced = dict(re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\S+\s+(\S+)", go_mod, re.MULTILINE))
+    assert len(replaced) > 30, "the staging replace block is missing"
+    staging = versions.KUBERNETES_STAGING
+    wrong = {name: version for name, version in replaced.items() if version != staging}
+    assert not wrong, f"staging modules not at {staging}: {wrong}"

@@ -1,0 +1,112 @@
+"""Fixtures that give end-to-end tests a real cluster, a namespace, the CRDs and the operator.
+
+The cluster is the local kwokctl one (`make cluster-up`), started here if it is not running,
+or whichever cluster VAULTSYNC_TEST_KUBECONFIG points at (a kind cluster, say). A cluster
+that cannot be reached fails the tests with the reason; it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.env import cluster as local_cluster
+from tests.env import kube, paths, tools
+from tests.env.kube import Cluster, KubeApi
+from tests.env.operator import OperatorProcess
+
+EXTERNAL_KUBECONFIG = "VAULTSYNC_TEST_KUBECONFIG"
+
+RunOperator = Callable[..., AbstractContextManager[OperatorProcess]]
+
+
+def _external_cluster(kubeconfig: Path) -> Cluster:
+    if not kubeconfig.is_file():
+        pytest.fail(f"{EXTERNAL_KUBECONFIG}={kubeconfig} is not a file", pytrace=False)
+    ours = tools.tool("kubectl").current
+    found = ours if ours.is_file() else shutil.which("kubectl")
+    if found is None:
+        pytest.fail("kubectl is needed on PATH (or run `make tools`)", pytrace=False)
+    return Cluster(kubeconfig=kubeconfig, kubectl=Path(found), local=False)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """The cluster under test, reachable and answering /version."""
+    external = os.environ.get(EXTERNAL_KUBECONFIG)
+    if external:
+        found = _external_cluster(Path(external))
+    else:
+        try:
+            kubeconfig = local_cluster.up()
+        except (tools.BuildError, local_cluster.ClusterError) as exc:
+            pytest.fail(f"the local test cluster could not start: {exc}", pytrace=False)
+        found = Cluster(kubeconfig=kubeconfig, kubectl=tools.tool("kubectl").current, local=True)
+    try:
+        found.run_kubectl("version", "--request-timeout=10s")
+    except RuntimeError as exc:
+        pytest.fail(f"the cluster at {found.kubeconfig} does not answer: {exc}", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+def kube_api(cluster: Cluster) -> Iterator[KubeApi]:
+    """Kubernetes clients authenticated as the kubeconfig's (admin) user."""
+    api = KubeApi.from_kubeconfig(cluster.kubeconfig)
+    yield api
+    api.client.close()
+
+
+@pytest.fixture
+def namespace(kube_api: KubeApi) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = kube.create_namespace(kube_api, prefix="vs-test-")
+    yield name
+    kube.delete_namespace(kube_api, name)
+
+
+@pytest.fixture(scope="session")
+def install_crds(cluster: Cluster, kube_api: KubeApi) -> list[str]:
+    """Every CRD in crds/, applied server-side and Established; returns their names."""
+    return kube.install_crds(cluster, kube_api, paths.CRDS)
+
+
+@pytest.fixture
+def run_operator(cluster: Cluster, tmp_path: Path) -> Iterator[RunOperator]:
+    """Start the operator as a subprocess: `with run_operator(namespace, *args, env={}) as op:`.
+
+    The operator runs with KUBECONFIG and VAULTSYNC_OPERATOR_NAMESPACE set; `op.logs()`
+    returns its output. Whatever is still running is stopped when the test ends.
+    """
+    started: list[OperatorProcess] = []
+
+    @contextmanager
+    def run(
+        namespace: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> Iterator[OperatorProcess]:
+        operator = OperatorProcess(
+            kubeconfig=cluster.kubeconfig,
+            namespace=namespace,
+            log_path=tmp_path / f"operator-{len(started)}.log",
+            args=args,
+            env=env,
+        )
+        started.append(operator)
+        operator.start()
+        try:
+            yield operator
+        except BaseException:
+            # Captured output is shown with the failure: the operator's side of the story.
+            print(f"--- operator log ({operator.log_path}) ---\n{operator.logs()}")
+            raise
+        finally:
+            operator.stop()
+
+    yield run
+    for operator in started:
+        operator.stop()

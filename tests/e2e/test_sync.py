@@ -1,0 +1,181 @@
+"""An ExternalSecret becomes a Secret with the right data, type, labels and owner, and stays in sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Vaultsync, fake_entry
+from tests.env.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+DB = {"username": "shop", "password": "pw-one", "nested": {"host": "db.internal", "port": 5432}}
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "storeRef": {"name": "fake"},
+        "refreshInterval": "1h",
+        "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_property_nested_path_version_and_extract_land_in_the_secret(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store(
+        "fake",
+        [
+            fake_entry("db", DB, "1"),
+            fake_entry("db", {**DB, "password": "pw-two"}, "2"),
+            fake_entry("api", {"STRIPE": "sk_1", "SENDGRID": "sg_1"}, "7"),
+        ],
+    )
+    vs.external_secret(
+        "app",
+        spec(
+            data=[
+                {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}},
+                {"secretKey": "old-password", "remoteRef": {"key": "db", "property": "password", "version": "1"}},
+                {"secretKey": "host", "remoteRef": {"key": "db", "property": "nested.host"}},
+                {"secretKey": "port", "remoteRef": {"key": "db", "property": "nested.port"}},
+            ],
+            dataFrom=[{"extract": {"key": "api"}}],
+        ),
+    )
+    vs.wait_data(
+        "app",
+        {
+            "password": "pw-two",
+            "old-password": "pw-one",
+            "host": "db.internal",
+            "port": "5432",
+            "STRIPE": "sk_1",
+            "SENDGRID": "sg_1",
+        },
+    )
+    status = vs.get_external_secret("app")["status"]
+    assert status["observedGeneration"] == 1
+    assert status["remoteVersions"] == {"db": "2", "db@1": "1", "api": "7"}
+    assert status["dataHMAC"].startswith("hmac-sha256:")
+    assert status["syncedAt"] and status["nextRefreshAt"]
+    ready = vs.ready("app")
+    assert (ready["status"], ready["reason"]) == ("True", "Synced")
+
+
+def test_target_name_type_labels_annotations_and_template(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB)])
+    vs.external_secret(
+        "app",
+        spec(
+            target={
+                "name": "rendered",
+                "type": "kubernetes.io/basic-auth",
+                "labels": {"team": "shop"},
+                "annotations": {"owner": "payments"},
+                "template": {
+                    "delimiters": ["<<", ">>"],
+                    "data": {"username": "<< user >>", "password": "<< password >>", "url": "db://<< user >>@x"},
+                },
+            },
+            data=[
+                {"secretKey": "user", "remoteRef": {"key": "db", "property": "username"}},
+                {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}},
+            ],
+        ),
+    )
+    vs.wait_data("rendered", {"username": "shop", "password": "pw-one", "url": "db://shop@x"})
+    secret = vs.secret("rendered")
+    assert secret.type == "kubernetes.io/basic-auth"
+    assert secret.metadata.labels["team"] == "shop"
+    assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "vaultsync"
+    assert secret.metadata.annotations["owner"] == "payments"
+    (owner,) = secret.metadata.owner_references
+    assert (owner.kind, owner.name, owner.controller) == ("ExternalSecret", "app", True)
+
+
+def test_spec_change_syncs_at_once_and_force_sync_rereads(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB), fake_entry("other", {"password": "other-pw"})])
+    vs.external_secret("app", spec())
+    vs.wait_data("app", {"password": "pw-one"})
+    vs.patch_external_secret(
+        "app", {"spec": {"data": [{"secretKey": "password", "remoteRef": {"key": "other", "property": "password"}}]}}
+    )
+    vs.wait_data("app", {"password": "other-pw"})
+
+    # The store's data changes; a 1h refresh would not see it, a force-sync does.
+    vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": [fake_entry("other", {"password": "forced"})]}}}})
+    vs.patch_external_secret("app", {"metadata": {"annotations": {"vaultsync.io/force-sync": "1"}}})
+    vs.wait_data("app", {"password": "forced"})
+    assert vs.get_external_secret("app")["status"]["forceSyncHandled"] == "1"
+
+
+def test_refresh_interval_picks_up_a_new_remote_version(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    vs.external_secret("app", spec(refreshInterval="2s"))
+    vs.wait_data("app", {"password": "pw-one"})
+    vs.patch_store(
+        "fake", {"spec": {"provider": {"fake": {"data": [fake_entry("db", {**DB, "password": "pw-new"}, "2")]}}}}
+    )
+    vs.wait_data("app", {"password": "pw-new"}, timeout=30)
+    assert vs.get_external_secret("app")["status"]["remoteVersions"] == {"db": "2"}
+
+
+def test_refresh_interval_zero_syncs_once(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    vs.external_secret("app", spec(refreshInterval="0"))
+    vs.wait_data("app", {"password": "pw-one"})
+    assert vs.get_external_secret("app")["status"].get("nextRefreshAt") is None
+
+
+def test_hand_edited_and_deleted_secrets_are_restored(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB)])
+    vs.external_secret("app", spec())
+    vs.wait_data("app", {"password": "pw-one"})
+    vs.api.core.patch_namespaced_secret("app", vs.namespace, {"stringData": {"password": "tampered"}})
+    vs.wait_data("app", {"password": "pw-one"})
+    vs.api.core.delete_namespaced_secret("app", vs.namespace)
+    vs.wait_data("app", {"password": "pw-one"})
+
+
+def test_steady_state_writes_nothing(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    vs.external_secret("app", spec(refreshInterval="1s"))
+    vs.wait_data("app", {"password": "pw-one"})
+    secret_version = vs.secret("app").metadata.resource_version
+    es_version = vs.get_external_secret("app")["metadata"]["resourceVersion"]
+
+    def refreshed_several_times() -> None:
+        metrics = operator_metrics(operator)
+        assert metrics.get('vaultsync_syncs_total{reason="Synced"}', 0) >= 4, metrics
+
+    eventually(refreshed_several_times, what="several refreshes", timeout=30)
+    assert vs.secret("app").metadata.resource_version == secret_version
+    assert vs.get_external_secret("app")["metadata"]["resourceVersion"] == es_version
+
+
+def operator_metrics(operator: Any) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_kopf_leaves_no_annotations_or_finalizers(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB)])
+    vs.external_secret("app", spec())
+    vs.wait_data("app", {"password": "pw-one"})
+    es = vs.get_external_secret("app")["metadata"]
+    secret = vs.secret("app").metadata
+    for meta in (es.get("annotations") or {}, secret.annotations or {}):
+        assert not [k for k in meta if "kopf" in k], meta
+    assert not es.get("finalizers")
+    assert not secret.finalizers

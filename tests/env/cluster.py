@@ -1,0 +1,309 @@
+"""Start, reuse and remove the local Kubernetes cluster the end-to-end tests run against.
+
+kind needs container images, which these machines cannot pull, so the cluster is made by
+kwokctl's binary runtime from the binaries `tests.env.tools` builds: a real etcd, API server,
+controller-manager and scheduler, with kwok simulating the nodes and the pods' kubelets.
+The cluster belongs to this checkout: its state lives in `.testenv/`, its kubeconfig is
+`.testenv/kubeconfig`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.env import tools, versions
+from tests.env.paths import current_bin_dir, kubeconfig, testenv_dir
+
+NAME = "vaultsync"
+KWOKCTL_CONFIG = Path(__file__).with_name("kwokctl.yaml")
+NODES = 2
+READY_TIMEOUT_SECONDS = 180.0
+_URL = re.compile(r"https?://")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started, reused or removed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Status:
+    running: bool
+    kubeconfig: Path
+    detail: str
+
+
+def _workdir() -> Path:
+    return testenv_dir() / "kwok"
+
+
+def _cluster_dir() -> Path:
+    return _workdir() / "clusters" / NAME
+
+
+def _stamp() -> Path:
+    return testenv_dir() / "cluster.json"
+
+
+def _pins() -> dict[str, str]:
+    return {
+        "kubernetes": versions.KUBERNETES,
+        "etcd": versions.ETCD,
+        "kwok": versions.KWOK,
+    }
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # kwokctl finds kubectl on PATH; make sure it is ours, not whatever the machine has.
+    env["PATH"] = f"{current_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    env["KWOK_WORKDIR"] = str(_workdir())
+    env["KWOK_KUBE_VERSION"] = versions.KUBERNETES
+    env["KWOK_ETCD_VERSION"] = versions.ETCD.lstrip("v")
+    return env
+
+
+def _binary(name: str) -> str:
+    return str(tools.tool(name).current)
+
+
+def _kwokctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [_binary("kwokctl"), "--name", NAME, "--config", str(KWOKCTL_CONFIG), *args]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise ClusterError(
+            f"`kwokctl {' '.join(args)}` failed (exit {result.returncode}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return result
+
+
+def kubectl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run our kubectl against this checkout's cluster; never raises on a non-zero exit."""
+    command = [_binary("kubectl"), "--kubeconfig", str(kubeconfig()), *args]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(command, 124, "", f"timed out: {exc}")
+
+
+def _create_args() -> list[str]:
+    return [
+        "create",
+        "cluster",
+        "--runtime",
+        "binary",
+        "--kubeconfig",
+        str(kubeconfig()),
+        "--etcd-binary",
+        _binary("etcd"),
+        "--kube-apiserver-binary",
+        _binary("kube-apiserver"),
+        "--kube-controller-manager-binary",
+        _binary("kube-controller-manager"),
+        "--kube-scheduler-binary",
+        _binary("kube-scheduler"),
+        "--kwok-controller-binary",
+        _binary("kwok"),
+    ]
+
+
+def check_no_downloads() -> None:
+    """Fail if kwokctl would fetch anything: these machines have no release downloads."""
+    plan = _kwokctl(*_create_args(), "--dry-run")
+    downloads = [
+        line
+        for line in plan.stdout.splitlines()
+        if line.startswith("# Download") and _URL.search(line)
+    ]
+    if downloads:
+        raise ClusterError(
+            "kwokctl would download instead of using the local binaries:\n" + "\n".join(downloads)
+        )
+
+
+def _pids() -> dict[str, int]:
+    pids: dict[str, int] = {}
+    for pid_file in (_cluster_dir() / "pids").glob("*.pid"):
+        text = pid_file.read_text().strip()
+        if text.isdigit():
+            pids[pid_file.stem] = int(text)
+    return pids
+
+
+def _still_running(component: str, pid: int) -> bool:
+    """The pid is alive and still that component (pids are reused once a process exits)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return component.encode() in cmdline
+
+
+def is_healthy() -> bool:
+    """The API server answers /readyz through the kubeconfig."""
+    if not kubeconfig().is_file():
+        return False
+    return kubectl("get", "--raw", "/readyz", "--request-timeout=5s", timeout=10).returncode == 0
+
+
+def _wait_ready() -> None:
+    """Wait for a usable cluster: API ready, nodes Ready, controller-manager at work."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    waiting_for = "the API server to answer /readyz"
+    while time.monotonic() < deadline:
+        if not is_healthy():
+            waiting_for = "the API server to answer /readyz"
+        elif _ready_nodes() < NODES:
+            waiting_for = f"{NODES} Ready nodes (have {_ready_nodes()})"
+        elif kubectl("get", "serviceaccount", "default", "-n", "default").returncode != 0:
+            waiting_for = "the controller-manager to create the default ServiceAccount"
+        else:
+            return
+        time.sleep(1)
+    logs = _cluster_dir() / "logs"
+    raise ClusterError(
+        f"cluster not ready after {READY_TIMEOUT_SECONDS:.0f}s, still waiting for {waiting_for}; "
+        f"component logs are in {logs}"
+    )
+
+
+def _ready_nodes() -> int:
+    result = kubectl("get", "nodes", "-o", "json")
+    if result.returncode != 0:
+        return 0
+    nodes = json.loads(result.stdout)["items"]
+    return sum(
+        1
+        for node in nodes
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+    )
+
+
+def _scale_nodes() -> None:
+    _kwokctl("scale", "node", "--replicas", str(NODES))
+
+
+def _create() -> None:
+    check_no_downloads()
+    testenv_dir().mkdir(parents=True, exist_ok=True)
+    print(f"[cluster] creating kwok cluster {NAME!r} ({versions.KUBERNETES})", flush=True)
+    _kwokctl(*_create_args())
+    _stamp().write_text(json.dumps(_pins(), indent=2) + "\n")
+    _wait_api()
+    _scale_nodes()
+
+
+def _wait_api() -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while not is_healthy():
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"API server not ready after {READY_TIMEOUT_SECONDS:.0f}s; "
+                f"see {_cluster_dir() / 'logs' / 'kube-apiserver.log'}"
+            )
+        time.sleep(1)
+
+
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """Serialise up/down across processes: parallel test sessions share this checkout's cluster."""
+    testenv_dir().mkdir(parents=True, exist_ok=True)
+    with (testenv_dir() / "cluster.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def up() -> Path:
+    """Build what is missing and make sure a healthy cluster runs; returns its kubeconfig."""
+    started = time.monotonic()
+    with _exclusive():
+        tools.ensure_all()
+        _up()
+    print(
+        f"[cluster] ready in {time.monotonic() - started:.0f}s; export KUBECONFIG={kubeconfig()}",
+        flush=True,
+    )
+    return kubeconfig()
+
+
+def _up() -> None:
+    reusable = _cluster_dir().exists() and _stamp_matches()
+    if reusable and _all_components_running() and is_healthy():
+        print(f"[cluster] reusing running cluster {NAME!r}", flush=True)
+    elif reusable and _restart():
+        print(f"[cluster] restarted cluster {NAME!r}: some components had stopped", flush=True)
+    else:
+        if _cluster_dir().exists():
+            print("[cluster] removing a stale or differently pinned cluster", flush=True)
+            _down()
+        _create()
+    _wait_ready()
+
+
+def _stamp_matches() -> bool:
+    try:
+        return bool(json.loads(_stamp().read_text()) == _pins())
+    except (OSError, ValueError):
+        return False
+
+
+def _all_components_running() -> bool:
+    pids = _pids()
+    return bool(pids) and all(_still_running(name, pid) for name, pid in pids.items())
+
+
+def _restart() -> bool:
+    """Restart a cluster with stopped components (e.g. after a reboot); False if that fails."""
+    _kwokctl("stop", "cluster", check=False)
+    if _kwokctl("start", "cluster", check=False).returncode != 0:
+        return False
+    try:
+        _wait_api()
+    except ClusterError:
+        return False
+    return True
+
+
+def down() -> None:
+    """Delete the cluster and make sure none of its processes survive."""
+    with _exclusive():
+        _down()
+
+
+def _down() -> None:
+    if not _cluster_dir().exists():
+        print(f"[cluster] no cluster {NAME!r} in {_workdir()}", flush=True)
+    else:
+        pids = _pids()
+        _kwokctl("delete", "cluster", "--kubeconfig", str(kubeconfig()), check=False)
+        for component, pid in pids.items():
+            if _still_running(component, pid):
+                print(f"[cluster] killing leftover {component} (pid {pid})", flush=True)
+                os.kill(pid, signal.SIGKILL)
+        print(f"[cluster] deleted cluster {NAME!r}", flush=True)
+    _stamp().unlink(missing_ok=True)
+    kubeconfig().unlink(missing_ok=True)
+
+
+def status() -> Status:
+    if not _cluster_dir().exists():
+        return Status(False, kubeconfig(), "no cluster; run `make cluster-up`")
+    if not is_healthy():
+        return Status(False, kubeconfig(), "created but not answering; run `make cluster-up`")
+    version = kubectl("version", "-o", "json")
+    server = json.loads(version.stdout).get("serverVersion", {}).get("gitVersion", "?")
+    nodes = kubectl("get", "nodes", "--no-headers").stdout.strip()
+    return Status(True, kubeconfig(), f"Kubernetes {server}\n{nodes}")

@@ -1,0 +1,153 @@
+"""Run the real operator as a subprocess against a test cluster, and stop it cleanly.
+
+End-to-end tests must exercise `vaultsync run` exactly as a user starts it, so the operator
+is a separate process (its own event loop, signals and exit code), not an import. It is
+healthy when /healthz answers 200; its output goes to a file the test can read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_GRACE_SECONDS = 10.0
+LOG_TAIL_LINES = 60
+
+
+class OperatorFailed(RuntimeError):
+    """The operator exited or never became healthy; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """One `python -m vaultsync run` process, restartable with the same ports and log file."""
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path,
+        namespace: str,
+        log_path: Path,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.log_path = log_path
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        self._args = tuple(args)
+        self._env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "VAULTSYNC_OPERATOR_NAMESPACE": namespace,
+            **(env or {}),
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}/healthz"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "vaultsync",
+            "run",
+            "--health-port",
+            str(self.health_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            *self._args,
+        ]
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once stopped or crashed; None while it runs (or before start)."""
+        return None if self._process is None else self._process.poll()
+
+    def logs(self) -> str:
+        """Everything the operator has written to stdout and stderr so far."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def start(self) -> None:
+        """Start the operator and return once /healthz answers 200."""
+        if self._process is not None and self._process.poll() is None:
+            raise OperatorFailed("the operator is already running")
+        self._log = self.log_path.open("ab")
+        self._log.write(f"--- {' '.join(self.command)}\n".encode())
+        self._log.flush()
+        self._process = subprocess.Popen(
+            self.command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._wait_healthy()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still running after the grace period."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.returncode is not None:
+                self.stop()
+                raise OperatorFailed(
+                    f"the operator exited with {self.returncode} before it was healthy:\n"
+                    f"{self._tail()}"
+                )
+            if self._healthz_ok():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise OperatorFailed(
+            f"{self.health_url} did not answer 200 within {STARTUP_TIMEOUT_SECONDS:.0f}s:\n"
+            f"{self._tail()}"
+        )
+
+    def _healthz_ok(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def _tail(self) -> str:
+        return "\n".join(self.logs().splitlines()[-LOG_TAIL_LINES:])

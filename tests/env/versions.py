@@ -1,0 +1,17 @@
+"""Every version the test environment pins, in one place.
+
+The Go wrapper modules under `tests/env/go/` require the same versions; the builder refuses
+to build when a go.mod disagrees with this file, so the two cannot drift apart silently.
+"""
+
+from typing import Final
+
+KUBERNETES: Final = "v1.36.3"
+# Kubernetes publishes its staging modules (k8s.io/api, client-go, ...) as v0.<minor>.<patch>.
+KUBERNETES_STAGING: Final = "v0.36.3"
+ETCD: Final = "v3.6.16"
+KWOK: Final = "v0.8.0"
+HELM: Final = "v3.21.4"
+
+# Stamped into the Kubernetes binaries so that /version reports a real, reproducible build.
+KUBERNETES_BUILD_DATE: Final = "2026-01-01T00:00:00Z"

@@ -1,0 +1,100 @@
+"""HashiCorp Vault as a contract-suite backend: a real dev server, KV v2 at `secret/`.
+
+The store reads with a non-root token whose policy allows reading `secret/` only, as a
+platform team would hand out. Vault's KV engine stores maps, so `write()` takes a JSON
+object and the provider returns that map as JSON.
+
+A dev server keeps everything in memory, so `stop()` then `start()` comes back empty. To
+give the contract cases "the same data where the server allows", `start()` re-creates the
+policy and the store's token (same token id) and replays every write in order, so each key
+ends at the same version number it had.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tests.providers.backends.credentials import StaticCredentials
+from tests.providers.servers.vault import VaultServer, start_dev_server
+from vaultsync.providers.base import Credentials
+
+LIVE = True
+
+MOUNT = "secret"
+POLICY = "vaultsync-contract-read"
+READER_TOKEN = "vaultsync-contract-reader"
+TOKEN_SECRET = ("vault-token", "token")
+WRONG_TOKEN_SECRET = ("vault-token-wrong", "token")
+
+
+class VaultBackend:
+    name = "vault"
+
+    def __init__(self, server: VaultServer) -> None:
+        self.server = server
+        self._writes: list[tuple[str, dict[str, Any]]] = []
+        self._seed()
+
+    def provider_config(self) -> Mapping[str, Any]:
+        return self._config(TOKEN_SECRET)
+
+    def bad_credentials_config(self) -> Mapping[str, Any]:
+        return self._config(WRONG_TOKEN_SECRET)
+
+    def credentials(self) -> Credentials:
+        return StaticCredentials(
+            secrets={
+                TOKEN_SECRET: READER_TOKEN.encode(),
+                WRONG_TOKEN_SECRET: b"hvs.not-a-token-this-vault-issued",
+            }
+        )
+
+    def write(self, key: str, value: str) -> str:
+        data = json.loads(value)
+        if not isinstance(data, dict):
+            raise ValueError("Vault's KV engine stores maps: write a JSON object")
+        self._writes.append((key, data))
+        return self._put(key, data)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server.start()
+        self._seed()
+        for key, data in self._writes:
+            self._put(key, data)
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def _config(self, secret: tuple[str, str]) -> dict[str, Any]:
+        name, key = secret
+        return {
+            "server": self.server.url,
+            "path": MOUNT,
+            "version": "v2",
+            "auth": {"token": {"secretRef": {"name": name, "key": key}}},
+        }
+
+    def _put(self, key: str, data: dict[str, Any]) -> str:
+        response = self.server.request("POST", f"{MOUNT}/data/{key}", {"data": data})
+        body = response["data"]
+        assert isinstance(body, dict)
+        return str(body["version"])
+
+    def _seed(self) -> None:
+        rules = f'path "{MOUNT}/data/*" {{ capabilities = ["read"] }}\n'
+        rules += f'path "{MOUNT}/metadata/*" {{ capabilities = ["read"] }}\n'
+        self.server.request("PUT", f"sys/policies/acl/{POLICY}", {"policy": rules})
+        self.server.request(
+            "POST",
+            "auth/token/create-orphan",
+            {"id": READER_TOKEN, "policies": [POLICY], "ttl": "24h", "renewable": True},
+        )
+
+
+def start_backend() -> VaultBackend:
+    return VaultBackend(start_dev_server())

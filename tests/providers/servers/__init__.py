@@ -1,0 +1,1 @@
+"""Real servers the provider tests run against, built or installed by the test environment."""

@@ -1,0 +1,414 @@
+"""A local Azure Key Vault (secrets API) and Entra ID token endpoint for the azurekv provider tests.
+
+Lowkey Vault, the emulator the project planned on, cannot be had here: the package registry
+serves no version of `com.github.nagyesta.lowkey-vault:lowkey-vault-app` (its metadata and the
+3.4.x poms answer "not found"), and no other Key Vault emulator is served by PyPI, npm or the
+Go module proxy. So this process speaks the parts of the two Azure wire protocols that the
+unmodified `azure-keyvault-secrets` and `azure-identity` clients use, over real HTTPS:
+
+- Key Vault (API 7.x): `PUT /secrets/{name}`, `GET /secrets/{name}[/{version}]`, the
+  401 + `WWW-Authenticate: Bearer authorization=..., resource=...` challenge that the SDK's
+  challenge policy negotiates, 403 when the caller lacks the permission, 404 `SecretNotFound`,
+  and Azure's `{"error": {"code", "message"}}` bodies.
+- Entra ID: `POST /{tenant}/oauth2/v2.0/token` with `client_secret` or a federated
+  `client_assertion` (workload identity: an RS256 JWT from a trusted issuer whose subject and
+  audience must match the app's federated credential), refusing unknown apps, wrong secrets and
+  foreign tenants with the real AADSTS codes.
+- Managed identity: the IMDS `GET /metadata/identity/oauth2/token` (needs `Metadata: true`),
+  reached through `AZURE_POD_IDENTITY_AUTHORITY_HOST`.
+
+Unlike Lowkey Vault, bearer tokens are checked: only tokens this process issued (HMAC-signed,
+unexpired, same tenant) are accepted, so bad credentials really fail. Secrets persist in a
+JSON state file, so a stopped and restarted emulator keeps its data, like a real vault.
+
+    python tests/providers/servers/azure_emulator.py CONFIG.json
+
+CONFIG: {"port", "tenant_id", "cert_file", "key_file", "state_file",
+         "identities": {client_id: {"secret"?, "federated_subject"?, "managed"?, "permissions"}},
+         "federation": {"issuer", "public_key_pem"}}
+It runs on the standard library plus `cryptography` (already a dependency of azure-identity).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import ssl
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+KEY_VAULT_RESOURCE = "https://vault.azure.net"
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+TOKEN_LIFETIME_SECONDS = 3600
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Emulator:
+    """The vault's and the directory's state; every method is called under `lock`."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.tenant: str = config["tenant_id"]
+        self.identities: dict[str, dict[str, Any]] = config["identities"]
+        self.state_file = Path(config["state_file"])
+        self.lock = threading.Lock()
+        if self.state_file.exists():
+            self.state = json.loads(self.state_file.read_text())
+        else:
+            self.state = {"signing_key": secrets.token_hex(32), "secrets": {}}
+            self._save()
+        federation = config.get("federation") or {}
+        self.issuer: str = federation.get("issuer", "")
+        self.issuer_key: rsa.RSAPublicKey | None = None
+        if federation.get("public_key_pem"):
+            key = serialization.load_pem_public_key(federation["public_key_pem"].encode())
+            assert isinstance(key, rsa.RSAPublicKey)
+            self.issuer_key = key
+
+    def _save(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.state_file)
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def issue_token(self, client_id: str, resource: str) -> str:
+        claims = {
+            "appid": client_id,
+            "tid": self.tenant,
+            "aud": resource,
+            "exp": int(time.time()) + TOKEN_LIFETIME_SECONDS,
+        }
+        payload = _b64url(json.dumps(claims).encode())
+        return f"{payload}.{self._sign(payload)}"
+
+    def _sign(self, payload: str) -> str:
+        key = bytes.fromhex(self.state["signing_key"])
+        return _b64url(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+    def token_client(self, authorization: str) -> tuple[str | None, str]:
+        """The app id a bearer token was issued to, or None and why it is refused."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None, "AKV10000: Request is missing a Bearer or PoP token."
+        payload, _, signature = token.partition(".")
+        if not hmac.compare_digest(self._sign(payload), signature):
+            return None, "AKV10022: Invalid audience or signature of the access token."
+        claims = json.loads(_b64url_decode(payload))
+        if claims["tid"] != self.tenant:
+            return None, "AKV10032: Invalid issuer. Expected one of the vault's tenant."
+        if claims["exp"] < time.time():
+            return None, "AKV10017: The access token has expired."
+        return str(claims["appid"]), ""
+
+    def verify_assertion(self, client_id: str, assertion: str) -> str:
+        """'' if the federated assertion is acceptable for `client_id`, else the AADSTS reason."""
+        if self.issuer_key is None:
+            return "AADSTS70021: No matching federated identity record found for presented assertion."
+        try:
+            header_b64, payload_b64, signature_b64 = assertion.split(".")
+            header = json.loads(_b64url_decode(header_b64))
+            if header.get("alg") != "RS256":
+                return "AADSTS50027: JWT token is invalid or malformed (alg)."
+            self.issuer_key.verify(
+                _b64url_decode(signature_b64),
+                f"{header_b64}.{payload_b64}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+            claims = json.loads(_b64url_decode(payload_b64))
+        except (ValueError, InvalidSignature):
+            return "AADSTS50013: Assertion failed signature validation."
+        audiences = claims.get("aud")
+        audiences = [audiences] if isinstance(audiences, str) else audiences or []
+        subject = self.identities[client_id].get("federated_subject")
+        if claims.get("exp", 0) < time.time():
+            return "AADSTS700024: Client assertion is not within its valid time range."
+        if (
+            claims.get("iss") != self.issuer
+            or claims.get("sub") != subject
+            or TOKEN_EXCHANGE_AUDIENCE not in audiences
+        ):
+            return (
+                "AADSTS70021: No matching federated identity record found for presented "
+                f"assertion. Assertion Issuer: '{claims.get('iss')}'. "
+                f"Assertion Subject: '{claims.get('sub')}'. Assertion Audience: '{audiences}'."
+            )
+        return ""
+
+    # -- secrets ------------------------------------------------------------------------
+
+    def set_secret(self, name: str, value: str, content_type: str | None) -> dict[str, Any]:
+        now = int(time.time())
+        entry = {
+            "name": name,
+            "version": uuid.uuid4().hex,
+            "value": value,
+            "contentType": content_type,
+            "created": now,
+        }
+        self.state["secrets"].setdefault(name.lower(), []).append(entry)
+        self._save()
+        return entry
+
+    def get_secret(self, name: str, version: str) -> dict[str, Any] | None:
+        versions = self.state["secrets"].get(name.lower(), [])
+        if not version:
+            return versions[-1] if versions else None
+        return next((v for v in versions if v["version"] == version.lower()), None)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: EmulatorServer
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def emulator(self) -> Emulator:
+        return self.server.emulator
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.headers.get('Host', '127.0.0.1')}"
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _vault_error(self, status: int, code: str, message: str, **headers: str) -> None:
+        self._send(status, {"error": {"code": code, "message": message}}, headers)
+
+    def _aad_error(self, status: int, error: str, description: str) -> None:
+        code = int(description.split(":")[0].removeprefix("AADSTS") or 0)
+        self._send(status, {"error": error, "error_description": description, "error_codes": [code]})
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    # -- routing ------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/healthz":
+            self._send(200, {"status": "ok"})
+        elif url.path == "/metadata/identity/oauth2/token":
+            self._imds_token(parse_qs(url.query))
+        elif url.path.startswith("/secrets/"):
+            self._vault("get", url.path, url.query)
+        else:
+            self._vault_error(404, "NotFound", f"no route for GET {url.path}")
+
+    def do_PUT(self) -> None:
+        url = urlsplit(self.path)
+        if url.path.startswith("/secrets/"):
+            self._vault("set", url.path, url.query)
+        else:
+            self._vault_error(404, "NotFound", f"no route for PUT {url.path}")
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path).path.strip("/").split("/")
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
+            self._aad_token(parts[0], parse_qs(self._body().decode()))
+        else:
+            self._vault_error(404, "NotFound", f"no route for POST {self.path}")
+
+    # -- Entra ID -----------------------------------------------------------------------
+
+    def _aad_token(self, tenant: str, form: dict[str, list[str]]) -> None:
+        field = {k: v[0] for k, v in form.items()}
+        emulator = self.emulator
+        if tenant != emulator.tenant:
+            self._aad_error(400, "invalid_request", f"AADSTS90002: Tenant '{tenant}' not found.")
+            return
+        if field.get("grant_type") != "client_credentials":
+            self._aad_error(400, "unsupported_grant_type", "AADSTS70003: grant type unsupported.")
+            return
+        client_id = field.get("client_id", "")
+        identity = emulator.identities.get(client_id)
+        if identity is None or identity.get("managed"):
+            self._aad_error(
+                400,
+                "unauthorized_client",
+                f"AADSTS700016: Application with identifier '{client_id}' was not found in the "
+                f"directory '{tenant}'.",
+            )
+            return
+        if "client_assertion" in field:
+            with emulator.lock:
+                refusal = emulator.verify_assertion(client_id, field["client_assertion"])
+        elif hmac.compare_digest(field.get("client_secret", ""), identity.get("secret") or "\0"):
+            refusal = ""
+        else:
+            refusal = (
+                "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent "
+                f"in the request is the client secret value for app '{client_id}'."
+            )
+        if refusal:
+            self._aad_error(401, "invalid_client", refusal)
+            return
+        resource = field.get("scope", "").removesuffix("/.default")
+        with emulator.lock:
+            token = emulator.issue_token(client_id, resource)
+        self._send(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+                "access_token": token,
+            },
+        )
+
+    def _imds_token(self, query: dict[str, list[str]]) -> None:
+        if self.headers.get("Metadata", "").lower() != "true":
+            self._send(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "Required metadata header not specified",
+                },
+            )
+            return
+        client_id = query.get("client_id", ["system-assigned"])[0]
+        identity = self.emulator.identities.get(client_id)
+        if identity is None or not identity.get("managed"):
+            self._send(400, {"error": "invalid_request", "error_description": "Identity not found"})
+            return
+        resource = query.get("resource", [KEY_VAULT_RESOURCE])[0]
+        with self.emulator.lock:
+            token = self.emulator.issue_token(client_id, resource)
+        now = int(time.time())
+        self._send(
+            200,
+            {
+                "access_token": token,
+                "client_id": client_id,
+                "expires_in": str(TOKEN_LIFETIME_SECONDS),
+                "expires_on": str(now + TOKEN_LIFETIME_SECONDS),
+                "ext_expires_in": str(TOKEN_LIFETIME_SECONDS),
+                "not_before": str(now),
+                "resource": resource,
+                "token_type": "Bearer",
+            },
+        )
+
+    # -- Key Vault ----------------------------------------------------------------------
+
+    def _vault(self, permission: str, path: str, query: str) -> None:
+        body = self._body()
+        emulator = self.emulator
+        client_id, refusal = emulator.token_client(self.headers.get("Authorization", ""))
+        if client_id is None:
+            challenge = (
+                f'Bearer authorization="{self.base_url}/{emulator.tenant}", resource="{KEY_VAULT_RESOURCE}"'
+            )
+            self._vault_error(401, "Unauthorized", refusal, **{"WWW-Authenticate": challenge})
+            return
+        if not parse_qs(query).get("api-version"):
+            self._vault_error(400, "BadParameter", "The 'api-version' query parameter is missing.")
+            return
+        identity = emulator.identities.get(client_id, {})
+        if permission not in identity.get("permissions", ()):
+            self._vault_error(
+                403,
+                "Forbidden",
+                f"The user, group or application 'appid={client_id}' does not have secrets "
+                f"{permission} permission on key vault 'vaultsync-emulator'.",
+            )
+            return
+        parts = path.strip("/").split("/")  # secrets, name[, version]
+        name = parts[1] if len(parts) > 1 else ""
+        version = parts[2] if len(parts) > 2 else ""
+        if not SECRET_NAME.match(name) or len(parts) > 3:
+            self._vault_error(400, "BadParameter", "The request URI contains an invalid name.")
+            return
+        with emulator.lock:
+            if permission == "set":
+                request = json.loads(body or b"{}")
+                if not isinstance(request.get("value"), str):
+                    self._vault_error(400, "BadParameter", "Property 'value' is required.")
+                    return
+                entry: dict[str, Any] | None = emulator.set_secret(
+                    name, request["value"], request.get("contentType")
+                )
+            else:
+                entry = emulator.get_secret(name, version)
+        if entry is None:
+            self._vault_error(
+                404,
+                "SecretNotFound",
+                f"A secret with (name/id) {name}{'/' + version if version else ''} was not found "
+                "in this key vault.",
+            )
+            return
+        bundle: dict[str, Any] = {
+            "value": entry["value"],
+            "id": f"{self.base_url}/secrets/{entry['name']}/{entry['version']}",
+            "attributes": {
+                "enabled": True,
+                "created": entry["created"],
+                "updated": entry["created"],
+                "recoveryLevel": "Recoverable+Purgeable",
+                "recoverableDays": 90,
+            },
+            "tags": {},
+        }
+        if entry["contentType"]:
+            bundle["contentType"] = entry["contentType"]
+        self._send(200, bundle)
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(("127.0.0.1", int(emulator.config["port"])), Handler)
+        self.emulator = emulator
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(emulator.config["cert_file"], emulator.config["key_file"])
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(Path(argv[1]).read_text())
+    server = EmulatorServer(Emulator(config))
+    print(f"azure emulator listening on https://127.0.0.1:{config['port']}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,201 @@
+"""A real HashiCorp Vault server for the provider tests: built from source, run in dev mode.
+
+No release binary can be downloaded on these machines, so Vault is compiled from the Go
+module proxy through the wrapper module in `tests/env/go/vault/` (OpenBao, the first choice,
+is not served by the proxy). The build reuses the test environment's builder, so the binary is
+cached as `<cache>/bin/vault-<version>` and rebuilt only when it does not report the pinned
+version. A cold build takes about 10 minutes on 2 cores.
+
+Dev mode keeps everything in memory, starts unsealed with KV v2 at `secret/` and a root
+token we choose, and listens where we say; `-dev-tls` adds a throwaway CA for caBundle tests.
+A restarted dev server has lost every secret, mount and role: callers re-seed after `start()`.
+
+    python -m tests.providers.servers.vault build   build (or reuse) the pinned binary
+    python -m tests.providers.servers.vault run     a dev server in the foreground
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tests.env.tools import BuildError, GoModule, Tool, ensure_module
+
+VERSION = "v1.21.4"
+ROOT_TOKEN = "vaultsync-test-root"
+START_TIMEOUT_SECONDS = 30.0
+
+MODULE = GoModule(
+    directory="vault",
+    requires="github.com/hashicorp/vault",
+    version=VERSION,
+    ldflags=(),
+    tools=(
+        Tool(
+            name="vault",
+            package="github.com/hashicorp/vault",
+            version=VERSION,
+            version_args=("version",),
+            version_marker=f"Vault {VERSION}",
+        ),
+    ),
+)
+TOOL = MODULE.tools[0]
+
+
+def ensure_binary() -> Path:
+    """The pinned Vault binary, built on first use."""
+    ensure_module(MODULE)
+    return TOOL.cached
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class VaultServer:
+    """One dev server on 127.0.0.1; `stop()` and `start()` keep its address (not its data)."""
+
+    binary: Path
+    port: int = field(default_factory=free_port)
+    tls: bool = False
+    root_token: str = ROOT_TOKEN
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaultsync-vault-")))
+    _process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The dev-TLS CA certificate (PEM); only with `tls=True`."""
+        return self.workdir / "tls" / "vault-ca.pem"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "vault.log"
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        command = [
+            str(self.binary),
+            "server",
+            "-dev",
+            f"-dev-root-token-id={self.root_token}",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+            "-dev-no-store-token",  # leave ~/.vault-token alone
+        ]
+        if self.tls:
+            command += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
+            (self.workdir / "tls").mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+        self._log = self.log_file.open("ab")
+        self._process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        self._wait_ready()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def request(self, method: str, path: str, body: object = None) -> dict[str, object]:
+        """One API call as root (for seeding the server); `path` is under /v1/."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.url}/v1/{path.lstrip('/')}",
+            data=data,
+            method=method,
+            headers={"X-Vault-Token": self.root_token, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10, context=self._ssl_context()) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else {}
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"vault exited at start: see {self.log_file}")
+            try:
+                with urllib.request.urlopen(
+                    f"{self.url}/v1/sys/health", timeout=2, context=self._ssl_context()
+                ) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(
+            f"vault did not answer within {START_TIMEOUT_SECONDS}s: see {self.log_file}"
+        )
+
+
+def start_dev_server(*, tls: bool = False) -> VaultServer:
+    server = VaultServer(binary=ensure_binary(), tls=tls)
+    server.start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.providers.servers.vault", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("command", choices=("build", "run"))
+    command = parser.parse_args(argv).command
+    try:
+        binary = ensure_binary()
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"[vault] {binary} reports {VERSION}")
+    if command == "run":
+        server = start_dev_server()
+        print(
+            f"[vault] dev server at {server.url}, root token {server.root_token}; Ctrl-C stops it"
+        )
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
