@@ -86,9 +86,7 @@ def run_operator(cluster: Cluster, tmp_path: Path) -> Iterator[RunOperator]:
     started: list[OperatorProcess] = []
 
     @contextmanager
-    def run(
-        namespace: str, *args: str, env: Mapping[str, str] | None = None
-    ) -> Iterator[OperatorProcess]:
+    def run(namespace: str, *args: str, env: Mapping[str, str] | None = None) -> Iterator[OperatorProcess]:
         operator = OperatorProcess(
             kubeconfig=cluster.kubeconfig,
             namespace=namespace,

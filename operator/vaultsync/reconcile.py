@@ -284,7 +284,7 @@ class Reconciler:
         next_refresh: float | None,
         force_token: str | None,
     ) -> None:
-        old: Mapping[str, Any] = es.status
+        old: Mapping[str, Any] = dict(es.status)
         status = desired_status(old, es.generation, result, versions, fingerprint, force_token)
         if _material(status) != _material(old) or result.written:
             now = datetime.now(UTC)

@@ -262,4 +262,9 @@ async def store_status(stores: Stores, kind: str, body: Mapping[str, Any]) -> di
         "message": message,
         "lastTransitionTime": transition,
     }
-    return {"observedGeneration": body["metadata"].get("generation"), "conditions": [condition]}
+    provider = ",".join(sorted((body.get("spec") or {}).get("provider") or {}))
+    return {
+        "observedGeneration": body["metadata"].get("generation"),
+        "provider": provider,
+        "conditions": [condition],
+    }

@@ -25,6 +25,7 @@ from vaultsync.providers.base import RemoteRef, RemoteValue
 
 TEMPLATE_FIELD = "spec.target.template.data"
 _SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
+_UNDEFINED_NAME = re.compile(r"'[A-Za-z_][A-Za-z0-9_]*' is undefined")
 
 
 def _b64encode(value: str | bytes) -> str:
@@ -56,6 +57,14 @@ def _as_text(values: Mapping[str, bytes]) -> dict[str, str]:
     return {k: v.decode("utf-8", errors="surrogateescape") for k, v in values.items()}
 
 
+def _describe_undefined(exc: jinja2.UndefinedError) -> str:
+    """Names the missing variable; other undefined lookups may quote a value, so they don't."""
+    message = exc.message or ""
+    if _UNDEFINED_NAME.fullmatch(message):
+        return f"{message} (fetched keys are the variables)"
+    return "a lookup in the template found nothing (UndefinedError)"
+
+
 def render(template: TemplateSpec, values: Mapping[str, bytes]) -> dict[str, bytes]:
     """The Secret data: each `template.data` entry rendered over the fetched keys."""
     env = _environment(template.delimiters)
@@ -70,7 +79,7 @@ def render(template: TemplateSpec, values: Mapping[str, bytes]) -> dict[str, byt
         try:
             text = compiled.render(context)
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"{field}: {exc.message}") from None
+            raise TemplateError(f"{field}: {_describe_undefined(exc)}") from None
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{field}: {type(exc).__name__} while rendering") from None
         except Exception as exc:  # a filter may embed its input (the secret) in the message

@@ -95,7 +95,7 @@ def test_every_rendered_object_passes_a_server_side_dry_run(
             )
     finally:
         if missing:
-            cluster.run_kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(created))
+            cluster.run_kubectl("delete", "--ignore-not-found", "--timeout=60s", "-f", str(created))
 
 
 @pytest.mark.parametrize("name", ["default", "namespaced", "ha"])

@@ -76,17 +76,13 @@ def test_deployment_pods_become_ready_on_cluster_nodes(kube_api: KubeApi, namesp
         what="the Deployment to become available",
         timeout=ROLLOUT_TIMEOUT_SECONDS,
     )
-    pods = eventually(
-        lambda: _ready_pods(kube_api, namespace, "web"), what=f"{REPLICAS} Ready pods"
-    )
+    pods = eventually(lambda: _ready_pods(kube_api, namespace, "web"), what=f"{REPLICAS} Ready pods")
     nodes = {node.metadata.name for node in kube_api.core.list_node().items}
     assert {pod.spec.node_name for pod in pods} <= nodes
     assert all(pod.status.phase == "Running" for pod in pods)
 
 
-def test_changing_the_pod_template_rolls_out_a_new_replica_set(
-    kube_api: KubeApi, namespace: str
-) -> None:
+def test_changing_the_pod_template_rolls_out_a_new_replica_set(kube_api: KubeApi, namespace: str) -> None:
     kube_api.apps.create_namespaced_deployment(namespace, _deployment("web"))
     first = eventually(
         lambda: _rolled_out(kube_api, namespace, "web"),
@@ -114,9 +110,7 @@ def test_changing_the_pod_template_rolls_out_a_new_replica_set(
     assert new.spec.template.metadata.annotations == {"vaultsync.io/restartedAt": "1"}
     assert new.status.ready_replicas == REPLICAS
     assert replica_sets[original.metadata.name].spec.replicas == 0
-    pods = eventually(
-        lambda: _ready_pods(kube_api, namespace, "web"), what="only new pods to be left"
-    )
+    pods = eventually(lambda: _ready_pods(kube_api, namespace, "web"), what="only new pods to be left")
     assert {p.metadata.labels["pod-template-hash"] for p in pods} == {
         new.metadata.labels["pod-template-hash"]
     }

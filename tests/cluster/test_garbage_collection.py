@@ -23,9 +23,7 @@ def _config_map(name: str, owner: client.V1ConfigMap | None = None) -> client.V1
     )
 
 
-def test_deleting_an_owner_garbage_collects_its_dependent(
-    kube_api: KubeApi, namespace: str
-) -> None:
+def test_deleting_an_owner_garbage_collects_its_dependent(kube_api: KubeApi, namespace: str) -> None:
     owner = kube_api.core.create_namespaced_config_map(namespace, _config_map("owner"))
     kube_api.core.create_namespaced_config_map(namespace, _config_map("dependent", owner))
     kube_api.core.create_namespaced_config_map(namespace, _config_map("bystander"))

@@ -38,9 +38,7 @@ def _grant_secret_reading(api: KubeApi, namespace: str) -> None:
         client.V1Role(
             metadata=client.V1ObjectMeta(name="secret-reader"),
             rules=[
-                client.V1PolicyRule(
-                    api_groups=[""], resources=["secrets"], verbs=["get", "list", "watch"]
-                )
+                client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["get", "list", "watch"])
             ],
         ),
     )
@@ -51,16 +49,12 @@ def _grant_secret_reading(api: KubeApi, namespace: str) -> None:
             role_ref=client.V1RoleRef(
                 api_group="rbac.authorization.k8s.io", kind="Role", name="secret-reader"
             ),
-            subjects=[
-                client.RbacV1Subject(kind="ServiceAccount", name=ACCOUNT, namespace=namespace)
-            ],
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=ACCOUNT, namespace=namespace)],
         ),
     )
 
 
-def test_token_request_issues_a_token_that_token_review_accepts(
-    kube_api: KubeApi, namespace: str
-) -> None:
+def test_token_request_issues_a_token_that_token_review_accepts(kube_api: KubeApi, namespace: str) -> None:
     token = _token(kube_api, namespace)
 
     review = kube_api.authentication.create_token_review(

@@ -20,9 +20,7 @@ def test_api_server_reports_the_pinned_release(cluster: Cluster, kube_api: KubeA
     assert info.git_tree_state == "clean"
 
 
-def test_local_cluster_has_at_least_two_ready_kwok_nodes(
-    cluster: Cluster, kube_api: KubeApi
-) -> None:
+def test_local_cluster_has_at_least_two_ready_kwok_nodes(cluster: Cluster, kube_api: KubeApi) -> None:
     _local_only(cluster)
     nodes = kube_api.core.list_node(label_selector="type=kwok").items
     ready = [

@@ -123,9 +123,7 @@ class Vaultsync:
 
         return eventually(check, what=f"ExternalSecret {name} to report {reason}", timeout=timeout)
 
-    def wait_data(
-        self, name: str, expected: Mapping[str, str], timeout: float = 60
-    ) -> dict[str, str]:
+    def wait_data(self, name: str, expected: Mapping[str, str], timeout: float = 60) -> dict[str, str]:
         def check() -> dict[str, str]:
             assert self.secret_exists(name), f"Secret {name} does not exist"
             data = self.secret_data(name)

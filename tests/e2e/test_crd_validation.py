@@ -45,6 +45,7 @@ AZURE = {
     "tenantId": "tenant",
     "auth": {"clientSecret": {"clientId": "client", "secretRef": SECRET_REF}},
 }
+WORKLOAD_IDENTITY = {"clientId": "client", "serviceAccountRef": {"name": "app"}}
 FAKE = {"data": [{"key": "production/database", "value": '{"password": "x"}'}]}
 
 
@@ -355,7 +356,7 @@ BAD_STORES = [
     rejected(
         changed(
             store(SS, "azurekv", AZURE),
-            spec__provider__azurekv__auth__workloadIdentity={"clientId": "c", "serviceAccountRef": {"name": "a"}},
+            spec__provider__azurekv__auth__workloadIdentity=WORKLOAD_IDENTITY,
         ),
         "spec.provider.azurekv.auth",
         "azurekv.auth must set exactly one of clientSecret, workloadIdentity, managedIdentity",
@@ -461,7 +462,7 @@ GOOD_STORES = [
             spec__provider__azurekv__authorityHost="https://localhost:8443",
             spec__provider__azurekv__caBundle="LS0tLS1CRUdJTi0tLS0t",
             spec__provider__azurekv__verifyChallengeResource=False,
-            spec__provider__azurekv__auth={"workloadIdentity": {"clientId": "c", "serviceAccountRef": {"name": "a"}}},
+            spec__provider__azurekv__auth={"workloadIdentity": WORKLOAD_IDENTITY},
         ),
         id="azure-workload-identity",
     ),
@@ -622,20 +623,41 @@ def test_status_the_operator_writes_is_kept_whole(cluster: Cluster, namespace: s
     }
     apply(cluster, tmp_path, namespace, ES)
     cluster.run_kubectl(
-        "patch", "-n", namespace, "externalsecret", "db-creds",
-        "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}),
+        "patch",
+        "-n",
+        namespace,
+        "externalsecret",
+        "db-creds",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
     )
     assert get(cluster, namespace, "externalsecret", "db-creds")["status"] == status
     row = cluster.run_kubectl("get", "-n", namespace, "vses", "--no-headers").split()
     assert row[:5] == ["db-creds", "fake", "1h", "True", "Synced"]
 
-    store_status = {"observedGeneration": 1, "provider": "fake", "conditions": [dict(status["conditions"][0], reason="Valid")]}
+    store_status = {
+        "observedGeneration": 1,
+        "provider": "fake",
+        "conditions": [dict(status["conditions"][0], reason="Valid")],
+    }
     apply(cluster, tmp_path, namespace, store(SS, "fake", FAKE))
     cluster.run_kubectl(
-        "patch", "-n", namespace, "secretstore", "store",
-        "--subresource=status", "--type=merge", "-p", json.dumps({"status": store_status}),
+        "patch",
+        "-n",
+        namespace,
+        "secretstore",
+        "store",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": store_status}),
     )
     assert get(cluster, namespace, "secretstore", "store")["status"] == store_status
     assert cluster.run_kubectl("get", "-n", namespace, "vss", "--no-headers").split()[:4] == [
-        "store", "fake", "True", "Valid"
+        "store",
+        "fake",
+        "True",
+        "Valid",
     ]

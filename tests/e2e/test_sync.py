@@ -38,7 +38,10 @@ def test_property_nested_path_version_and_extract_land_in_the_secret(vs: Vaultsy
         spec(
             data=[
                 {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}},
-                {"secretKey": "old-password", "remoteRef": {"key": "db", "property": "password", "version": "1"}},
+                {
+                    "secretKey": "old-password",
+                    "remoteRef": {"key": "db", "property": "password", "version": "1"},
+                },
                 {"secretKey": "host", "remoteRef": {"key": "db", "property": "nested.host"}},
                 {"secretKey": "port", "remoteRef": {"key": "db", "property": "nested.port"}},
             ],
@@ -77,7 +80,11 @@ def test_target_name_type_labels_annotations_and_template(vs: Vaultsync, operato
                 "annotations": {"owner": "payments"},
                 "template": {
                     "delimiters": ["<<", ">>"],
-                    "data": {"username": "<< user >>", "password": "<< password >>", "url": "db://<< user >>@x"},
+                    "data": {
+                        "username": "<< user >>",
+                        "password": "<< password >>",
+                        "url": "db://<< user >>@x",
+                    },
                 },
             },
             data=[
@@ -101,12 +108,19 @@ def test_spec_change_syncs_at_once_and_force_sync_rereads(vs: Vaultsync, operato
     vs.external_secret("app", spec())
     vs.wait_data("app", {"password": "pw-one"})
     vs.patch_external_secret(
-        "app", {"spec": {"data": [{"secretKey": "password", "remoteRef": {"key": "other", "property": "password"}}]}}
+        "app",
+        {
+            "spec": {
+                "data": [{"secretKey": "password", "remoteRef": {"key": "other", "property": "password"}}]
+            }
+        },
     )
     vs.wait_data("app", {"password": "other-pw"})
 
     # The store's data changes; a 1h refresh would not see it, a force-sync does.
-    vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": [fake_entry("other", {"password": "forced"})]}}}})
+    vs.patch_store(
+        "fake", {"spec": {"provider": {"fake": {"data": [fake_entry("other", {"password": "forced"})]}}}}
+    )
     vs.patch_external_secret("app", {"metadata": {"annotations": {"vaultsync.io/force-sync": "1"}}})
     vs.wait_data("app", {"password": "forced"})
     assert vs.get_external_secret("app")["status"]["forceSyncHandled"] == "1"
@@ -117,7 +131,8 @@ def test_refresh_interval_picks_up_a_new_remote_version(vs: Vaultsync, operator:
     vs.external_secret("app", spec(refreshInterval="2s"))
     vs.wait_data("app", {"password": "pw-one"})
     vs.patch_store(
-        "fake", {"spec": {"provider": {"fake": {"data": [fake_entry("db", {**DB, "password": "pw-new"}, "2")]}}}}
+        "fake",
+        {"spec": {"provider": {"fake": {"data": [fake_entry("db", {**DB, "password": "pw-new"}, "2")]}}}},
     )
     vs.wait_data("app", {"password": "pw-new"}, timeout=30)
     assert vs.get_external_secret("app")["status"]["remoteVersions"] == {"db": "2"}

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -67,6 +68,7 @@ def _env() -> dict[str, str]:
     # kwokctl finds kubectl on PATH; make sure it is ours, not whatever the machine has.
     env["PATH"] = f"{current_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
     env["KWOK_WORKDIR"] = str(_workdir())
+    # kwokctl picks component flags by release; tell it the ones we built, not its defaults.
     env["KWOK_KUBE_VERSION"] = versions.KUBERNETES
     env["KWOK_ETCD_VERSION"] = versions.ETCD.lstrip("v")
     return env
@@ -81,8 +83,7 @@ def _kwokctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
     result = subprocess.run(command, env=_env(), capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise ClusterError(
-            f"`kwokctl {' '.join(args)}` failed (exit {result.returncode}):\n"
-            f"{result.stdout}{result.stderr}"
+            f"`kwokctl {' '.join(args)}` failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
         )
     return result
 
@@ -121,9 +122,7 @@ def check_no_downloads() -> None:
     """Fail if kwokctl would fetch anything: these machines have no release downloads."""
     plan = _kwokctl(*_create_args(), "--dry-run")
     downloads = [
-        line
-        for line in plan.stdout.splitlines()
-        if line.startswith("# Download") and _URL.search(line)
+        line for line in plan.stdout.splitlines() if line.startswith("# Download") and _URL.search(line)
     ]
     if downloads:
         raise ClusterError(
@@ -240,15 +239,15 @@ def up() -> Path:
 
 
 def _up() -> None:
-    reusable = _cluster_dir().exists() and _stamp_matches()
-    if reusable and _all_components_running() and is_healthy():
+    if not _cluster_dir().exists():
+        _create()
+    elif _stamp_matches() and _all_components_running() and is_healthy():
         print(f"[cluster] reusing running cluster {NAME!r}", flush=True)
-    elif reusable and _restart():
-        print(f"[cluster] restarted cluster {NAME!r}: some components had stopped", flush=True)
     else:
-        if _cluster_dir().exists():
-            print("[cluster] removing a stale or differently pinned cluster", flush=True)
-            _down()
+        # Recreating takes seconds, while restarting in place would leave pods unmanaged
+        # for minutes: a new kwok-controller waits out the dead one's node leases.
+        print("[cluster] recreating a stopped or differently pinned cluster", flush=True)
+        _down()
         _create()
     _wait_ready()
 
@@ -263,18 +262,6 @@ def _stamp_matches() -> bool:
 def _all_components_running() -> bool:
     pids = _pids()
     return bool(pids) and all(_still_running(name, pid) for name, pid in pids.items())
-
-
-def _restart() -> bool:
-    """Restart a cluster with stopped components (e.g. after a reboot); False if that fails."""
-    _kwokctl("stop", "cluster", check=False)
-    if _kwokctl("start", "cluster", check=False).returncode != 0:
-        return False
-    try:
-        _wait_api()
-    except ClusterError:
-        return False
-    return True
 
 
 def down() -> None:
@@ -293,6 +280,7 @@ def _down() -> None:
             if _still_running(component, pid):
                 print(f"[cluster] killing leftover {component} (pid {pid})", flush=True)
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(_cluster_dir(), ignore_errors=True)
         print(f"[cluster] deleted cluster {NAME!r}", flush=True)
     _stamp().unlink(missing_ok=True)
     kubeconfig().unlink(missing_ok=True)

@@ -40,8 +40,7 @@ class Cluster:
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout}{result.stderr}"
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
             )
         return result.stdout
 

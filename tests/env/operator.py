@@ -130,16 +130,14 @@ class OperatorProcess:
             if self.returncode is not None:
                 self.stop()
                 raise OperatorFailed(
-                    f"the operator exited with {self.returncode} before it was healthy:\n"
-                    f"{self._tail()}"
+                    f"the operator exited with {self.returncode} before it was healthy:\n{self._tail()}"
                 )
             if self._healthz_ok():
                 return
             time.sleep(0.2)
         self.stop()
         raise OperatorFailed(
-            f"{self.health_url} did not answer 200 within {STARTUP_TIMEOUT_SECONDS:.0f}s:\n"
-            f"{self._tail()}"
+            f"{self.health_url} did not answer 200 within {STARTUP_TIMEOUT_SECONDS:.0f}s:\n{self._tail()}"
         )
 
     def _healthz_ok(self) -> bool:

@@ -69,7 +69,7 @@ def _kubernetes_tool(name: str, version_args: tuple[str, ...], marker: str) -> T
     )
 
 
-_K8S_MINOR = versions.KUBERNETES.lstrip("v").split(".")
+_K8S_PARTS = versions.KUBERNETES.lstrip("v").split(".")
 _K8S_VERSION_PKG = "k8s.io/component-base/version"
 
 MODULES: tuple[GoModule, ...] = (
@@ -79,20 +79,16 @@ MODULES: tuple[GoModule, ...] = (
         version=versions.KUBERNETES,
         ldflags=(
             f"-X {_K8S_VERSION_PKG}.gitVersion={versions.KUBERNETES}",
-            f"-X {_K8S_VERSION_PKG}.gitMajor={_K8S_MINOR[0]}",
-            f"-X {_K8S_VERSION_PKG}.gitMinor={_K8S_MINOR[1]}",
+            f"-X {_K8S_VERSION_PKG}.gitMajor={_K8S_PARTS[0]}",
+            f"-X {_K8S_VERSION_PKG}.gitMinor={_K8S_PARTS[1]}",
             f"-X {_K8S_VERSION_PKG}.gitTreeState=clean",
             f"-X {_K8S_VERSION_PKG}.buildDate={versions.KUBERNETES_BUILD_DATE}",
         ),
         tools=(
             _kubernetes_tool("kube-apiserver", ("--version",), f"Kubernetes {versions.KUBERNETES}"),
-            _kubernetes_tool(
-                "kube-controller-manager", ("--version",), f"Kubernetes {versions.KUBERNETES}"
-            ),
+            _kubernetes_tool("kube-controller-manager", ("--version",), f"Kubernetes {versions.KUBERNETES}"),
             _kubernetes_tool("kube-scheduler", ("--version",), f"Kubernetes {versions.KUBERNETES}"),
-            _kubernetes_tool(
-                "kubectl", ("version", "--client"), f"Client Version: {versions.KUBERNETES}"
-            ),
+            _kubernetes_tool("kubectl", ("version", "--client"), f"Client Version: {versions.KUBERNETES}"),
         ),
     ),
     GoModule(
@@ -114,11 +110,7 @@ MODULES: tuple[GoModule, ...] = (
         directory="kwok",
         requires="sigs.k8s.io/kwok",
         version=versions.KWOK,
-        ldflags=(
-            f"-X sigs.k8s.io/kwok/pkg/consts.Version={versions.KWOK}",
-            # kwokctl picks component flags by Kubernetes release; tell it the one we run.
-            f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion={versions.KUBERNETES.lstrip('v')}",
-        ),
+        ldflags=(f"-X sigs.k8s.io/kwok/pkg/consts.Version={versions.KWOK}",),
         tools=tuple(
             Tool(
                 name=name,

@@ -18,10 +18,12 @@ import pytest
 
 from tests.providers.backends import azure as backend_module
 from tests.providers.backends.azure import AzureBackend
+from tests.providers.backends.credentials import StaticCredentials
 from tests.providers.conftest import Backends
 from tests.providers.servers.azure import free_port
 from vaultsync.errors import (
     AuthenticationError,
+    CredentialNotFound,
     InvalidSpec,
     InvalidStoreConfig,
     ProviderError,
@@ -126,6 +128,19 @@ async def test_a_wrong_client_secret_is_refused_by_entra_id_with_its_code(azure:
     assert_safe(info.value)
 
 
+@pytest.mark.parametrize(
+    ("stored", "error"),
+    [({}, CredentialNotFound), ({("azure-creds", "client-secret"): b"\n"}, InvalidStoreConfig)],
+)
+async def test_a_missing_or_empty_client_secret_names_the_secret_ref(
+    azure: AzureBackend, stored: dict[tuple[str, str], bytes], error: type[Exception]
+) -> None:
+    config = PROVIDER.parse_config(azure.provider_config())
+    with pytest.raises(error) as info:
+        await PROVIDER.new_client(config, NAMESPACED, StaticCredentials(secrets=stored))
+    assert "spec.provider.azurekv.auth.clientSecret.secretRef" in str(info.value)
+
+
 async def test_an_app_the_vault_does_not_permit_is_told_which_role_it_needs(
     azure: AzureBackend,
 ) -> None:
@@ -163,6 +178,18 @@ async def test_workload_identity_exchanges_a_service_account_token_for_the_app(
     request = credentials.requests[asked]
     assert request.service_account == backend_module.SERVICE_ACCOUNT
     assert request.audiences == (TOKEN_EXCHANGE_AUDIENCE,)
+
+
+async def test_many_reads_at_once_share_one_service_account_token(azure: AzureBackend) -> None:
+    names = [key() for _ in range(12)]
+    for name in names:
+        azure.write(name, secret())
+    credentials = azure.credentials()
+    asked = len(credentials.requests)
+    async with connected(azure, azure.workload_identity_config()) as client:
+        results = await client.get_secrets([RemoteRef(name) for name in names])
+    assert all(isinstance(result, RemoteValue) for result in results.values())
+    assert len(credentials.requests) == asked + 1
 
 
 async def test_workload_identity_of_a_service_account_not_federated_is_refused(
@@ -213,7 +240,8 @@ async def test_tls_is_verified_so_a_store_without_the_emulators_ca_cannot_connec
         with pytest.raises(ProviderError) as info:
             await client.validate()
     assert not isinstance(info.value, AuthenticationError)
-    assert "certificate" in info.value.message.lower()
+    assert "not trusted" in info.value.message
+    assert "spec.provider.azurekv.caBundle" in info.value.message
 
 
 async def test_an_unreachable_authority_is_a_provider_error_not_refused_credentials(
@@ -248,6 +276,7 @@ async def test_challenge_resource_verification_is_on_unless_the_store_turns_it_o
         ({"authorityHost": "http://login.example"}, "spec.provider.azurekv.authorityHost"),
         ({"caBundle": "not base64 pem"}, "spec.provider.azurekv.caBundle"),
         ({"tenantId": ""}, "spec.provider.azurekv: "),
+        ({"tenantId": "contoso/../other"}, "spec.provider.azurekv.tenantId"),
         ({"auth": {}}, "spec.provider.azurekv.auth"),
         (
             {"auth": {"managedIdentity": {}, "clientSecret": {"clientId": "a", "secretRef": {}}}},

@@ -23,10 +23,12 @@ for emulators whose address is not a `*.vault.azure.net`-style host.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -49,7 +51,7 @@ from azure.identity.aio import (
     ManagedIdentityCredential,
 )
 from azure.keyvault.secrets.aio import SecretClient
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vaultsync.errors import (
     AuthenticationError,
@@ -74,10 +76,14 @@ from vaultsync.providers.base import (
 
 FIELD = "spec.provider.azurekv"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+# A ServiceAccount token just fetched serves the token requests that queued behind it.
+ASSERTION_REUSE_SECONDS = 60.0
 # Key Vault object names: 1-127 letters, digits and dashes; versions are 32 hex digits.
 # Both are checked before any request, so a key can never steer the URL path.
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+TENANT_ID = re.compile(r"^[0-9a-zA-Z.-]{1,256}$")
 SECRET_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError, aiohttp.ClientError)
 # `validate()` reads this name: a 404 proves the token and the Get permission are accepted.
 VALIDATION_PROBE = "vaultsync-connectivity-check"
 # The operator has its own backoff; the SDK retries only briefly so a reconcile never hangs.
@@ -91,12 +97,12 @@ PIPELINE_SETTINGS: dict[str, Any] = {
 
 
 class ClientSecretAuth(ConfigModel):
-    client_id: str
+    client_id: str = Field(min_length=1)
     secret_ref: SecretKeySelector
 
 
 class WorkloadIdentityAuth(ConfigModel):
-    client_id: str
+    client_id: str = Field(min_length=1)
     service_account_ref: ServiceAccountSelector
 
 
@@ -132,6 +138,13 @@ class AzureKeyVaultConfig(ConfigModel):
             raise ValueError("must be an https:// URL")
         return url.rstrip("/")
 
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant(cls, tenant: str) -> str:
+        if tenant and not TENANT_ID.match(tenant):
+            raise ValueError("must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com")
+        return tenant
+
     @field_validator("ca_bundle")
     @classmethod
     def _pem(cls, value: str) -> str:
@@ -160,8 +173,10 @@ class WorkloadIdentityCredential(AsyncTokenCredential):
     """A client-assertion credential whose assertion is a fresh ServiceAccount token.
 
     azure-identity asks for the assertion through a synchronous callback, while vaultsync's
-    TokenRequest call is async; so the ServiceAccount token is fetched here, before each
-    token request the SDK's own policy decides to make (about once an hour).
+    TokenRequest call is async; so the ServiceAccount token is fetched here, before the SDK's
+    policy asks for an Entra token (at first use, then about once an hour). Callers are
+    serialised: when many reads start at once, the first fetches one ServiceAccount token and
+    one Entra token, and the others get the cached Entra token instead of a flood of both.
     """
 
     def __init__(
@@ -173,6 +188,8 @@ class WorkloadIdentityCredential(AsyncTokenCredential):
     ) -> None:
         self._fetch_assertion = fetch_assertion
         self._assertion = ""
+        self._fetched_at = -ASSERTION_REUSE_SECONDS
+        self._lock = asyncio.Lock()
         self._inner = ClientAssertionCredential(tenant_id, client_id, lambda: self._assertion, **kwargs)
 
     async def get_token(
@@ -183,10 +200,13 @@ class WorkloadIdentityCredential(AsyncTokenCredential):
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
-        self._assertion = await self._fetch_assertion()
-        return await self._inner.get_token(
-            *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
-        )
+        async with self._lock:
+            if time.monotonic() - self._fetched_at >= ASSERTION_REUSE_SECONDS:
+                self._assertion = await self._fetch_assertion()
+                self._fetched_at = time.monotonic()
+            return await self._inner.get_token(
+                *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
+            )
 
     async def close(self) -> None:
         await self._inner.close()
@@ -266,7 +286,7 @@ class AzureKeyVaultClient(SecretsClient):
             named = f" (Azure name {name!r})" if name != ref.key else ""
             raise SecretNotFound(f"key {ref.key!r}{named}{pinned} does not exist in vault {vault}") from None
         except ClientAuthenticationError as exc:
-            if _caused_by_connection(exc):
+            if any(isinstance(e, CONNECTION_ERRORS) for e in _chain(exc)):
                 raise ProviderError(self._unreachable(exc)) from None
             raise AuthenticationError(
                 f"{store}: Azure refused {self._identity} for vault {vault}: "
@@ -277,7 +297,9 @@ class AzureKeyVaultClient(SecretsClient):
             raise self._from_status(exc) from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise ProviderError(self._unreachable(exc)) from None
-        except ValueError as exc:  # the challenge policy's resource check
+        except ValueError as exc:
+            if "challenge resource" not in str(exc):
+                raise ProviderError(f"{store}: the Azure SDK failed: {self._summary(exc)}") from None
             raise InvalidStoreConfig(
                 f"{FIELD}.vaultUrl: {self._summary(exc)}; for a vault outside Azure's own "
                 f"domains (an emulator) set {FIELD}.verifyChallengeResource: false"
@@ -301,10 +323,15 @@ class AzureKeyVaultClient(SecretsClient):
         return ProviderError(f"{store}: vault {vault} answered HTTP {status}: {self._summary(exc)}")
 
     def _unreachable(self, exc: Exception) -> str:
-        authority = self._config.authority_host or "the Entra ID authority"
-        return (
-            f"{self._store}: cannot reach vault {self._config.vault_url} or {authority}: {self._summary(exc)}"
-        )
+        vault, authority = self._config.vault_url, self._config.authority_host
+        where = f"vault {vault}" + (f" or authority {authority}" if authority not in ("", vault) else "")
+        if any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(exc)):
+            return (
+                f"{self._store}: the TLS certificate of {where} is not trusted "
+                f"({self._summary(exc)}); check {FIELD}.caBundle, which must hold the CA that "
+                "signed it"
+            )
+        return f"{self._store}: cannot reach {where}: {self._summary(exc)}"
 
     def _summary(self, exc: Exception) -> str:
         """The first line of an SDK message, with any credential material removed."""
@@ -333,14 +360,12 @@ def _checked_version(ref: RemoteRef) -> str:
     return ref.version
 
 
-def _caused_by_connection(exc: BaseException) -> bool:
-    """azure-identity wraps a failed token request's connection error in its own exception."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """An exception and its causes: azure-identity wraps a token request's connection error."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ServiceRequestError | ServiceResponseError | aiohttp.ClientError):
-            return True
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class AzureKeyVaultProvider(Provider):
@@ -351,62 +376,79 @@ class AzureKeyVaultProvider(Provider):
         self, config: ConfigModel, store: StoreContext, credentials: Credentials
     ) -> SecretsClient:
         assert isinstance(config, AzureKeyVaultConfig)
-        auth = config.auth
-        if auth.managed_identity is not None and not store.may_use_operator_identity:
+        if config.auth.managed_identity is not None and not store.may_use_operator_identity:
             raise InvalidStoreConfig(
                 f"{FIELD}.auth.managedIdentity: the managed identity is the operator's own, so "
                 f"only a ClusterSecretStore may use it; {store} must use clientSecret or "
                 "workloadIdentity"
             )
-        redact: tuple[str, ...] = ()
-        if auth.client_secret is not None:
-            field = f"{FIELD}.auth.clientSecret.secretRef"
-            raw = await credentials.secret_value(auth.client_secret.secret_ref, field)
-            try:
-                client_secret = raw.decode().strip()
-            except UnicodeDecodeError:
-                raise InvalidStoreConfig(f"{field}: the client secret is not UTF-8 text") from None
-            redact = (client_secret,)
+        client_secret = ""
+        if config.auth.client_secret is not None:
+            client_secret = await _client_secret(config.auth.client_secret, credentials)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=config.ssl_context()),
             trust_env=True,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         )
-        common: dict[str, Any] = {
-            "transport": AioHttpTransport(session=session, session_owner=False),
-            **PIPELINE_SETTINGS,
-        }
-        if config.authority_host:
-            common["authority"] = config.authority_host
-        credential: AsyncTokenCredential
-        if auth.client_secret is not None:
-            identity = f"the client secret of app {auth.client_secret.client_id!r}"
-            credential = ClientSecretCredential(
-                config.tenant_id, auth.client_secret.client_id, client_secret, **common
-            )
-        elif auth.workload_identity is not None:
-            workload = auth.workload_identity
-            selector = workload.service_account_ref
-            audiences = selector.audiences or [TOKEN_EXCHANGE_AUDIENCE]
-
-            async def fetch_assertion() -> str:
-                return await credentials.service_account_token(
-                    selector, f"{FIELD}.auth.workloadIdentity.serviceAccountRef", audiences
-                )
-
-            identity = (
-                f"the workload identity of app {workload.client_id!r} (ServiceAccount {selector.name!r})"
-            )
-            credential = WorkloadIdentityCredential(
-                fetch_assertion, config.tenant_id, workload.client_id, **common
-            )
-        else:
-            assert auth.managed_identity is not None
-            client_id = auth.managed_identity.client_id
-            common.pop("authority", None)  # managed identity tokens come from the node's IMDS
-            identity = (
-                f"the managed identity {client_id!r}" if client_id else "the system-assigned managed identity"
-            )
-            credential = ManagedIdentityCredential(client_id=client_id or None, **common)
+        try:
+            credential, identity = _credential(config, credentials, client_secret, session)
+        except ValueError as exc:  # azure-identity's own checks of ids and URLs
+            await session.close()
+            raise InvalidStoreConfig(f"{FIELD}.auth: {exc}") from None
+        redact = (client_secret,) if client_secret else ()
         return AzureKeyVaultClient(config, credential, session, store, identity, redact)
+
+
+async def _client_secret(auth: ClientSecretAuth, credentials: Credentials) -> str:
+    field = f"{FIELD}.auth.clientSecret.secretRef"
+    raw = await credentials.secret_value(auth.secret_ref, field)
+    try:
+        client_secret = raw.decode().strip()
+    except UnicodeDecodeError:
+        raise InvalidStoreConfig(f"{field}: the client secret is not UTF-8 text") from None
+    if not client_secret:
+        raise InvalidStoreConfig(f"{field}: the client secret is empty")
+    return client_secret
+
+
+def _credential(
+    config: AzureKeyVaultConfig,
+    credentials: Credentials,
+    client_secret: str,
+    session: aiohttp.ClientSession,
+) -> tuple[AsyncTokenCredential, str]:
+    """The azure-identity credential for the store's auth block, and how messages name it."""
+    auth = config.auth
+    common: dict[str, Any] = {
+        "transport": AioHttpTransport(session=session, session_owner=False),
+        **PIPELINE_SETTINGS,
+    }
+    if config.authority_host:
+        common["authority"] = config.authority_host
+    if auth.client_secret is not None:
+        return (
+            ClientSecretCredential(config.tenant_id, auth.client_secret.client_id, client_secret, **common),
+            f"the client secret of app {auth.client_secret.client_id!r}",
+        )
+    if auth.workload_identity is not None:
+        workload = auth.workload_identity
+        selector = workload.service_account_ref
+        audiences = selector.audiences or [TOKEN_EXCHANGE_AUDIENCE]
+
+        async def fetch_assertion() -> str:
+            return await credentials.service_account_token(
+                selector, f"{FIELD}.auth.workloadIdentity.serviceAccountRef", audiences
+            )
+
+        return (
+            WorkloadIdentityCredential(fetch_assertion, config.tenant_id, workload.client_id, **common),
+            f"the workload identity of app {workload.client_id!r} (ServiceAccount {selector.name!r})",
+        )
+    assert auth.managed_identity is not None
+    client_id = auth.managed_identity.client_id
+    common.pop("authority", None)  # the operator's environment says where its identity's tokens come from
+    return (
+        ManagedIdentityCredential(client_id=client_id or None, **common),
+        f"the managed identity {client_id!r}" if client_id else "the system-assigned managed identity",
+    )

@@ -165,10 +165,12 @@ class VaultClient(SecretsClient):
     def __init__(
         self,
         config: VaultConfig,
+        store: StoreContext,
         credentials: Credentials,
         ca_file: str | None,
     ) -> None:
         self._config = config
+        self._store = store
         self._credentials = credentials
         self._ca_file = ca_file
         self._hvac = hvac.Client(
@@ -229,7 +231,7 @@ class VaultClient(SecretsClient):
         current = str(meta["current_version"])
         state = meta.get("versions", {}).get(current, {})
         if state.get("deletion_time") or state.get("destroyed"):
-            raise SecretNotFound(f"the latest version of {what} is deleted")
+            raise SecretNotFound(f"{self._store}: the latest version of {what} is deleted")
         return current
 
     async def validate(self) -> None:
@@ -366,32 +368,33 @@ class VaultClient(SecretsClient):
     # -- errors ----------------------------------------------------------------
 
     def _convert(self, exc: Exception, what: str) -> VaultsyncError:
-        server = self._config.server
+        """The vaultsync error for an hvac/requests failure, naming the store and the server."""
+        vault = f"{self._store}: Vault at {self._config.server}"
         if isinstance(exc, requests.exceptions.SSLError):
             return ProviderError(
-                f"TLS to Vault at {server} failed while reading {what}: "
-                f"check {FIELD}.caBundle holds the CA that signed the server's certificate"
+                f"{vault}: TLS failed for {what}: check that {FIELD}.caBundle holds the CA "
+                "that signed the server's certificate"
             )
         if isinstance(exc, requests.RequestException):
             return ProviderError(
-                f"cannot reach Vault at {server} for {what} ({type(exc).__name__}); retrying with backoff"
+                f"{self._store}: cannot reach Vault at {self._config.server} for {what} "
+                f"({type(exc).__name__}); retrying with backoff"
             )
         assert isinstance(exc, hvac.exceptions.VaultError)
         said = self._vault_reason(exc)
         if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
+            data_path = "data/" if self._config.version == "v2" else ""
             return AuthenticationError(
-                f"Vault at {server} refused {what}{said}: check {FIELD}.auth and that the "
-                f"Vault policy of its role grants read on {self._config.path}/"
-                + ("data/…" if self._config.version == "v2" else "…")
+                f"{vault} refused {what}{said}: check {FIELD}.auth and that the Vault policy "
+                f"of its role grants read on {self._config.path}/{data_path}<key>"
             )
         if isinstance(exc, hvac.exceptions.InvalidPath):
-            return SecretNotFound(f"{what} does not exist in Vault at {server}")
+            return SecretNotFound(f"{vault}: {what} does not exist")
         if isinstance(exc, hvac.exceptions.RateLimitExceeded):
-            return ThrottledError(f"Vault at {server} is rate-limiting {what}")
+            return ThrottledError(f"{vault} is rate-limiting {what}")
         if isinstance(exc, hvac.exceptions.InvalidRequest):
-            return ProviderError(f"Vault at {server} rejected {what} as invalid{said}")
-        status = type(exc).__name__
-        return ProviderError(f"Vault at {server} failed on {what} ({status}){said}")
+            return ProviderError(f"{vault} rejected {what} as invalid{said}")
+        return ProviderError(f"{vault} failed on {what} ({type(exc).__name__}){said}")
 
     def _vault_reason(self, exc: hvac.exceptions.VaultError) -> str:
         """Vault's own words (e.g. "permission denied"), minus anything we sent it."""
@@ -443,7 +446,7 @@ class VaultProvider(Provider):
                 "ServiceAccount"
             )
         ca_file = await asyncio.to_thread(_write_ca_file, config.ca_bundle)
-        client = VaultClient(config, credentials, ca_file)
+        client = VaultClient(config, store, credentials, ca_file)
         try:
             await client.validate()
         except BaseException:

@@ -247,15 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("run",))
     parser.parse_args(argv)
     emulator = AzureEmulator(identities={"dev-app": {"secret": "dev-secret", "permissions": ["get", "set"]}})
-    emulator.start()
+    emulator.start()  # before blocking the signals: the child would inherit the mask
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     print(
         f"[azure] emulator at {emulator.url}, tenant {emulator.tenant_id}, app 'dev-app' with "
-        f"client secret 'dev-secret'; CA at {emulator.workdir / 'ca.pem'}; Ctrl-C stops it"
+        f"client secret 'dev-secret'; CA at {emulator.workdir / 'ca.pem'}; Ctrl-C or SIGTERM stops it"
     )
     try:
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         emulator.remove()
     return 0

@@ -185,6 +185,10 @@ class Handler(BaseHTTPRequestHandler):
     server: EmulatorServer
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.request.do_handshake()
+        super().setup()
+
     @property
     def emulator(self) -> Emulator:
         return self.server.emulator
@@ -387,14 +391,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class EmulatorServer(ThreadingHTTPServer):
+    """TLS handshakes happen in the request threads, so a burst of new connections is not
+    held up (or dropped from a short listen queue) behind one another's handshakes."""
+
     daemon_threads = True
+    request_queue_size = 256
 
     def __init__(self, emulator: Emulator) -> None:
         super().__init__(("127.0.0.1", int(emulator.config["port"])), Handler)
         self.emulator = emulator
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(emulator.config["cert_file"], emulator.config["key_file"])
-        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,39 @@
+"""The run_operator fixture starts the real `vaultsync run`, waits for it to be healthy,
+restarts it, stops it with SIGTERM, and reports a failed start with the operator's output."""
+
+import urllib.request
+
+import pytest
+
+from tests.conftest import RunOperator
+from tests.env.operator import OperatorFailed
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("install_crds")]
+
+
+def _healthz(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return int(response.status)
+
+
+def test_the_operator_answers_healthz_until_stopped(run_operator: RunOperator, namespace: str) -> None:
+    with run_operator(namespace, "--namespace", namespace) as operator:
+        assert _healthz(operator.health_url) == 200
+        operator.restart()
+        assert _healthz(operator.health_url) == 200
+        assert operator.returncode is None
+
+    assert operator.returncode == 0, operator.logs()
+    assert operator.logs().count("--- ") == 2
+
+
+def test_an_operator_that_cannot_start_fails_with_its_output(
+    run_operator: RunOperator, namespace: str
+) -> None:
+    with (
+        pytest.raises(OperatorFailed, match="exited with 2") as failure,
+        run_operator(namespace, "--no-such-flag"),
+    ):
+        pass
+
+    assert "--no-such-flag" in str(failure.value)

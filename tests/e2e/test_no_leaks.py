@@ -1,0 +1,87 @@
+"""No synced value ever appears in the operator's logs, Events, status or metrics.
+
+The operator runs verbose (kopf debug logging included) through successes and every
+kind of failure that handles values (property errors, template errors, a filter that
+chokes on the value); then everything it emitted is searched for the values.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Vaultsync, fake_entry
+from tests.env.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "Zq7-leak-canary-password-91x"
+TOKEN = "tok-leak-canary-4242-ABCD"
+NOT_A_NUMBER = "canary-not-a-number-777"
+CANARIES = (PASSWORD, TOKEN, NOT_A_NUMBER)
+
+
+def test_values_never_appear_in_logs_events_status_or_metrics(
+    vs: Vaultsync, run_operator: Any, namespace: str
+) -> None:
+    vs.fake_store(
+        "fake",
+        [
+            fake_entry("db", {"password": PASSWORD, "port": NOT_A_NUMBER}),
+            fake_entry("plain", TOKEN),
+        ],
+    )
+    with run_operator(namespace, "--namespace", namespace, "--verbose") as operator:
+        vs.external_secret(
+            "ok",
+            {
+                "storeRef": {"name": "fake"},
+                "refreshInterval": "1s",
+                "data": [
+                    {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}},
+                    {"secretKey": "token", "remoteRef": {"key": "plain"}},
+                ],
+                "target": {"template": {"data": {"dsn": "u:{{ password }}", "token": "{{ token }}"}}},
+            },
+        )
+        failing = {
+            "not-json": {"data": [{"secretKey": "a", "remoteRef": {"key": "plain", "property": "x"}}]},
+            "no-property": {"data": [{"secretKey": "a", "remoteRef": {"key": "db", "property": "user"}}]},
+            "filter-chokes": {
+                "data": [{"secretKey": "port", "remoteRef": {"key": "db", "property": "port"}}],
+                "target": {"template": {"data": {"port": "{{ port | int(default=none) + 1 }}"}}},
+            },
+            "undefined": {
+                "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+                "target": {"template": {"data": {"x": "{{ password.nope.deeper }}"}}},
+            },
+            "value-as-lookup-key": {
+                "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+                "target": {"template": {"data": {"x": "{{ {}[password] }}"}}},
+            },
+        }
+        for name, spec in failing.items():
+            vs.external_secret(name, {"storeRef": {"name": "fake"}, **spec})
+        vs.wait_data("ok", {"dsn": f"u:{PASSWORD}", "token": TOKEN})
+        for name in failing:
+            eventually(lambda name=name: _failed(vs, name), what=f"ExternalSecret {name} to fail", timeout=60)
+        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:  # noqa: S310
+            metrics = response.read().decode()
+        logs = operator.logs()
+
+    assert "sync failed" in logs and "synced" in logs  # the log really covers both paths
+    statuses = json.dumps([vs.get_external_secret(n).get("status") for n in ["ok", *failing]])
+    events = json.dumps([(e.reason, e.message) for e in vs.api.core.list_namespaced_event(namespace).items])
+    assert "TemplateError" in events and "PropertyNotFound" in events
+    for where, text in (("logs", logs), ("events", events), ("status", statuses), ("metrics", metrics)):
+        for canary in CANARIES:
+            if canary in text:  # not `assert ... in`: pytest would print the value
+                pytest.fail(f"a secret value leaked into the operator's {where}")
+
+
+def _failed(vs: Vaultsync, name: str) -> None:
+    condition = vs.ready(name)
+    assert condition.get("status") == "False", condition

@@ -1,0 +1,417 @@
+"""A rotated value reaches the pods: one ordinary rolling update per change, and nothing else.
+
+The cluster is real enough to show it: kube-controller-manager turns a patched pod template
+into a new ReplicaSet (or ControllerRevision) and rolls pods that kwok runs. So every test
+counts pod templates in the cluster instead of trusting the operator's logs, and every
+"nothing happened" is checked for longer than the coalescing window.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
+from tests.e2e.workloads import (
+    AUTO_RELOAD,
+    RELOAD,
+    SEEN,
+    RolloutWatch,
+    Workloads,
+    container,
+    daemon_set,
+    deployment,
+    env_from_key,
+    pod_spec,
+    stateful_set,
+    stays,
+)
+from tests.env.kube import KubeApi
+from tests.env.operator import OperatorProcess
+from tests.env.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 2.0  # --restart-window for these tests: seconds
+QUIET = WINDOW * 3  # how long "no restart" must hold after a change that must not restart
+FORCE_SYNC = "vaultsync.io/force-sync"
+
+
+@dataclass
+class Rig:
+    """One namespace with a fake store, the operator watching only it, and its workloads."""
+
+    vs: Vaultsync
+    workloads: Workloads
+    operator: OperatorProcess
+    values: dict[str, str]
+
+    def sync(self, name: str, key: str, refresh: str = "0") -> None:
+        """An ExternalSecret `name` writing Secret `name` with the remote `key`'s password."""
+        self.vs.external_secret(
+            name,
+            {
+                "storeRef": {"name": "fake"},
+                "refreshInterval": refresh,
+                "data": [{"secretKey": "password", "remoteRef": {"key": key, "property": "password"}}],
+            },
+        )
+        self.vs.wait_data(name, {"password": self.values[key]})
+
+    def rotate(self, changes: Mapping[str, str], *external_secrets: str) -> None:
+        """New values in the store, then an immediate re-read by the given ExternalSecrets."""
+        self.values.update(changes)
+        self.vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": _entries(self.values)}}}})
+        self._wait_store_observed()
+        token = str(time.time_ns())
+        for name in external_secrets:
+            self.vs.patch_external_secret(name, {"metadata": {"annotations": {FORCE_SYNC: token}}})
+
+    def _wait_store_observed(self) -> None:
+        def check() -> None:
+            store = self.vs.api.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.vs.namespace, "secretstores", "fake"
+            )
+            observed = (store.get("status") or {}).get("observedGeneration")
+            assert observed == store["metadata"]["generation"], f"observed {observed}"
+
+        eventually(check, what="the operator to see the store's new generation")
+
+    def metric(self, name: str, **labels: str) -> float:
+        with urllib.request.urlopen(self.operator.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
+
+
+def _entries(values: Mapping[str, str]) -> list[dict[str, str]]:
+    return [fake_entry(key, {"password": value}) for key, value in sorted(values.items())]
+
+
+@pytest.fixture
+def rig(vs: Vaultsync, kube_api: KubeApi, namespace: str, run_operator: Callable[..., Any]) -> Iterator[Rig]:
+    values = {"db": "pw-1", "api": "key-1", "cache": "c-1", "other": "o-1"}
+    vs.fake_store("fake", _entries(values))
+    with run_operator(namespace, "--namespace", namespace, "--restart-window", str(WINDOW)) as op:
+        yield Rig(vs, Workloads(kube_api, namespace), op, values)
+
+
+@pytest.fixture
+def capped_rig(
+    vs: Vaultsync, kube_api: KubeApi, namespace: str, run_operator: Callable[..., Any]
+) -> Iterator[Rig]:
+    values = {"db": "pw-1"}
+    vs.fake_store("fake", _entries(values))
+    args = ("--namespace", namespace, "--restart-window", str(WINDOW), "--restarts-per-minute", "1")
+    with run_operator(namespace, *args) as op:
+        yield Rig(vs, Workloads(kube_api, namespace), op, values)
+
+
+def reads(secret: str) -> dict[str, Any]:
+    """A pod spec whose container reads `secret` through an env var."""
+    return pod_spec(container(**env_from_key(secret, "password")))
+
+
+def test_a_rotation_rolls_the_deployment_once_within_its_strategy(rig: Rig) -> None:
+    wl = rig.workloads
+    wl.create(
+        deployment(
+            "web",
+            annotations={RELOAD: "db-creds"},
+            spec=reads("db-creds"),
+            replicas=4,
+            max_unavailable=1,
+            max_surge=1,
+            min_ready_seconds=1,
+        )
+    )
+    wl.wait_rolled_out("Deployment", "web")
+    rig.sync("db-creds", "db")  # the first sync creates the Secret: no restart
+    stays(lambda: _templates_are(wl, "Deployment", "web", 1), seconds=QUIET)
+
+    with RolloutWatch(wl, "web") as watch:
+        rig.rotate({"db": "pw-2"}, "db-creds")
+        rotated = time.monotonic()
+        rig.vs.wait_data("db-creds", {"password": "pw-2"})
+        written = time.monotonic()
+        wl.wait_templates("Deployment", "web", 2)
+        restarted = time.monotonic()
+        final = wl.wait_rolled_out("Deployment", "web")
+    print(
+        f"rotation → Secret written {written - rotated:.2f}s → new ReplicaSet "
+        f"{restarted - written:.2f}s (window {WINDOW}s)"
+    )
+
+    assert watch.samples_rolling > 0, "the watch never saw the rollout in progress"
+    assert watch.max_unavailable <= 1, f"{watch.max_unavailable} replicas were unavailable at once"
+    assert watch.max_pods <= 5, f"{watch.max_pods} pods existed at once (4 + maxSurge 1)"
+    assert final["status"]["availableReplicas"] == 4
+    old, new = wl.replica_sets("web")
+    assert rig.vs.api.apps.read_namespaced_replica_set(old, wl.namespace).status.replicas == 0
+    stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=QUIET)
+
+
+def test_workloads_that_did_not_opt_in_or_watch_another_secret_are_untouched(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    rig.sync("other-creds", "other")
+    wl.create(deployment("watcher", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.create(deployment("bystander", spec=reads("db-creds")))
+    wl.create(deployment("elsewhere", annotations={RELOAD: "other-creds"}, spec=reads("db-creds")))
+    wl.create(deployment("auto-other", annotations={AUTO_RELOAD: "true"}, spec=reads("other-creds")))
+    for name in ("watcher", "bystander", "elsewhere", "auto-other"):
+        wl.wait_rolled_out("Deployment", name)
+
+    rig.rotate({"db": "pw-2"}, "db-creds", "other-creds")
+    wl.wait_templates("Deployment", "watcher", 2)
+
+    def untouched() -> None:
+        for name in ("bystander", "elsewhere", "auto-other"):
+            _templates_are(wl, "Deployment", name, 1)
+            assert wl.restarted_at("Deployment", name) is None, f"{name} was patched"
+
+    stays(untouched, seconds=QUIET)
+
+
+def test_three_secrets_rotated_inside_the_window_make_one_restart(rig: Rig) -> None:
+    wl = rig.workloads
+    for name, key in (("db-creds", "db"), ("api-keys", "api"), ("cache-creds", "cache")):
+        rig.sync(name, key)
+    wl.create(
+        deployment(
+            "web",
+            annotations={RELOAD: "db-creds, api-keys,cache-creds"},
+            spec=pod_spec(
+                container(
+                    envFrom=[{"secretRef": {"name": n}} for n in ("db-creds", "api-keys", "cache-creds")]
+                )
+            ),
+        )
+    )
+    wl.wait_rolled_out("Deployment", "web")
+
+    rig.rotate({"db": "pw-2", "api": "key-2", "cache": "c-2"}, "db-creds", "api-keys", "cache-creds")
+    wl.wait_templates("Deployment", "web", 2)
+    stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=QUIET)
+    for name, key in (("db-creds", "db"), ("api-keys", "api"), ("cache-creds", "cache")):
+        assert rig.vs.secret_data(name) == {"password": rig.values[key]}
+    restarted = wl.events("Deployment", "web", "Restarted")
+    assert len(restarted) == 1, [e.message for e in restarted]
+    for name in ("db-creds", "api-keys", "cache-creds"):
+        assert name in restarted[0].message
+    wl.wait_rolled_out("Deployment", "web")
+
+
+def test_operator_restarts_with_nothing_changed_roll_nothing(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db", refresh="1s")
+    rig.sync("api-keys", "api", refresh="1s")
+    wl.create(deployment("web", annotations={RELOAD: "db-creds,api-keys"}, spec=reads("db-creds")))
+    wl.create(deployment("auto", annotations={AUTO_RELOAD: "true"}, spec=reads("api-keys")))
+    wl.create(stateful_set("db", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    # A real change first, so the workloads carry seen fingerprints when the operator restarts.
+    rig.rotate({"db": "pw-2", "api": "key-2"}, "db-creds", "api-keys")
+    for kind, name in (("Deployment", "web"), ("Deployment", "auto"), ("StatefulSet", "db")):
+        wl.wait_templates(kind, name, 2)
+        wl.wait_rolled_out(kind, name)
+
+    for attempt in range(3):
+        rig.operator.restart()
+        syncs = rig.operator.logs().count('"synced"')
+        eventually(
+            lambda syncs=syncs: _more_syncs(rig.operator, syncs, by=4),
+            what=f"the restarted operator (#{attempt + 1}) to refresh both ExternalSecrets twice",
+        )
+        stays(
+            lambda: [
+                _templates_are(wl, kind, name, 2)
+                for kind, name in (("Deployment", "web"), ("Deployment", "auto"), ("StatefulSet", "db"))
+            ],
+            seconds=WINDOW * 2,
+        )
+
+
+def test_a_workload_that_opts_in_later_restarts_only_on_the_next_real_change(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(deployment("late", spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "late")
+    wl.patch("Deployment", "late", {"metadata": {"annotations": {RELOAD: "db-creds"}}})
+    wl.create(deployment("new", annotations={AUTO_RELOAD: "true"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "new")
+
+    rig.rotate({}, "db-creds")  # re-read, same value: not a change
+    eventually(lambda: _more_syncs(rig.operator, 0, by=2), what="the forced re-read of db-creds")
+    stays(lambda: [_templates_are(wl, "Deployment", n, 1) for n in ("late", "new")], seconds=QUIET)
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    for name in ("late", "new"):
+        wl.wait_templates("Deployment", name, 2)
+        wl.wait_rolled_out("Deployment", name)
+    seen = wl.get("Deployment", "late")["metadata"]["annotations"][SEEN]
+    assert "db-creds" in seen and "pw-2" not in seen
+
+
+def test_auto_reload_follows_every_kind_of_secret_reference(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    auto = {AUTO_RELOAD: "true"}
+    specs = {
+        "env": reads("db-creds"),
+        "env-from": pod_spec(container(envFrom=[{"secretRef": {"name": "db-creds"}}])),
+        "volume": pod_spec(
+            container(volumeMounts=[{"name": "creds", "mountPath": "/creds"}]),
+            volumes=[{"name": "creds", "secret": {"secretName": "db-creds"}}],
+        ),
+        "projected": pod_spec(
+            container(volumeMounts=[{"name": "creds", "mountPath": "/creds"}]),
+            volumes=[{"name": "creds", "projected": {"sources": [{"secret": {"name": "db-creds"}}]}}],
+        ),
+        "init": pod_spec(
+            container(), initContainers=[container("init", **env_from_key("db-creds", "password"))]
+        ),
+    }
+    for name, spec in specs.items():
+        wl.create(deployment(name, annotations=auto, spec=spec))
+    wl.create(deployment("no-refs", annotations=auto))
+    for name in [*specs, "no-refs"]:
+        wl.wait_rolled_out("Deployment", name)
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    for name in specs:
+        wl.wait_templates("Deployment", name, 2)
+    stays(lambda: _templates_are(wl, "Deployment", "no-refs", 1), seconds=QUIET)
+    for name in specs:
+        wl.wait_rolled_out("Deployment", name)
+
+
+def test_stateful_sets_and_daemon_sets_roll_too(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(stateful_set("db", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.create(daemon_set("agent", annotations={AUTO_RELOAD: "true"}, spec=reads("db-creds")))
+    for kind, name in (("StatefulSet", "db"), ("DaemonSet", "agent")):
+        wl.wait_rolled_out(kind, name)
+        _templates_are(wl, kind, name, 1)
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    for kind, name in (("StatefulSet", "db"), ("DaemonSet", "agent")):
+        wl.wait_templates(kind, name, 2)
+        wl.wait_rolled_out(kind, name)
+        assert wl.restarted_at(kind, name) is not None
+    stays(
+        lambda: [_templates_are(wl, k, n, 2) for k, n in (("StatefulSet", "db"), ("DaemonSet", "agent"))],
+        seconds=QUIET,
+    )
+
+
+def test_a_paused_deployment_is_held_with_an_event_and_rolls_after_resume(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "web")
+    wl.patch("Deployment", "web", {"spec": {"paused": True}})
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    deferred = eventually(
+        lambda: _one_event(wl, "web", "RestartDeferred"), what="a RestartDeferred event on web"
+    )
+    assert deferred.type == "Warning"
+    assert "paused" in deferred.message and "db-creds" in deferred.message
+
+    def held() -> None:
+        _templates_are(wl, "Deployment", "web", 1)
+        assert wl.restarted_at("Deployment", "web") is None, "a paused Deployment was patched"
+
+    stays(held, seconds=12)  # longer than the operator's recheck of paused workloads
+    deferrals = wl.events("Deployment", "web", "RestartDeferred")
+    assert sum(e.count or 1 for e in deferrals) == 1, "the deferral was announced more than once"
+
+    wl.patch("Deployment", "web", {"spec": {"paused": False}})
+    wl.wait_templates("Deployment", "web", 2, timeout=60)
+    wl.wait_rolled_out("Deployment", "web")
+    eventually(lambda: _one_event(wl, "web", "Restarted"), what="a Restarted event on web")
+
+
+def test_restarts_are_recorded_as_events_and_counted_in_metrics(rig: Rig) -> None:
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.create(stateful_set("db", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "web")
+    wl.wait_rolled_out("StatefulSet", "db")
+    counter = "vaultsync_workload_restarts_total"
+    assert rig.metric(counter, namespace=wl.namespace, kind="Deployment") == 0
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    restarted = eventually(lambda: _one_event(wl, "web", "Restarted"), what="a Restarted event")
+    assert restarted.type == "Normal"
+    assert restarted.message == "restarted: Secret db-creds changed"
+    assert restarted.source.component == "vaultsync"
+    for_es = eventually(
+        lambda: _es_events(rig, "db-creds", count=2), what="WorkloadRestarted events on the ExternalSecret"
+    )
+    assert sorted(e.message for e in for_es) == [
+        "restarted Deployment web: Secret db-creds changed",
+        "restarted StatefulSet db: Secret db-creds changed",
+    ]
+    assert rig.metric(counter, namespace=wl.namespace, kind="Deployment") == 1
+    assert rig.metric(counter, namespace=wl.namespace, kind="StatefulSet") == 1
+    for event in [restarted, *for_es]:
+        assert "pw-" not in event.message
+
+
+def test_the_restart_cap_queues_the_excess_instead_of_dropping_it(capped_rig: Rig) -> None:
+    rig, wl = capped_rig, capped_rig.workloads
+    rig.sync("db-creds", "db")
+    for name in ("first", "second"):
+        wl.create(deployment(name, annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+        wl.wait_rolled_out("Deployment", name)
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+
+    def one_restarted() -> str:
+        counts = {name: wl.templates("Deployment", name) for name in ("first", "second")}
+        assert sorted(counts.values()) == [1, 2], f"pod templates {counts}"
+        return next(name for name, count in counts.items() if count == 2)
+
+    done = eventually(one_restarted, what="exactly one of two workloads restarted")
+    waiting = "second" if done == "first" else "first"
+    stays(lambda: _templates_are(wl, "Deployment", waiting, 1), seconds=QUIET)
+    wl.wait_templates("Deployment", waiting, 2, timeout=90)
+    wl.wait_rolled_out("Deployment", waiting)
+    assert rig.operator.logs().count("workload restarted") == 2
+
+
+# Checks ----------------------------------------------------------------------------------------
+
+
+def _templates_are(wl: Workloads, kind: str, name: str, count: int) -> None:
+    found = wl.templates(kind, name)
+    assert found == count, f"{kind} {name} has {found} pod templates, expected {count}"
+
+
+def _more_syncs(operator: OperatorProcess, before: int, by: int) -> None:
+    now = operator.logs().count('"synced"')
+    assert now >= before + by, f"{now - before} syncs logged"
+
+
+def _one_event(wl: Workloads, name: str, reason: str) -> Any:
+    found = wl.events("Deployment", name, reason)
+    assert len(found) == 1, f"{len(found)} {reason} events"
+    return found[0]
+
+
+def _es_events(rig: Rig, name: str, count: int) -> list[Any]:
+    found = [e for e in rig.vs.events(name) if e.reason == "WorkloadRestarted"]
+    assert len(found) == count, f"{len(found)} WorkloadRestarted events"
+    return found
