@@ -68,7 +68,7 @@ def test_values_never_appear_in_logs_events_status_or_metrics(
         vs.wait_data("ok", {"dsn": f"u:{PASSWORD}", "token": TOKEN})
         for name in failing:
             eventually(lambda name=name: _failed(vs, name), what=f"ExternalSecret {name} to fail", timeout=60)
-        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
             metrics = response.read().decode()
         logs = operator.logs()
 

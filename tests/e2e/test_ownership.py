@@ -1,4 +1,4 @@
-"""Who owns the Secret: Owner deletes with the ExternalSecret, Orphan stays, Merge shares, nobody takes over."""
+"""Who owns the Secret: Owner deletes it with the ExternalSecret, Orphan keeps it, Merge shares it."""
 
 from __future__ import annotations
 
