@@ -23,10 +23,12 @@ RUN python3 -m venv "$VIRTUAL_ENV"
 WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the pins change.
-# Two trims keep the image small: the kubernetes wheel also ships kubernetes_asyncio,
-# which vaultsync does not use, and botocore carries the models of ~450 AWS services,
-# of which only these are ever called (the credential chain needs sts, sso, sso-oidc).
-# A smoke check below creates those clients, so a wrong trim fails the build.
+# Two trims keep the image small: the kubernetes wheel also ships an asyncio copy of
+# the whole client (kubernetes/aio; kubernetes_asyncio before 36.0.3) that nothing
+# uses, and botocore carries the models of ~450 AWS services, of which vaultsync
+# calls only these (the credential chain needs sts, sso and sso-oidc). The smoke
+# check below imports every vaultsync module and creates those clients, so a trim
+# that goes too far fails the build.
 ARG BOTOCORE_SERVICES="secretsmanager sts sso sso-oidc"
 COPY pyproject.toml constraints.txt ./
 RUN --mount=type=secret,id=ca \
@@ -35,7 +37,7 @@ RUN --mount=type=secret,id=ca \
     && python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt \
     && pip install -q -c constraints.txt -r /tmp/requirements.txt \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    && rm -rf "$site/kubernetes_asyncio" \
+    && rm -rf "$site/kubernetes/aio" "$site/kubernetes_asyncio" \
     && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
         $(printf '! -name %s ' $BOTOCORE_SERVICES) -exec rm -rf {} +
 
@@ -47,7 +49,7 @@ RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install -q -c constraints.txt --no-deps . \
     && pip check \
-    && python -c 'import boto3, kopf, kubernetes.client, hvac, azure.identity, azure.keyvault.secrets, vaultsync; [boto3.client(s, region_name="us-east-1") for s in ("secretsmanager", "sts", "sso", "sso-oidc")]' \
+    && python -c 'import boto3, importlib, pkgutil, vaultsync; [importlib.import_module(m.name) for m in pkgutil.walk_packages(vaultsync.__path__, "vaultsync.") if m.name != "vaultsync.__main__"]; [boto3.client(s, region_name="us-east-1") for s in ("secretsmanager", "sts", "sso", "sso-oidc")]' \
     && pip uninstall -q -y pip setuptools wheel \
     && find "$VIRTUAL_ENV" -name '*.dist-info' -prune -o -type d -name tests -prune -exec rm -rf {} + \
     && rm -f "$VIRTUAL_ENV"/bin/activate* "$VIRTUAL_ENV"/bin/Activate.ps1

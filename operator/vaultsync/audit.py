@@ -9,14 +9,16 @@ ship apart from the operator's operational logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from vaultsync.providers.base import RemoteRef, StoreContext
 
 _log = logging.getLogger("vaultsync.audit")
 
 
-def provider_read(store: StoreContext, provider: str, refs: Iterable[RemoteRef], requested_by: str) -> None:
+def provider_read(
+    store: StoreContext, provider: str, refs: Iterable[RemoteRef], requested_by: Sequence[str]
+) -> None:
     keys = sorted(f"{r.key}@{r.version}" if r.version else r.key for r in refs)
     _log.info(
         "provider read",
@@ -25,7 +27,7 @@ def provider_read(store: StoreContext, provider: str, refs: Iterable[RemoteRef],
                 "store": str(store),
                 "provider": provider,
                 "keys": keys,
-                "requestedBy": requested_by,
+                "requestedBy": list(requested_by),
             }
         },
     )

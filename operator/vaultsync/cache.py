@@ -25,9 +25,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vaultsync import audit
 from vaultsync.errors import ProviderError, VaultsyncError
 from vaultsync.metrics import CACHE_LOOKUPS, PROVIDER_CALLS
-from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient
+from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
 
 CacheKey = tuple[str, RemoteRef]
 Result = RemoteValue | VaultsyncError
@@ -47,7 +48,9 @@ class _Entry:
 class _PendingBatch:
     client: SecretsClient
     provider: str
+    context: StoreContext | None
     refs: list[RemoteRef] = field(default_factory=list)
+    requested_by: set[str] = field(default_factory=set)
 
 
 class FetchCache:
@@ -59,6 +62,7 @@ class FetchCache:
         self._inflight: dict[CacheKey, asyncio.Future[Result]] = {}
         self._pending: dict[str, _PendingBatch] = {}
         self._listeners: list[ChangeListener] = []
+        self._reads: set[asyncio.Task[None]] = set()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -70,8 +74,14 @@ class FetchCache:
         client: SecretsClient,
         refs: Sequence[RemoteRef],
         max_age: float,
+        *,
+        context: StoreContext | None = None,
+        requested_by: str = "",
     ) -> dict[RemoteRef, Result]:
-        """Values for `refs`, no older than `max_age` seconds (0 = read now)."""
+        """Values for `refs`, no older than `max_age` seconds (0 = read now).
+
+        `context` and `requested_by` go to the audit log of the reads this causes.
+        """
         now = self._clock()
         results: dict[RemoteRef, Result] = {}
         waiting: dict[RemoteRef, asyncio.Future[Result]] = {}
@@ -86,7 +96,7 @@ class FetchCache:
                 waiting[ref] = self._inflight[key]
             else:
                 CACHE_LOOKUPS.labels(result="miss").inc()
-                waiting[ref] = self._enqueue(store_key, provider, client, ref)
+                waiting[ref] = self._enqueue(store_key, provider, client, ref, context, requested_by)
         for ref, future in waiting.items():
             results[ref] = await asyncio.shield(future)
         return results
@@ -97,7 +107,7 @@ class FetchCache:
             del self._entries[key]
 
     def prune(self, older_than: float) -> int:
-        """Drops entries not read for `older_than` seconds; returns how many."""
+        """Drops entries fetched more than `older_than` seconds ago; returns how many."""
         limit = self._clock() - older_than
         stale = [k for k, e in self._entries.items() if e.fetched_at < limit]
         for key in stale:
@@ -105,26 +115,38 @@ class FetchCache:
         return len(stale)
 
     def _enqueue(
-        self, store_key: str, provider: str, client: SecretsClient, ref: RemoteRef
+        self,
+        store_key: str,
+        provider: str,
+        client: SecretsClient,
+        ref: RemoteRef,
+        context: StoreContext | None,
+        requested_by: str,
     ) -> asyncio.Future[Result]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._inflight[(store_key, ref)] = future
         batch = self._pending.get(store_key)
         if batch is None or batch.client is not client or len(batch.refs) >= MAX_BATCH:
-            batch = _PendingBatch(client=client, provider=provider)
+            batch = _PendingBatch(client=client, provider=provider, context=context)
             self._pending[store_key] = batch
             loop.call_later(BATCH_LINGER_SECONDS, self._flush, store_key, batch)
         batch.refs.append(ref)
+        if requested_by:
+            batch.requested_by.add(requested_by)
         return future
 
     def _flush(self, store_key: str, batch: _PendingBatch) -> None:
         if self._pending.get(store_key) is batch:
             del self._pending[store_key]
-        asyncio.get_running_loop().create_task(self._read(store_key, batch))
+        task = asyncio.get_running_loop().create_task(self._read(store_key, batch))
+        self._reads.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._reads.discard)
 
     async def _read(self, store_key: str, batch: _PendingBatch) -> None:
         PROVIDER_CALLS.labels(provider=batch.provider, operation="read").inc(len(batch.refs))
+        if batch.context is not None:
+            audit.provider_read(batch.context, batch.provider, batch.refs, sorted(batch.requested_by))
         try:
             fetched: Mapping[RemoteRef, Result] = await batch.client.get_secrets(batch.refs)
         except VaultsyncError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 import kopf
@@ -28,6 +29,8 @@ def run_operator(config: Config) -> int:
     from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
 
     kopf.configure(verbose=config.verbose, log_format=kopf.LogFormat.JSON)
+    if not config.verbose:  # one line per watch event is noise at ten thousand objects
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=config.clusterwide,

@@ -176,31 +176,36 @@ class Kube:
         return token
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        now = datetime.now(UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace or "default"),
-            involved_object=client.V1ObjectReference(
-                api_version=ref.api_version,
-                kind=ref.kind,
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=ref.uid,
-            ),
-            type=type_,
-            reason=reason,
-            message=message[:1024],
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="vaultsync"),
-            reporting_component="vaultsync.io/operator",
-            reporting_instance="vaultsync",
-        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        namespace = ref.namespace or "default"
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ref.name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now[:19] + "Z",
+            "lastTimestamp": now[:19] + "Z",
+            "eventTime": now,
+            "count": 1,
+            "source": {"component": "vaultsync"},
+            "reportingComponent": "vaultsync.io/operator",
+            "reportingInstance": "vaultsync",
+            "action": reason,
+        }
         await self._call(
             "create",
             "events",
             self._core.create_namespaced_event,
-            ref.namespace or "default",
+            namespace,
             event,
             _preload_content=False,
         )

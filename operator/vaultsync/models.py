@@ -7,10 +7,11 @@ their errors name the exact field, like `spec.data[2].remoteRef.key`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from vaultsync.errors import InvalidSpec
@@ -18,6 +19,24 @@ from vaultsync.providers.base import describe_validation_error
 from vaultsync.schedule import parse_duration
 
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+_SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
+SECRET_KEY_RULE = "letters, digits, '-', '_' and '.', at most 253, not '.' or '..' or starting with '..'"
+
+
+def is_valid_secret_key(name: str) -> bool:
+    """Kubernetes' own rule for the keys of a Secret's data."""
+    return (
+        bool(_SECRET_KEY.fullmatch(name))
+        and len(name) <= 253
+        and name not in (".", "..")
+        and not name.startswith("..")
+    )
+
+
+def _check_secret_key(name: str) -> str:
+    if not is_valid_secret_key(name):
+        raise ValueError(f"not a valid Secret key ({SECRET_KEY_RULE})")
+    return name
 
 
 class Model(BaseModel):
@@ -35,8 +54,11 @@ class RemoteRefSpec(Model):
     version: str = ""
 
 
+SecretKey = Annotated[str, AfterValidator(_check_secret_key)]
+
+
 class DataItem(Model):
-    secret_key: str = Field(pattern=SECRET_KEY_PATTERN, max_length=253)
+    secret_key: SecretKey
     remote_ref: RemoteRefSpec
 
 
@@ -51,7 +73,7 @@ class DataFromItem(Model):
 
 class TemplateSpec(Model):
     delimiters: tuple[str, str] = ("{{", "}}")
-    data: dict[str, str] = Field(default_factory=dict)
+    data: dict[SecretKey, str] = Field(default_factory=dict)
 
     @field_validator("delimiters")
     @classmethod
@@ -136,9 +158,13 @@ class NamespaceCondition(Model):
     namespace_selector: LabelSelector | None = None
 
     def allows(self, namespace: str, labels: Mapping[str, str]) -> bool:
-        if self.namespaces and namespace not in self.namespaces:
-            return False
-        return self.namespace_selector is None or self.namespace_selector.matches(labels)
+        """Listed by name, or matched by the selector (as in External Secrets Operator).
+
+        An empty condition allows nothing: a typo must not open a store to everyone.
+        """
+        if namespace in self.namespaces:
+            return True
+        return self.namespace_selector is not None and self.namespace_selector.matches(labels)
 
 
 class StoreSpec(Model):

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync import constants as c
-from vaultsync.errors import KubeNotFound, VaultsyncError
+from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError
 from vaultsync.fingerprints import combined
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import RESTARTS
@@ -35,6 +35,7 @@ from vaultsync.metrics import RESTARTS
 log = logging.getLogger(__name__)
 
 PAUSED_RECHECK_SECONDS = 10.0
+PATCH_ATTEMPTS = 3  # a workload's resourceVersion moves with every status update
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ def restart_patch(
     return patch, causes
 
 
+def _paused(kind: str, workload: Mapping[str, Any]) -> bool:
+    return kind == "Deployment" and bool((workload.get("spec") or {}).get("paused"))
+
+
 class _RateLimit:
     """At most `per_minute` restarts in any sliding minute; callers wait for a slot."""
 
@@ -145,6 +150,8 @@ class Rollouts:
         self._pending: dict[str, dict[str, Rotation]] = defaultdict(dict)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # (namespace, workload uid) → the changes its RestartDeferred Event named
+        self._deferred: dict[tuple[str, str], str] = {}
 
     async def stop(self) -> None:
         for timer in self._timers.values():
@@ -180,6 +187,9 @@ class Rollouts:
             )
             self._requeue(namespace, rotations, self._window)
             return
+        live = {(namespace, workload["metadata"]["uid"]) for _, workload in workloads}
+        for key in [k for k in self._deferred if k[0] == namespace and k not in live]:
+            del self._deferred[key]
         deferred: dict[str, Rotation] = {}
         for kind, workload in workloads:
             for name in await self._restart_one(namespace, kind, workload, rotations):
@@ -190,39 +200,62 @@ class Rollouts:
     async def _restart_one(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation]
     ) -> list[str]:
-        """Restarts one workload if it needs it; returns the rotations to retry later."""
+        """Restarts one workload if it needs it; returns the rotations to retry later.
+
+        The listed body only says whether a restart is due; the patch is planned from a
+        fresh read taken after the rate limit let it through, and carries that read's
+        resourceVersion, so a restart queued behind the cap or raced by another writer
+        never overwrites newer seen-fingerprints with stale ones.
+        """
         planned = restart_patch(workload, rotations, self._key, datetime.now(UTC))
         if planned is None:
             return []
-        patch, causes = planned
-        meta = workload["metadata"]
-        ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
-        reason = ", ".join(causes)
-        if kind == "Deployment" and (workload.get("spec") or {}).get("paused"):
-            await self._event(
-                ref,
-                "Warning",
-                "RestartDeferred",
-                f"not restarted while paused: Secret {reason} changed; will restart when resumed",
-            )
-            return causes
+        if _paused(kind, workload):
+            await self._announce_deferral(namespace, kind, workload, rotations, planned[1])
+            return planned[1]
         await self._limit.acquire()
-        try:
-            await self._kube.patch_workload(kind, namespace, meta["name"], patch)
-        except KubeNotFound:
+        name = workload["metadata"]["name"]
+        for _ in range(PATCH_ATTEMPTS):
+            try:
+                fresh = await self._kube.read_workload(kind, namespace, name)
+            except KubeNotFound:
+                return []
+            except VaultsyncError as exc:
+                self._warn_retry(kind, namespace, name, exc)
+                return planned[1]
+            planned = restart_patch(fresh, rotations, self._key, datetime.now(UTC))
+            if planned is None:
+                return []
+            if _paused(kind, fresh):
+                await self._announce_deferral(namespace, kind, fresh, rotations, planned[1])
+                return planned[1]
+            patch, causes = planned
+            patch["metadata"]["resourceVersion"] = fresh["metadata"]["resourceVersion"]
+            try:
+                await self._kube.patch_workload(kind, namespace, name, patch)
+            except KubeConflict:
+                continue
+            except KubeNotFound:
+                return []
+            except VaultsyncError as exc:
+                self._warn_retry(kind, namespace, name, exc)
+                return causes
+            await self._restarted(namespace, kind, fresh, rotations, causes)
             return []
-        except VaultsyncError as exc:
-            log.warning(
-                "restart failed; retrying",
-                extra={"workload": f"{kind}/{namespace}/{meta['name']}", "detail": exc.message},
-            )
-            return causes
+        return planned[1]
+
+    async def _restarted(
+        self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation], causes: list[str]
+    ) -> None:
+        meta = workload["metadata"]
+        self._deferred.pop((namespace, meta["uid"]), None)
         RESTARTS.labels(namespace=namespace, kind=kind).inc()
         log.info(
             "workload restarted",
             extra={"workload": f"{kind}/{namespace}/{meta['name']}", "secrets": causes},
         )
-        await self._event(ref, "Normal", "Restarted", f"restarted: Secret {reason} changed")
+        ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
+        await self._event(ref, "Normal", "Restarted", f"restarted: Secret {', '.join(causes)} changed")
         for name in causes:
             await self._event(
                 rotations[name].external_secret,
@@ -230,7 +263,29 @@ class Rollouts:
                 "WorkloadRestarted",
                 f"restarted {kind} {meta['name']}: Secret {name} changed",
             )
-        return []
+
+    async def _announce_deferral(
+        self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation], causes: list[str]
+    ) -> None:
+        """One Event per paused workload and set of changes, not one per recheck."""
+        meta = workload["metadata"]
+        changes = ",".join(f"{name}={rotations[name].fingerprint}" for name in causes)
+        if self._deferred.get((namespace, meta["uid"])) == changes:
+            return
+        self._deferred[(namespace, meta["uid"])] = changes
+        ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
+        await self._event(
+            ref,
+            "Warning",
+            "RestartDeferred",
+            f"not restarted while paused: Secret {', '.join(causes)} changed; will restart when resumed",
+        )
+
+    def _warn_retry(self, kind: str, namespace: str, name: str, exc: VaultsyncError) -> None:
+        log.warning(
+            "restart failed; retrying",
+            extra={"workload": f"{kind}/{namespace}/{name}", "detail": exc.message},
+        )
 
     def _requeue(self, namespace: str, rotations: Mapping[str, Rotation], delay: float) -> None:
         for name, rotation in rotations.items():

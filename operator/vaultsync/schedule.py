@@ -54,7 +54,7 @@ def backoff(attempt: int, retry_after: float | None = None, rng: random.Random |
     A server's own Retry-After is a floor, never shortened.
     """
     r = rng or random
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(max(0, attempt - 1), 16))
     delay = ceiling / 2 + r.random() * ceiling / 2
     return float(max(delay, retry_after or 0.0))
 

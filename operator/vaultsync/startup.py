@@ -32,6 +32,7 @@ from vaultsync.stores import PLURALS, Stores, store_status
 log = logging.getLogger(__name__)
 
 STORE_RECHECK_SECONDS = 60.0
+CACHE_RETENTION_SECONDS = 6 * 3600.0
 
 
 def _api_client() -> client.ApiClient:
@@ -71,16 +72,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     scheduler.start()
     start_http_server(config.metrics_port)
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
-    memo.store_checker = asyncio.create_task(_recheck_stores(kube, stores))
+    memo.housekeeping = asyncio.create_task(_housekeeping(kube, stores, cache))
     log.info("vaultsync started", extra={"operatorNamespace": config.operator_namespace})
 
 
-async def _recheck_stores(kube: Kube, stores: Stores) -> None:
-    """Stores that are not ready are retried, so fixing a credential Secret heals them."""
+async def _housekeeping(kube: Kube, stores: Stores, cache: FetchCache) -> None:
+    """Stores that are not ready are retried, so fixing a credential Secret heals them;
+    cached values nobody refreshed for hours are dropped, so memory follows what is in use."""
     while True:
         await asyncio.sleep(STORE_RECHECK_SECONDS)
         for kind, body in stores.not_ready():
             await update_store_status(kube, stores, kind, body)
+        cache.prune(CACHE_RETENTION_SECONDS)
 
 
 async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[str, Any]) -> None:
@@ -99,7 +102,7 @@ async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.store_checker.cancel()
+    memo.housekeeping.cancel()
     await memo.rollouts.stop()
     await memo.scheduler.stop()
     await memo.stores.close()

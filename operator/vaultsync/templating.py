@@ -19,12 +19,11 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vaultsync.errors import InvalidSpec, TemplateError, VaultsyncError
-from vaultsync.models import SECRET_KEY_PATTERN, ExternalSecretSpec, TemplateSpec
+from vaultsync.models import SECRET_KEY_RULE, ExternalSecretSpec, TemplateSpec, is_valid_secret_key
 from vaultsync.properties import extract_all, select_property
 from vaultsync.providers.base import RemoteRef, RemoteValue
 
 TEMPLATE_FIELD = "spec.target.template.data"
-_SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
 _UNDEFINED_NAME = re.compile(r"'[A-Za-z_][A-Za-z0-9_]*' is undefined")
 
 
@@ -112,10 +111,10 @@ def build_data(
         field = f"spec.dataFrom[{i}].extract"
         raw = value_of(RemoteRef(item.extract.key, item.extract.version), f"{field}.key")
         for name, value in extract_all(raw, key=item.extract.key, field=field).items():
-            if not _SECRET_KEY.fullmatch(name):
+            if not is_valid_secret_key(name):
                 raise InvalidSpec(
                     f"{field}: property {name!r} of remote key {item.extract.key!r} is not a valid "
-                    "Secret key (letters, digits, '-', '_' and '.')"
+                    f"Secret key ({SECRET_KEY_RULE})"
                 )
             data[name] = value
     for i, entry in enumerate(spec.data):

@@ -3,8 +3,8 @@
 One case, one sentence; each runs once per backend in `tests/providers/backends/`
 (the fake included), so a new provider is held to the same contract by adding a
 backend module. Cases talk to the `SecretsClient` directly: no cluster needed.
-Every value written is unique and distinctive, and every error message is checked
-not to contain it.
+Values are JSON objects (what every vault can hold) compared parsed; each holds a
+unique, distinctive secret, and error messages are checked not to contain it.
 """
 
 from __future__ import annotations
@@ -52,6 +52,16 @@ def secret() -> str:
     return f"s3cr3t-{uuid.uuid4().hex}"
 
 
+def document(password: str | None = None) -> str:
+    return json.dumps({"username": "app", "password": password or secret()})
+
+
+def assert_read(got: RemoteValue | VaultsyncError, written: str, version: str) -> None:
+    assert isinstance(got, RemoteValue), got
+    assert json.loads(got.value) == json.loads(written)
+    assert got.version == version
+
+
 async def one_of_many(client: SecretsClient, ref: RemoteRef) -> RemoteValue:
     """A batch read of one key, its per-key error raised."""
     result = (await client.get_secrets([ref]))[ref]
@@ -68,11 +78,10 @@ def assert_no_leak(error: BaseException, *values: str | bytes) -> None:
 
 
 async def test_reads_the_whole_value_and_its_version(backend: Backend) -> None:
-    key, value = unique_key(), json.dumps({"username": "app", "password": secret()})
+    key, value = unique_key(), document()
     version = backend.write(key, value)
     async with connected(backend) as client:
-        got = await client.get_secret(RemoteRef(key))
-    assert got == RemoteValue(value.encode(), version)
+        assert_read(await client.get_secret(RemoteRef(key)), value, version)
 
 
 async def test_json_property_is_picked_from_the_value_by_the_core(backend: Backend) -> None:
@@ -98,50 +107,47 @@ async def test_missing_key_is_secret_not_found_naming_the_key(backend: Backend) 
 async def test_version_pin_reads_the_old_version_after_a_new_one_is_written(
     backend: Backend,
 ) -> None:
-    key, old, new = unique_key(), secret(), secret()
+    key, old, new = unique_key(), document(), document()
     old_version = backend.write(key, old)
     new_version = backend.write(key, new)
     async with connected(backend) as client:
-        pinned = await client.get_secret(RemoteRef(key, old_version))
-        latest = await client.get_secret(RemoteRef(key))
-    assert pinned == RemoteValue(old.encode(), old_version)
-    assert latest == RemoteValue(new.encode(), new_version)
+        assert_read(await client.get_secret(RemoteRef(key, old_version)), old, old_version)
+        assert_read(await client.get_secret(RemoteRef(key)), new, new_version)
 
 
 async def test_new_version_is_returned_by_the_next_read_and_by_current_version(
     backend: Backend,
 ) -> None:
     key = unique_key()
-    first = backend.write(key, secret())
+    first = backend.write(key, document())
     async with connected(backend) as client:
         assert await client.current_version(RemoteRef(key)) == first
-    new = secret()
+    new = document()
     second = backend.write(key, new)
     async with connected(backend) as client:
-        assert await client.get_secret(RemoteRef(key)) == RemoteValue(new.encode(), second)
+        assert_read(await client.get_secret(RemoteRef(key)), new, second)
         assert await client.current_version(RemoteRef(key)) == second
 
 
 async def test_a_client_already_open_sees_a_new_version(live_backend: LiveBackend) -> None:
     key = unique_key()
-    live_backend.write(key, secret())
+    live_backend.write(key, document())
     async with connected(live_backend) as client:
         await client.get_secret(RemoteRef(key))
-        new = secret()
+        new = document()
         version = live_backend.write(key, new)
-        assert await client.get_secret(RemoteRef(key)) == RemoteValue(new.encode(), version)
+        assert_read(await client.get_secret(RemoteRef(key)), new, version)
         assert await client.current_version(RemoteRef(key)) == version
 
 
 async def test_reads_many_keys_at_once_with_a_result_or_an_error_per_key(
     backend: Backend,
 ) -> None:
-    values = {unique_key("many"): secret() for _ in range(MANY)}
+    values = {unique_key("many"): document() for _ in range(MANY)}
     versions = {key: backend.write(key, value) for key, value in values.items()}
     pinned_key = next(iter(values))
-    pinned_old = values[pinned_key]
     pinned = RemoteRef(pinned_key, versions[pinned_key])
-    versions[pinned_key] = backend.write(pinned_key, secret())  # pinned must still read the old
+    backend.write(pinned_key, document())  # the pin must still read the old version
     missing = RemoteRef(unique_key("missing"))
     refs = [RemoteRef(key) for key in values] + [pinned, missing]
 
@@ -149,11 +155,10 @@ async def test_reads_many_keys_at_once_with_a_result_or_an_error_per_key(
         results = await client.get_secrets(refs)
 
     assert set(results) == set(refs)
-    assert results[pinned] == RemoteValue(pinned_old.encode(), pinned.version)
+    assert_read(results[pinned], values[pinned_key], pinned.version)
     assert isinstance(results[missing], SecretNotFound)
-    for key, value in values.items():
-        if key != pinned_key:
-            assert results[RemoteRef(key)] == RemoteValue(value.encode(), versions[key])
+    for key, value in list(values.items())[1:]:
+        assert_read(results[RemoteRef(key)], value, versions[key])
 
 
 async def test_valid_credentials_pass_validate(backend: Backend) -> None:
@@ -178,10 +183,10 @@ async def test_wrong_credentials_fail_with_a_message_naming_the_store_and_what_t
 async def test_stopped_server_is_a_provider_error_and_a_restart_recovers(
     live_backend: LiveBackend,
 ) -> None:
-    key, value = unique_key(), secret()
-    live_backend.write(key, value)
+    key, password = unique_key(), secret()
+    version = live_backend.write(key, document(password))
     async with connected(live_backend) as client:
-        assert (await client.get_secret(RemoteRef(key))).value == value.encode()
+        assert_read(await client.get_secret(RemoteRef(key)), document(password), version)
         live_backend.stop()
         try:
             failures: list[VaultsyncError] = []
@@ -197,8 +202,8 @@ async def test_stopped_server_is_a_provider_error_and_a_restart_recovers(
             live_backend.start()
         for failure in failures:
             assert not isinstance(failure, SecretNotFound | AuthenticationError), failure.message
-            assert_no_leak(failure, value)
+            assert_no_leak(failure, password)
 
-        again = secret()
+        again = document()
         version = live_backend.write(key, again)  # dev servers may forget data on restart
-        assert await client.get_secret(RemoteRef(key)) == RemoteValue(again.encode(), version)
+        assert_read(await client.get_secret(RemoteRef(key)), again, version)

@@ -369,7 +369,7 @@ def test_a_non_renewable_token_is_replaced_by_a_new_login_before_it_expires(
     assert "auth/token/renew-self" not in audit.paths()
 
 
-def test_a_revoked_token_is_replaced_by_one_new_login_and_the_read_succeeds(
+def test_a_revoked_token_is_replaced_by_one_new_login_shared_by_concurrent_reads(
     vault: VaultServer, audit: Audit
 ) -> None:
     role_id, secret_id = approle(vault, "revoked", token_ttl="1h")
@@ -380,8 +380,9 @@ def test_a_revoked_token_is_replaced_by_one_new_login_and_the_read_succeeds(
         try:
             await client.get_secret(RemoteRef("revoked/a"))
             vault.request("PUT", "sys/leases/revoke-prefix/auth/approle/login", {})
-            got = await client.get_secret(RemoteRef("revoked/a"))
-            return got.value, client.logins
+            reads = [client.get_secret(RemoteRef("revoked/a")) for _ in range(4)]
+            values = {got.value for got in await asyncio.gather(*reads)}
+            return values.pop(), client.logins
         finally:
             await client.close()
 

@@ -73,12 +73,12 @@ def test_trailing_newlines_are_kept() -> None:
 
 def test_an_undefined_variable_fails_naming_it_and_the_template_key() -> None:
     exc = template_error("{{ usernme }}", username="app")
-    assert str(exc) == "spec.target.template.data.out: 'usernme' is undefined"
+    assert str(exc).startswith("spec.target.template.data.out: 'usernme' is undefined")
     assert exc.reason is Reason.TEMPLATE_ERROR
 
 
 def test_an_undefined_variable_in_custom_delimiters_fails_too() -> None:
-    with pytest.raises(TemplateError, match=r"spec\.target\.template\.data\.url: 'host' is undefined"):
+    with pytest.raises(TemplateError, match=r"^spec\.target\.template\.data\.url: 'host' is undefined"):
         render(template({"url": "<< host >>"}, delimiters=("<<", ">>")), {})
 
 
@@ -126,7 +126,7 @@ def test_an_undefined_lookup_keyed_by_a_secret_value_does_not_echo_it() -> None:
 )
 def test_the_sandbox_blocks_python_internals(source: str) -> None:
     exc = template_error(source, password=SECRET)
-    assert str(exc).startswith("spec.target.template.data.out: ")
+    assert str(exc) == "spec.target.template.data.out: SecurityError while rendering"
     assert SECRET not in everything_said_about(exc)
 
 
@@ -291,7 +291,7 @@ def test_a_template_error_during_build_is_reported_with_its_key() -> None:
         data=[{"secretKey": "password", "remoteRef": {"key": "prod/db"}}],
         target={"template": {"data": {"url": "{{ pasword }}"}}},
     )
-    with pytest.raises(TemplateError, match=r"^spec\.target\.template\.data\.url: 'pasword' is undefined$"):
+    with pytest.raises(TemplateError, match=r"^spec\.target\.template\.data\.url: 'pasword' is undefined"):
         build_data(es, values({"prod/db": SECRET}))
 
 

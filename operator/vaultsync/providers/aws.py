@@ -365,7 +365,8 @@ class AwsClient(SecretsClient):
                 attempt += 1
                 if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
                     raise
-            await asyncio.sleep(random.uniform(0, THROTTLE_BASE_DELAY * 2**attempt))  # noqa: S311
+            delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1)
+            await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
 
     def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
         if isinstance(exc, ClientError):
@@ -373,7 +374,7 @@ class AwsClient(SecretsClient):
                 return ThrottledError(
                     f"{self._store}: AWS Secrets Manager is throttling requests "
                     f"({_code(exc)}) after {THROTTLE_ATTEMPTS} attempts; retrying later",
-                    retry_after=THROTTLE_BASE_DELAY * 2**THROTTLE_ATTEMPTS,
+                    retry_after=THROTTLE_BASE_DELAY * 2 ** (THROTTLE_ATTEMPTS - 1),
                 )
             error = exc.response.get("Error", {})
             return self._convert_code(_code(exc), error.get("Message", ""), ref)
@@ -400,7 +401,7 @@ class AwsClient(SecretsClient):
                 "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
                 "key, if it uses a customer managed key)"
             )
-        if code in _AUTH_CODES:
+        if code in _AUTH_CODES or code in ("401", "403"):  # an error body botocore cannot read
             return AuthenticationError(
                 f"{self._store}: AWS Secrets Manager rejected the credentials ({code}) "
                 f"in region {region}: {self._auth_hint}"

@@ -253,13 +253,13 @@ class VaultClient(SecretsClient):
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Runs one hvac call with a valid token; one new login if Vault revoked the token."""
-        await self._ensure_token()
+        used = await self._ensure_token()
         try:
             return await self._blocking(what, fn)
         except AuthenticationError:
             if await self._token_still_valid():
                 raise  # the token is fine: its policy does not allow this read
-        await self._ensure_token(force_login=True)
+        await self._ensure_token(stale=used)
         return await self._blocking(what, fn)
 
     async def _blocking(self, what: str, fn: Callable[[], T]) -> T:
@@ -277,23 +277,29 @@ class VaultClient(SecretsClient):
             return True  # cannot tell; report the original refusal
         return True
 
-    async def _ensure_token(self, *, force_login: bool = False) -> None:
+    async def _ensure_token(self, *, stale: Lease | None = None) -> Lease:
+        """The lease to use: the cached one, renewed when due, or a new login.
+
+        `stale` is a lease Vault no longer accepts; concurrent callers that saw it refused
+        share one new login instead of each logging in.
+        """
         async with self._auth_lock:
             lease = self._lease
             now = time.monotonic()
-            if lease is not None and not force_login and not lease.renewal_due(now):
-                return
-            if lease is not None and not force_login and lease.renewable:
-                renewed = await self._renew(lease, now)
+            if lease is not None and lease is not stale:
+                if not lease.renewal_due(now):
+                    return lease
+                renewed = await self._renew(lease, now) if lease.renewable else None
                 if renewed is not None:
                     self._lease = renewed
-                    return
+                    return renewed
             self._lease = None
             self._hvac.token = ""
             lease = await self._login()
             self._hvac.token = lease.token
             self._lease = lease
             self.logins += 1
+            return lease
 
     async def _renew(self, lease: Lease, now: float) -> Lease | None:
         """A renewed lease, or None when Vault refuses or the token reached its max TTL."""

@@ -70,7 +70,7 @@ def _free_port() -> int:
         return port
 
 
-def _secret_ref(name: str) -> dict[str, Any]:
+def secret_ref(name: str) -> dict[str, Any]:
     return {
         "secretRef": {
             "accessKeyId": {"name": name, "key": "id"},
@@ -97,11 +97,11 @@ class AwsBackend:
         return {
             "region": REGION,
             "endpoint": endpoint or self.endpoint,
-            "auth": _secret_ref("aws-creds"),
+            "auth": secret_ref("aws-creds"),
         }
 
     def bad_credentials_config(self) -> Mapping[str, Any]:
-        return {**self.provider_config(), "auth": _secret_ref("aws-creds-wrong")}
+        return {**self.provider_config(), "auth": secret_ref("aws-creds-wrong")}
 
     def web_identity_config(self) -> Mapping[str, Any]:
         return {
@@ -145,15 +145,19 @@ class AwsBackend:
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: install the test extras (`make venv`)")
         env = {k: v for k, v in os.environ.items() if k != "INITIAL_NO_AUTH_ACTION_COUNT"}
-        self._output = tempfile.TemporaryFile()
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
         self._process = subprocess.Popen(
             [str(binary), "-H", "127.0.0.1", "-p", str(self._port)],
             stdout=self._output,
             stderr=subprocess.STDOUT,
             env=env,
         )
-        self._wait_until_up()
-        self._provision()
+        try:
+            self._wait_until_up()
+            self._provision()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self._sm is not None:
@@ -208,7 +212,6 @@ class AwsBackend:
                     return
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"moto_server did not answer on {self.endpoint} in {START_TIMEOUT}s")
 
     def _provision(self) -> None:
@@ -222,14 +225,10 @@ class AwsBackend:
             aws_secret_access_key="provisioning",  # accepted: authentication is still off
         )
         iam.create_user(UserName="vaultsync-test")
-        iam.put_user_policy(
-            UserName="vaultsync-test", PolicyName="secrets", PolicyDocument=ALLOW_SECRETS
-        )
+        iam.put_user_policy(UserName="vaultsync-test", PolicyName="secrets", PolicyDocument=ALLOW_SECRETS)
         created = iam.create_access_key(UserName="vaultsync-test")["AccessKey"]
         iam.create_role(RoleName="vaultsync-reader", AssumeRolePolicyDocument=TRUST_WEB_IDENTITY)
-        iam.put_role_policy(
-            RoleName="vaultsync-reader", PolicyName="secrets", PolicyDocument=ALLOW_SECRETS
-        )
+        iam.put_role_policy(RoleName="vaultsync-reader", PolicyName="secrets", PolicyDocument=ALLOW_SECRETS)
         iam.close()
         key = (created["AccessKeyId"], created["SecretAccessKey"])
         if self._key is not None and key != self._key:

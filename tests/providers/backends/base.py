@@ -46,6 +46,9 @@ class Backend(Protocol):
     def write(self, key: str, value: str) -> str:
         """Writes a new version of `key` (creating it if needed); returns its version id.
 
+        `value` is a JSON object, which every backend can hold (Vault's KV stores maps);
+        a provider may return it re-serialised, so tests compare it parsed.
+
         Clients built afterwards must see it; a live server's existing clients too.
         """
         ...
@@ -75,5 +78,5 @@ class LiveBackend(Backend, Protocol):
 
 
 def unique_key(prefix: str = "contract") -> str:
-    """A key no other test uses, valid in every backend (letters, digits, '-', '/')."""
-    return f"{prefix}/{uuid.uuid4().hex[:12]}"
+    """A key no other test uses, valid in every backend (Azure allows only letters, digits, '-')."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -67,7 +67,7 @@ def _b64url_decode(text: str) -> bytes:
 
 
 class Emulator:
-    """The vault's and the directory's state; every method is called under `lock`."""
+    """The vault's and the directory's state; handlers read and change it under `lock`."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -198,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         return f"https://{self.headers.get('Host', '127.0.0.1')}"
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode() if body is not None else b""
+        data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -329,7 +329,8 @@ class Handler(BaseHTTPRequestHandler):
     def _vault(self, permission: str, path: str, query: str) -> None:
         body = self._body()
         emulator = self.emulator
-        client_id, refusal = emulator.token_client(self.headers.get("Authorization", ""))
+        with emulator.lock:
+            client_id, refusal = emulator.token_client(self.headers.get("Authorization", ""))
         if client_id is None:
             challenge = (
                 f'Bearer authorization="{self.base_url}/{emulator.tenant}", resource="{KEY_VAULT_RESOURCE}"'

@@ -160,9 +160,7 @@ class VaultServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(
-            f"vault did not answer within {START_TIMEOUT_SECONDS}s: see {self.log_file}"
-        )
+        raise RuntimeError(f"vault did not answer within {START_TIMEOUT_SECONDS}s: see {self.log_file}")
 
 
 def start_dev_server(*, tls: bool = False) -> VaultServer:
@@ -185,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[vault] {binary} reports {VERSION}")
     if command == "run":
         server = start_dev_server()
-        print(
-            f"[vault] dev server at {server.url}, root token {server.root_token}; Ctrl-C stops it"
-        )
+        print(f"[vault] dev server at {server.url}, root token {server.root_token}; Ctrl-C stops it")
         try:
             signal.pause()
         except KeyboardInterrupt:
