@@ -44,10 +44,11 @@ unit: venv ## unit tests only (no servers)
 run: venv ## the operator in the foreground
 	$(VENV)/bin/vaultsync run
 
-test: venv lint typecheck ## everything: unit, cluster, providers, e2e
-	$(PY) -m pytest tests
-
 -include mk/*.mk
+
+# Areas add what must exist before pytest starts (servers to build) to TEST_PREREQS.
+test: venv lint typecheck $(TEST_PREREQS) ## everything: unit, cluster, providers, e2e
+	$(PY) -m pytest tests
 
 venv-path: ## print the venv in use (for scripts and helpers)
 	@echo $(VENV)

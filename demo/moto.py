@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import boto3
-
 from tests.env.operator import free_port
 
 if TYPE_CHECKING:
@@ -53,7 +52,7 @@ class MotoServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self._process.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):  # noqa: S310 - http://127.0.0.1
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.2)

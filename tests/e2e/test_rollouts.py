@@ -155,8 +155,8 @@ def test_a_rotation_rolls_the_deployment_once_within_its_strategy(rig: Rig) -> N
     assert watch.max_unavailable <= 1, f"{watch.max_unavailable} replicas were unavailable at once"
     assert watch.max_pods <= 5, f"{watch.max_pods} pods existed at once (4 + maxSurge 1)"
     assert final["status"]["availableReplicas"] == 4
-    old, new = wl.replica_sets("web")
-    assert rig.vs.api.apps.read_namespaced_replica_set(old, wl.namespace).status.replicas == 0
+    old, new = (wl.api.apps.read_namespaced_replica_set(n, wl.namespace) for n in wl.replica_sets("web"))
+    assert (old.status.replicas, new.status.available_replicas) == (0, 4)
     stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=QUIET)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +140,10 @@ def install_crds(cluster: Cluster, api: KubeApi, directory: Path) -> list[str]:
     cluster.run_kubectl(
         "apply", "--server-side", "--force-conflicts", "--field-manager=vaultsync-tests", *sources
     )
-    names = [name for names in files.values() for name in names]
+    names = [name for defined in files.values() for name in defined]
     for name in names:
         eventually(
-            lambda name=name: _assert_established(api, name),
+            partial(_assert_established, api, name),
             what=f"CRD {name} to be Established",
             timeout=CRD_ESTABLISHED_TIMEOUT_SECONDS,
         )

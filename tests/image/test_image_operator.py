@@ -1,0 +1,179 @@
+"""The operator image syncs a Secret with exactly the chart's RBAC, and says so when a rule is missing.
+
+The container runs on the host network against the test cluster, authenticated only by a
+token issued for the chart's ServiceAccount, whose rights are the chart's rendered Roles
+and ClusterRoles. This proves the image and the RBAC together: if the operator needed a
+right the chart does not grant, the sync would fail here. Taking one rule away must turn
+into a clear Ready=False condition, not a silent stall.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import Manifest, render
+from tests.e2e.conftest import Vaultsync, fake_entry
+from tests.env import kube
+from tests.env.kube import Cluster, KubeApi
+from tests.env.waiting import eventually
+from tests.image.container import OperatorContainer, require_image
+
+pytestmark = pytest.mark.e2e
+
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+_releases = itertools.count()
+
+
+@pytest.fixture
+def app_namespace(kube_api: KubeApi) -> Iterator[str]:
+    """The namespace the app team works in; the operator's own is `namespace`."""
+    name = kube.create_namespace(kube_api, prefix="vs-test-app-")
+    yield name
+    kube.delete_namespace(kube_api, name)
+
+
+class ChartRbac:
+    """The chart's ServiceAccount and RBAC, applied on their own, and a token for them."""
+
+    def __init__(self, cluster: Cluster, tmp_path: Path) -> None:
+        self._cluster = cluster
+        self._tmp_path = tmp_path
+        self._applied: list[Path] = []
+
+    def apply(self, values: dict[str, Any], namespace: str) -> list[Manifest]:
+        release = f"vs-image-{next(_releases)}"
+        manifests = render(
+            {**values, "installCRDs": False}, self._tmp_path, release=release, namespace=namespace
+        )
+        rbac = [m for m in manifests if m["kind"] in RBAC_KINDS]
+        path = self._tmp_path / f"{release}-rbac.yaml"
+        path.write_text(yaml.safe_dump_all(rbac))
+        self._cluster.run_kubectl("apply", "-f", str(path))
+        self._applied.append(path)
+        return rbac
+
+    def replace(self, manifest: Manifest) -> None:
+        path = self._tmp_path / "replaced.yaml"
+        path.write_text(yaml.safe_dump(manifest))
+        self._cluster.run_kubectl("apply", "-f", str(path))
+
+    def kubeconfig(self, service_account: Manifest) -> Path:
+        """A kubeconfig for the same API server that authenticates only as `service_account`."""
+        meta = service_account["metadata"]
+        token = self._cluster.run_kubectl(
+            "create", "token", meta["name"], "--namespace", meta["namespace"], "--duration=1h"
+        ).strip()
+        source = yaml.safe_load(self._cluster.kubeconfig.read_text())
+        context = _named(source["contexts"], source["current-context"])["context"]
+        server = _named(source["clusters"], context["cluster"])["cluster"]
+        ca = (
+            server.get("certificate-authority-data")
+            or base64.b64encode(
+                (self._cluster.kubeconfig.parent / server["certificate-authority"]).read_bytes()
+            ).decode()
+        )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "test", "cluster": {"server": server["server"], "certificate-authority-data": ca}}
+            ],
+            "users": [{"name": "operator", "user": {"token": token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "operator"}}],
+            "current-context": "test",
+        }
+        path = self._tmp_path / "operator-kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o644)  # read by the container's non-root user
+        return path
+
+    def remove(self) -> None:
+        for path in self._applied:
+            self._cluster.run_kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(path))
+
+
+def _named(entries: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(entry for entry in entries if entry["name"] == name)
+
+
+@pytest.fixture
+def chart_rbac(cluster: Cluster, tmp_path: Path) -> Iterator[ChartRbac]:
+    rbac = ChartRbac(cluster, tmp_path)
+    yield rbac
+    rbac.remove()
+
+
+def _store_and_external_secret(vs: Vaultsync) -> None:
+    vs.fake_store("fake", [fake_entry("shop/db", {"password": "from-the-image"}, "3")])
+    vs.external_secret(
+        "db-creds",
+        {
+            "storeRef": {"name": "fake"},
+            "refreshInterval": "1h",
+            "data": [{"secretKey": "password", "remoteRef": {"key": "shop/db", "property": "password"}}],
+        },
+    )
+
+
+@pytest.mark.parametrize("mode", ["namespaced", "cluster"])
+def test_operator_image_syncs_a_secret_with_only_the_charts_rbac(
+    mode: str,
+    kube_api: KubeApi,
+    install_crds: list[str],
+    namespace: str,
+    app_namespace: str,
+    chart_rbac: ChartRbac,
+) -> None:
+    require_image()
+    values: dict[str, Any] = {"watchNamespaces": [app_namespace]} if mode == "namespaced" else {}
+    rbac = chart_rbac.apply(values, namespace)
+    args = [f"--namespace={app_namespace}"] if mode == "namespaced" else []
+    account = next(m for m in rbac if m["kind"] == "ServiceAccount")
+    vs = Vaultsync(kube_api, app_namespace)
+
+    with OperatorContainer(chart_rbac.kubeconfig(account), namespace, args) as operator:
+        _store_and_external_secret(vs)
+        vs.wait_data("db-creds", {"password": "from-the-image"})
+        vs.wait_reason("db-creds", "Synced")
+        assert "from-the-image" not in operator.logs()
+        assert "vaultsync" in operator.metrics()
+
+
+def test_operator_image_reports_a_missing_rbac_rule_on_the_external_secret(
+    kube_api: KubeApi,
+    install_crds: list[str],
+    namespace: str,
+    app_namespace: str,
+    chart_rbac: ChartRbac,
+) -> None:
+    require_image()
+    rbac = chart_rbac.apply({"watchNamespaces": [app_namespace]}, namespace)
+    role = next(m for m in rbac if m["kind"] == "Role" and m["metadata"]["namespace"] == app_namespace)
+    secrets_rule = next(r for r in role["rules"] if r["resources"] == ["secrets"])
+    secrets_rule["verbs"].remove("create")
+    chart_rbac.replace(role)
+    account = next(m for m in rbac if m["kind"] == "ServiceAccount")
+    vs = Vaultsync(kube_api, app_namespace)
+
+    with OperatorContainer(
+        chart_rbac.kubeconfig(account), namespace, [f"--namespace={app_namespace}"]
+    ) as operator:
+        _store_and_external_secret(vs)
+
+        def failed_clearly() -> dict[str, Any]:
+            condition = vs.ready("db-creds")
+            assert condition.get("status") == "False", f"Ready condition {condition}"
+            return condition
+
+        condition = eventually(failed_clearly, what="Ready=False naming the missing rule")
+        message = condition["message"].lower()
+        assert "forbidden" in message and "create" in message, condition
+        assert not vs.secret_exists("db-creds")
+        assert operator.running()
