@@ -34,25 +34,26 @@ COPY pyproject.toml constraints.txt ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install -q -U pip \
-    && python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt \
+    && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["project"]["dependencies"] + p["build-system"]["requires"]))' >/tmp/requirements.txt \
     && pip install -q -c constraints.txt -r /tmp/requirements.txt \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
     && rm -rf "$site/kubernetes/aio" "$site/kubernetes_asyncio" \
     && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
         $(printf '! -name %s ' $BOTOCORE_SERVICES) -exec rm -rf {} +
 
-# Then the package itself (no dependency resolution: the pins are already in).
+# Then the package itself: no dependency resolution (the pins are already in) and no
+# build isolation (its build requirements came with the dependencies), so no network.
 # README.md is the package's long description; the wildcard lets a checkout without it build.
 COPY README.m[d] ./
 COPY operator ./operator
-RUN --mount=type=secret,id=ca \
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && pip install -q -c constraints.txt --no-deps . \
+RUN pip install -q --no-deps --no-build-isolation . \
     && pip check \
-    && python -c 'import boto3, importlib, pkgutil, vaultsync; [importlib.import_module(m.name) for m in pkgutil.walk_packages(vaultsync.__path__, "vaultsync.") if m.name != "vaultsync.__main__"]; [boto3.client(s, region_name="us-east-1") for s in ("secretsmanager", "sts", "sso", "sso-oidc")]' \
-    && pip uninstall -q -y pip setuptools wheel \
     && find "$VIRTUAL_ENV" -name '*.dist-info' -prune -o -type d -name tests -prune -exec rm -rf {} + \
-    && rm -f "$VIRTUAL_ENV"/bin/activate* "$VIRTUAL_ENV"/bin/Activate.ps1
+    && rm -f "$VIRTUAL_ENV"/bin/activate* "$VIRTUAL_ENV"/bin/Activate.ps1 \
+    && pip uninstall -q -y pip setuptools wheel \
+    && python -c 'import sys, boto3, importlib, pkgutil, vaultsync; \
+[importlib.import_module(m.name) for m in pkgutil.walk_packages(vaultsync.__path__, "vaultsync.") if m.name != "vaultsync.__main__"]; \
+[boto3.client(s, region_name="us-east-1") for s in sys.argv[1:]]' $BOTOCORE_SERVICES
 
 FROM ${BASE_IMAGE}
 ARG VERSION=dev

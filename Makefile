@@ -23,12 +23,12 @@ help:
 # project itself is (re)installed, editable, from whichever clone runs make.
 $(VENV)/.installed: constraints.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -U pip "setuptools>=77" wheel
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
-	@$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || $(VENV)/bin/pip install --no-deps --no-build-isolation -e .
 
 lint: venv ## ruff, import contracts
 	$(VENV)/bin/ruff check operator tests bench

@@ -124,10 +124,21 @@ def masked(secret: Any) -> str:
     return "  ".join(f"{k}=•••••• ({len(base64.b64decode(v))} bytes)" for k, v in sorted(data.items()))
 
 
-def ready_condition(api: KubeApi, namespace: str, plural: str, name: str) -> dict[str, Any]:
+def status(api: KubeApi, namespace: str, plural: str, name: str) -> dict[str, Any]:
     body = api.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    conditions = (body.get("status") or {}).get("conditions") or []
+    found: dict[str, Any] = body.get("status") or {}
+    return found
+
+
+def ready_condition(api: KubeApi, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    conditions = status(api, namespace, plural, name).get("conditions") or []
     return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+def read_version(api: KubeApi, namespace: str) -> str:
+    """The AWS version id the ExternalSecret last synced (a version id, not a value)."""
+    versions = status(api, namespace, "externalsecrets", "shop-db").get("remoteVersions") or {}
+    return str(versions.get(REMOTE_KEY, "?"))
 
 
 def read_secret(api: KubeApi, namespace: str, name: str) -> Any | None:
@@ -237,7 +248,10 @@ def run(args: argparse.Namespace, story: Story, cleanup: contextlib.ExitStack) -
             story.say(f"applied {body['kind']} {body['metadata']['name']} from examples/{name}")
     secret = wait_for(lambda: read_secret(api, namespace, "shop-db"), "Secret shop-db to be written")
     condition = ready_condition(api, namespace, "externalsecrets", "shop-db")
-    story.say(f"ExternalSecret shop-db: Ready={condition.get('status')} {condition.get('reason')}")
+    story.say(
+        f"ExternalSecret shop-db: Ready={condition.get('status')} {condition.get('reason')}, "
+        f"read {REMOTE_KEY} version {read_version(api, namespace)}"
+    )
     story.say(f"Secret shop-db: {masked(secret)}")
     wait_for(lambda: rolled_out(api, namespace, "shop-api"), "Deployment shop-api to roll out")
     story.say("Deployment shop-api is available, reading DATABASE_URL from Secret shop-db")
@@ -259,6 +273,11 @@ def run(args: argparse.Namespace, story: Story, cleanup: contextlib.ExitStack) -
     secret = wait_for(updated, "Secret shop-db to get the new value")
     written = time.monotonic()
     story.say(f"Secret shop-db updated {written - rotated_at:.1f}s after the rotation: {masked(secret)}")
+    wait_for(
+        lambda: True if read_version(api, namespace) == put["VersionId"] else None,
+        f"ExternalSecret shop-db to report version {put['VersionId']}",
+    )
+    story.say(f"ExternalSecret shop-db: read {REMOTE_KEY} version {put['VersionId']}")
     new_set = wait_for(
         lambda: next(
             (rs for rs in replica_sets(api, namespace, "shop-api") if rs.metadata.name not in old_sets), None

@@ -30,13 +30,10 @@ class Chosen:
     stop_hint: str
 
 
-def current_kubeconfig() -> Path | None:
-    """The kubeconfig kubectl would use: the first file named by $KUBECONFIG, else ~/.kube/config."""
+def current_kubeconfigs() -> list[Path]:
+    """The kubeconfigs kubectl could use: the files named by $KUBECONFIG, then ~/.kube/config."""
     listed = [Path(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    for path in [*listed, Path.home() / ".kube" / "config"]:
-        if path.is_file():
-            return path
-    return None
+    return [path for path in dict.fromkeys([*listed, Path.home() / ".kube" / "config"]) if path.is_file()]
 
 
 def answers(kubeconfig: Path) -> str | None:
@@ -57,8 +54,9 @@ def answers(kubeconfig: Path) -> str | None:
 def choose(explicit: Path | None) -> Chosen:
     """The cluster to use, started if need be; raises RuntimeError when none can be had."""
     local = paths.kubeconfig()
-    candidate = explicit or current_kubeconfig()
-    if candidate is not None and answers(candidate):
+    for candidate in [explicit] if explicit else current_kubeconfigs():
+        if not answers(candidate):
+            continue
         if candidate.resolve() == local.resolve():
             return Chosen(candidate, "the local control plane, already running", "make cluster-down")
         return Chosen(candidate, f"the current kubeconfig {candidate}", "it is yours; nothing to stop")
@@ -68,7 +66,7 @@ def choose(explicit: Path | None) -> Chosen:
         return Chosen(_kind(), f"kind cluster {KIND_CLUSTER}", f"kind delete cluster --name {KIND_CLUSTER}")
     try:
         kubeconfig = local_cluster.up()
-    except (local_cluster.ClusterError, RuntimeError) as exc:
+    except RuntimeError as exc:  # ClusterError, or BuildError from building its binaries
         raise RuntimeError(f"the local control plane did not start: {exc}") from exc
     return Chosen(kubeconfig, "the local control plane (kwok nodes, real controllers)", "make cluster-down")
 

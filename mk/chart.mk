@@ -17,3 +17,6 @@ chart-docs: venv ## regenerate the chart README's values table from values.yaml
 # VAULTSYNC_TEST_KUBECONFIG); the installed Deployment runs the image vaultsync:dev.
 chart-test: venv tools ## helm lint, template (4 value sets), server-side dry run, install, uninstall
 	VAULTSYNC_CACHE=$(CACHE) $(PY) -m pytest tests/chart
+
+# tests/chart needs helm, which `make tools` builds with the other test binaries.
+TEST_PREREQS += tools

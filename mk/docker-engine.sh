@@ -12,6 +12,8 @@
 set -euo pipefail
 
 DOCKER=${DOCKER:-/usr/bin/docker}
+# A bare name (DOCKER=docker) means the client found on PATH.
+DOCKER=$(command -v "$DOCKER" || echo "$DOCKER")
 CACHE=${CACHE:-$HOME/.cache/vaultsync}
 BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}
 SUITE=${SUITE:-bookworm}

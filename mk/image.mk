@@ -27,4 +27,9 @@ image: base-image ## build the operator image $(IMAGE)
 		--build-arg CREATED=$(IMAGE_CREATED) \
 		-t $(IMAGE) . >$(CACHE)/image-build.log 2>&1 \
 		|| { tail -n 40 $(CACHE)/image-build.log; exit 1; }
+	@# Each rebuild leaves the previous vaultsync:dev untagged; drop those, nothing else.
+	@$(DOCKER) image prune -f --filter label=org.opencontainers.image.title=vaultsync >/dev/null
 	@echo "built $(IMAGE): $$($(DOCKER) image inspect -f '{{.Size}}' $(IMAGE) | numfmt --to=si)B"
+
+# tests/image runs this image; build it (cached layers make this a few seconds) first.
+TEST_PREREQS += image

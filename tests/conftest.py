@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,11 +18,9 @@ import pytest
 from tests.env import cluster as local_cluster
 from tests.env import kube, paths, tools
 from tests.env.kube import Cluster, KubeApi
-from tests.env.operator import OperatorProcess
+from tests.env.operator import OperatorProcess, RunOperator
 
 EXTERNAL_KUBECONFIG = "VAULTSYNC_TEST_KUBECONFIG"
-
-RunOperator = Callable[..., AbstractContextManager[OperatorProcess]]
 
 
 def _external_cluster(kubeconfig: Path) -> Cluster:

@@ -11,7 +11,9 @@ The rules users of Reloader ask for, built in:
   (maxUnavailable, partitions) governs the rollout;
 - a paused Deployment is not patched; an Event says why, and the restart is
   retried until it is resumed;
-- a cluster-wide cap on restarts per minute; the excess waits, it is not dropped.
+- a cluster-wide cap on restarts per minute; the excess waits, it is not dropped;
+- a stopping operator makes the restarts still waiting for their window at once,
+  so an upgrade or eviction of the operator does not swallow a rotation.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from vaultsync.metrics import RESTARTS
 
 log = logging.getLogger(__name__)
 
-PAUSED_RECHECK_SECONDS = 10.0
+RECHECK_SECONDS = 10.0  # how often paused workloads and failed restarts are tried again
+STOP_GRACE_SECONDS = 5.0  # within the 10 s a Pod gets between SIGTERM and SIGKILL by default
 PATCH_ATTEMPTS = 3  # a workload's resourceVersion moves with every status update
 
 
@@ -142,6 +145,8 @@ class _RateLimit:
 
 
 class Rollouts:
+    """Collects rotations per namespace for one window, then restarts each workload that cares once."""
+
     def __init__(self, kube: Kube, key: bytes, window: float, per_minute: int) -> None:
         self._kube = kube
         self._key = key
@@ -150,12 +155,26 @@ class Rollouts:
         self._pending: dict[str, dict[str, Rotation]] = defaultdict(dict)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         # (namespace, workload uid) → the changes its RestartDeferred Event named
         self._deferred: dict[tuple[str, str], str] = {}
 
     async def stop(self) -> None:
+        """Restarts still inside their window are made now, so stopping the operator loses none.
+
+        A paused workload, a restart held back by the cap and whatever is not done within
+        the grace period cannot be finished by this process and are given up.
+        """
+        self._stopping = True
         for timer in self._timers.values():
             timer.cancel()
+        self._timers.clear()
+        for namespace in list(self._pending):
+            self._flush(namespace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -165,9 +184,21 @@ class Rollouts:
     ) -> None:
         """A managed Secret's data changed (and is written); restart its users after the window."""
         self._pending[namespace][secret] = Rotation(secret, fingerprint, external_secret)
-        if namespace not in self._timers:
-            loop = asyncio.get_running_loop()
-            self._timers[namespace] = loop.call_later(self._window, self._flush, namespace)
+        if self._stopping:
+            self._flush(namespace)
+        else:
+            self._flush_within(namespace, self._window)
+
+    def _flush_within(self, namespace: str, delay: float) -> None:
+        """Flush the namespace after `delay` at the latest (an earlier flush stays planned)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        timer = self._timers.get(namespace)
+        if timer is not None and timer.when() <= due:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[namespace] = loop.call_at(due, self._flush, namespace)
 
     def _flush(self, namespace: str) -> None:
         self._timers.pop(namespace, None)
@@ -195,7 +226,7 @@ class Rollouts:
             for name in await self._restart_one(namespace, kind, workload, rotations):
                 deferred[name] = rotations[name]
         if deferred:
-            self._requeue(namespace, deferred, PAUSED_RECHECK_SECONDS)
+            self._requeue(namespace, deferred, RECHECK_SECONDS)
 
     async def _restart_one(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation]
@@ -288,11 +319,11 @@ class Rollouts:
         )
 
     def _requeue(self, namespace: str, rotations: Mapping[str, Rotation], delay: float) -> None:
+        if self._stopping:
+            return
         for name, rotation in rotations.items():
             self._pending[namespace].setdefault(name, rotation)
-        if namespace not in self._timers:
-            loop = asyncio.get_running_loop()
-            self._timers[namespace] = loop.call_later(delay, self._flush, namespace)
+        self._flush_within(namespace, delay)
 
     async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         try:

@@ -222,7 +222,8 @@ class Stores:
             config = provider.parse_config(raw)
             client = await provider.new_client(config, context, StoreCredentials(self._kube, context))
         except (InvalidStoreConfig, CredentialNotFound, AuthenticationError) as exc:
-            raise StoreNotReady(f"{context} is not ready: {exc.message}") from None
+            detail = exc.message if str(context) in exc.message else f"{context} is not ready: {exc.message}"
+            raise StoreNotReady(detail) from None
         return ResolvedStore(context=context, provider=name, client=client, cache_key=cache_key)
 
 

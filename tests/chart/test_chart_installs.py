@@ -9,7 +9,6 @@ itself is proven by tests/image.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from tests.env.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 VALUE_SET_NAMES = list(value_sets([]))
-_releases = itertools.count()
 
 
 @pytest.fixture
@@ -44,8 +42,9 @@ def second_namespace(kube_api: KubeApi) -> Iterator[str]:
     kube.delete_namespace(kube_api, name)
 
 
-def _release() -> str:
-    return f"vs-chart-{next(_releases)}"
+def _release(namespace: str) -> str:
+    """A release name as unique as the test's namespace: cluster-scoped names derive from it."""
+    return namespace
 
 
 def _existing_crds(cluster: Cluster) -> set[str]:
@@ -67,7 +66,7 @@ def test_every_rendered_object_passes_a_server_side_dry_run(
     tmp_path: Path,
 ) -> None:
     values = value_sets([namespace, second_namespace])[name]
-    manifests = render(values, tmp_path, release=_release(), namespace=namespace)
+    manifests = render(values, tmp_path, release=_release(namespace), namespace=namespace)
     crds = find(manifests, "CustomResourceDefinition")
     others = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
 
@@ -107,7 +106,7 @@ def test_install_rolls_out_the_operator_and_uninstall_leaves_only_the_crds(
     second_namespace: str,
     tmp_path: Path,
 ) -> None:
-    release = _release()
+    release = _release(namespace)
     values = {**value_sets([namespace, second_namespace])[name], "image": {"tag": "dev"}}
     manifests = render(values, tmp_path, release=release, namespace=namespace)
     adopt_existing_crds(cluster, manifests, release, namespace)
@@ -171,3 +170,26 @@ def _assert_nothing_left(cluster: Cluster, release: str) -> None:
         if not (name.startswith("customresourcedefinition") and name.endswith(".vaultsync.io"))
     ]
     assert left == []
+
+
+def test_upgrading_an_ha_release_keeps_the_replicas_peering_keep_alives(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A recreated peering object would let a standby replica resume next to the active one."""
+    if "clusterkopfpeerings.kopf.dev" in _existing_crds(cluster):
+        pytest.skip("another owner's kopf peering CRD is installed; this test must create it")
+    release = _release(namespace)
+    values = {"replicaCount": 2, "installCRDs": False}
+    helm_args = ["--namespace", namespace, "--values", str(values_file(values, tmp_path))]
+    peering = f"clusterkopfpeering/{release}-vaultsync"
+    keep_alive = '{"status": {"replica-a": {"priority": 7, "lifetime": 60}}}'
+    run_helm("install", release, str(CHART), *helm_args, kubeconfig=cluster.kubeconfig)
+    try:
+        for _ in range(2):  # the first upgrade adopts the hook-made object, the second updates it
+            cluster.run_kubectl("patch", peering, "--type=merge", "-p", keep_alive)
+            run_helm("upgrade", release, str(CHART), *helm_args, kubeconfig=cluster.kubeconfig)
+            status = cluster.run_kubectl("get", peering, "-o", "jsonpath={.status}")
+            assert "replica-a" in status
+    finally:
+        run_helm("uninstall", release, "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig)
+    assert "clusterkopfpeerings.kopf.dev" not in _existing_crds(cluster)

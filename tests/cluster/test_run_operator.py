@@ -5,8 +5,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import RunOperator
-from tests.env.operator import OperatorFailed
+from tests.env.operator import OperatorFailed, RunOperator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("install_crds")]
 

@@ -8,6 +8,7 @@ counts pod templates in the cluster instead of trusting the operator's logs, and
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -98,22 +99,24 @@ def _entries(values: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def rig(vs: Vaultsync, kube_api: KubeApi, namespace: str, run_operator: Callable[..., Any]) -> Iterator[Rig]:
-    values = {"db": "pw-1", "api": "key-1", "cache": "c-1", "other": "o-1"}
-    vs.fake_store("fake", _entries(values))
-    with run_operator(namespace, "--namespace", namespace, "--restart-window", str(WINDOW)) as op:
-        yield Rig(vs, Workloads(kube_api, namespace), op, values)
+def make_rig(
+    vs: Vaultsync, kube_api: KubeApi, namespace: str, run_operator: Callable[..., Any]
+) -> Iterator[Callable[..., Rig]]:
+    """`make_rig(*operator_args)`: the fake store, then the operator watching only this namespace."""
+    with contextlib.ExitStack() as stack:
+
+        def make(*args: str) -> Rig:
+            values = {"db": "pw-1", "api": "key-1", "cache": "c-1", "other": "o-1"}
+            vs.fake_store("fake", _entries(values))
+            op = stack.enter_context(run_operator(namespace, "--namespace", namespace, *args))
+            return Rig(vs, Workloads(kube_api, namespace), op, values)
+
+        yield make
 
 
 @pytest.fixture
-def capped_rig(
-    vs: Vaultsync, kube_api: KubeApi, namespace: str, run_operator: Callable[..., Any]
-) -> Iterator[Rig]:
-    values = {"db": "pw-1"}
-    vs.fake_store("fake", _entries(values))
-    args = ("--namespace", namespace, "--restart-window", str(WINDOW), "--restarts-per-minute", "1")
-    with run_operator(namespace, *args) as op:
-        yield Rig(vs, Workloads(kube_api, namespace), op, values)
+def rig(make_rig: Callable[..., Rig]) -> Rig:
+    return make_rig("--restart-window", str(WINDOW))
 
 
 def reads(secret: str) -> dict[str, Any]:
@@ -226,9 +229,8 @@ def test_operator_restarts_with_nothing_changed_roll_nothing(rig: Rig) -> None:
 
     for attempt in range(3):
         rig.operator.restart()
-        syncs = rig.operator.logs().count('"synced"')
         eventually(
-            lambda syncs=syncs: _more_syncs(rig.operator, syncs, by=4),
+            lambda: _more_syncs(rig, 0, by=4),
             what=f"the restarted operator (#{attempt + 1}) to refresh both ExternalSecrets twice",
         )
         stays(
@@ -249,8 +251,9 @@ def test_a_workload_that_opts_in_later_restarts_only_on_the_next_real_change(rig
     wl.create(deployment("new", annotations={AUTO_RELOAD: "true"}, spec=reads("db-creds")))
     wl.wait_rolled_out("Deployment", "new")
 
+    syncs = rig.metric("vaultsync_syncs_total", reason="Synced")
     rig.rotate({}, "db-creds")  # re-read, same value: not a change
-    eventually(lambda: _more_syncs(rig.operator, 0, by=2), what="the forced re-read of db-creds")
+    eventually(lambda: _more_syncs(rig, syncs, by=1), what="the forced re-read of db-creds")
     stays(lambda: [_templates_are(wl, "Deployment", n, 1) for n in ("late", "new")], seconds=QUIET)
 
     rig.rotate({"db": "pw-2"}, "db-creds")
@@ -370,8 +373,9 @@ def test_restarts_are_recorded_as_events_and_counted_in_metrics(rig: Rig) -> Non
         assert "pw-" not in event.message
 
 
-def test_the_restart_cap_queues_the_excess_instead_of_dropping_it(capped_rig: Rig) -> None:
-    rig, wl = capped_rig, capped_rig.workloads
+def test_the_restart_cap_queues_the_excess_instead_of_dropping_it(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig("--restart-window", str(WINDOW), "--restarts-per-minute", "1")
+    wl = rig.workloads
     rig.sync("db-creds", "db")
     for name in ("first", "second"):
         wl.create(deployment(name, annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
@@ -392,6 +396,28 @@ def test_the_restart_cap_queues_the_excess_instead_of_dropping_it(capped_rig: Ri
     assert rig.operator.logs().count("workload restarted") == 2
 
 
+def test_a_restart_still_inside_its_window_is_made_when_the_operator_stops(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig("--restart-window", "30")
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "web")
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    rig.vs.wait_data("db-creds", {"password": "pw-2"})
+    _templates_are(wl, "Deployment", "web", 1)  # still waiting for its window
+    rig.operator.stop()
+    assert rig.operator.returncode == 0, rig.operator.logs()
+    assert wl.restarted_at("Deployment", "web") is not None, "the stopping operator dropped the restart"
+    wl.wait_templates("Deployment", "web", 2)
+    wl.wait_rolled_out("Deployment", "web")
+
+    rig.operator.start()  # and the next operator does not restart it again
+    stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=QUIET)
+
+
 # Checks ----------------------------------------------------------------------------------------
 
 
@@ -400,9 +426,9 @@ def _templates_are(wl: Workloads, kind: str, name: str, count: int) -> None:
     assert found == count, f"{kind} {name} has {found} pod templates, expected {count}"
 
 
-def _more_syncs(operator: OperatorProcess, before: int, by: int) -> None:
-    now = operator.logs().count('"synced"')
-    assert now >= before + by, f"{now - before} syncs logged"
+def _more_syncs(rig: Rig, before: float, by: int) -> None:
+    now = rig.metric("vaultsync_syncs_total", reason="Synced")
+    assert now >= before + by, f"{now - before:.0f} successful syncs counted"
 
 
 def _one_event(wl: Workloads, name: str, reason: str) -> Any:

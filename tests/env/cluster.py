@@ -118,12 +118,14 @@ def _create_args() -> list[str]:
     ]
 
 
+def downloads_in(plan: str) -> list[str]:
+    """The lines of a kwokctl --dry-run plan that fetch from a URL rather than copy a file."""
+    return [line for line in plan.splitlines() if line.startswith("# Download") and _URL.search(line)]
+
+
 def check_no_downloads() -> None:
     """Fail if kwokctl would fetch anything: these machines have no release downloads."""
-    plan = _kwokctl(*_create_args(), "--dry-run")
-    downloads = [
-        line for line in plan.stdout.splitlines() if line.startswith("# Download") and _URL.search(line)
-    ]
+    downloads = downloads_in(_kwokctl(*_create_args(), "--dry-run").stdout)
     if downloads:
         raise ClusterError(
             "kwokctl would download instead of using the local binaries:\n" + "\n".join(downloads)

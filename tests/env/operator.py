@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
 
@@ -149,3 +150,7 @@ class OperatorProcess:
 
     def _tail(self) -> str:
         return "\n".join(self.logs().splitlines()[-LOG_TAIL_LINES:])
+
+
+# The run_operator fixture: `with run_operator(namespace, *args, env={...}) as operator:`.
+RunOperator = Callable[..., AbstractContextManager[OperatorProcess]]

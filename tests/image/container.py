@@ -98,7 +98,7 @@ class OperatorContainer:
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (local URL)
+        with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
     def _wait_healthy(self) -> None:
@@ -108,7 +108,7 @@ class OperatorContainer:
             if not self.running():
                 raise AssertionError(f"the operator container exited:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):

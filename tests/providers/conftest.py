@@ -40,14 +40,25 @@ LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(mod
 
 
 class Backends:
-    """Starts each backend on first use and stops every one it started."""
+    """Starts each backend on first use and stops every one it started.
+
+    A backend that failed to start is not tried again by every test: they all fail
+    with the first error.
+    """
 
     def __init__(self) -> None:
         self._started: dict[str, Backend] = {}
+        self._failed: dict[str, Exception] = {}
 
     def get(self, name: str) -> Backend:
+        if name in self._failed:
+            raise RuntimeError(f"the {name} backend failed to start") from self._failed[name]
         if name not in self._started:
-            self._started[name] = BACKEND_MODULES[name].start_backend()
+            try:
+                self._started[name] = BACKEND_MODULES[name].start_backend()
+            except Exception as exc:
+                self._failed[name] = exc
+                raise
         return self._started[name]
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from vaultsync.errors import (
     SecretNotFound,
     VaultsyncError,
 )
-from vaultsync.properties import select_property
+from vaultsync.properties import extract_all, select_property
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
 
@@ -84,7 +84,7 @@ async def test_reads_the_whole_value_and_its_version(backend: Backend) -> None:
         assert_read(await client.get_secret(RemoteRef(key)), value, version)
 
 
-async def test_json_property_is_picked_from_the_value_by_the_core(backend: Backend) -> None:
+async def test_json_property_and_extract_work_on_the_value_through_the_core(backend: Backend) -> None:
     key, password = unique_key(), secret()
     backend.write(key, json.dumps({"db": {"password": password}, "tls.crt": "pem"}))
     async with connected(backend) as client:
@@ -94,6 +94,10 @@ async def test_json_property_is_picked_from_the_value_by_the_core(backend: Backe
     with pytest.raises(PropertyNotFound) as info:
         select_property(value, "db.user", key=key, field="f")
     assert_no_leak(info.value, password)
+    assert extract_all(value, key=key, field="f") == {
+        "db": json.dumps({"password": password}, separators=(",", ":")).encode(),
+        "tls.crt": b"pem",
+    }
 
 
 async def test_missing_key_is_secret_not_found_naming_the_key(backend: Backend) -> None:

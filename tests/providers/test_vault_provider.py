@@ -70,27 +70,26 @@ class Audit:
     def paths(self) -> list[str]:
         return [r["path"] for r in self.requests()]
 
+    def reads(self, path: str) -> int:
+        return sum(1 for r in self.requests() if r["path"] == path and r["operation"] == "read")
+
 
 @pytest.fixture(scope="module")
-def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultServer]:
-    server = start_dev_server()
+def vault() -> Iterator[VaultServer]:
+    server = start_dev_server(audit=True)
     policy = "\n".join(
         f'path "{p}" {{ capabilities = ["read"] }}' for p in ("secret/data/*", "secret/metadata/*", "kv1/*")
     )
     server.request("PUT", f"sys/policies/acl/{READ_ALL}", {"policy": policy})
     server.request("POST", "sys/mounts/kv1", {"type": "kv", "options": {"version": "1"}})
     server.request("POST", "sys/auth/approle", {"type": "approle"})
-    audit_log = tmp_path_factory.mktemp("vault-audit") / "audit.log"
-    server.request("PUT", "sys/audit/file", {"type": "file", "options": {"file_path": str(audit_log)}})
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture
 def audit(vault: VaultServer) -> Audit:
-    options = vault.request("GET", "sys/audit")["data"]
-    assert isinstance(options, dict)
-    found = Audit(Path(options["file/"]["options"]["file_path"]))
+    found = Audit(vault.audit_log)
     found.mark()
     return found
 
@@ -99,20 +98,18 @@ def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(scenario())
 
 
-def put(server: VaultServer, key: str, data: Mapping[str, Any]) -> str:
-    body = server.request("POST", f"secret/data/{key}", {"data": dict(data)})["data"]
-    assert isinstance(body, dict)
-    return str(body["version"])
+def put(server: VaultServer, key: str, data: Mapping[str, Any], namespace: str = "") -> str:
+    body = server.request("POST", f"secret/data/{key}", {"data": dict(data)}, namespace=namespace)
+    return str(body["data"]["version"])
 
 
 def approle(server: VaultServer, role: str, **options: Any) -> tuple[str, str]:
     """An AppRole with `options` (token_ttl, token_type...); its role id and a secret id."""
     settings = {"token_policies": [READ_ALL], **options}
     server.request("POST", f"auth/approle/role/{role}", settings)
-    role_id = server.request("GET", f"auth/approle/role/{role}/role-id")["data"]
-    secret_id = server.request("POST", f"auth/approle/role/{role}/secret-id")["data"]
-    assert isinstance(role_id, dict) and isinstance(secret_id, dict)
-    return str(role_id["role_id"]), str(secret_id["secret_id"])
+    role_id = server.request("GET", f"auth/approle/role/{role}/role-id")["data"]["role_id"]
+    secret_id = server.request("POST", f"auth/approle/role/{role}/secret-id")["data"]["secret_id"]
+    return str(role_id), str(secret_id)
 
 
 def token_config(server: VaultServer, **extra: Any) -> dict[str, Any]:
@@ -321,22 +318,23 @@ def test_an_approle_client_logs_in_once_and_reuses_its_token_for_every_read(
 
     assert run(scenario) == 1
     assert login_count(audit) == 1
-    assert audit.paths().count("secret/data/reuse/a") == 10
+    assert audit.reads("secret/data/reuse/a") == 10
 
 
 def test_a_renewable_token_is_renewed_after_two_thirds_of_its_ttl_without_a_new_login(
     vault: VaultServer, audit: Audit
 ) -> None:
-    role_id, secret_id = approle(vault, "renew", token_ttl="3s", token_max_ttl="1h")
+    # A 6s lease leaves ~2s between renewal (at 4s) and expiry, for a slow machine.
+    role_id, secret_id = approle(vault, "renew", token_ttl="6s", token_max_ttl="1h")
     put(vault, "renew/a", {"v": "a"})
 
     async def scenario() -> int:
         client = await connect(approle_config(vault, role_id), secret_id_credentials(secret_id))
         try:
             await client.get_secret(RemoteRef("renew/a"))
-            await asyncio.sleep(2.3)  # past 2/3 of 3s, before expiry
+            await asyncio.sleep(4.3)  # past 2/3 of 6s, before expiry
             await client.get_secret(RemoteRef("renew/a"))
-            await asyncio.sleep(2.3)  # the renewed lease is 3s again
+            await asyncio.sleep(4.3)  # the renewed lease is 6s again
             await client.get_secret(RemoteRef("renew/a"))
             return client.logins
         finally:
@@ -541,25 +539,56 @@ def test_a_tls_server_is_trusted_through_the_ca_bundle_and_refused_without_it() 
 
         value, untrusted = run(scenario)
     finally:
-        server.stop()
+        server.close()
     assert value == b'{"v":"a"}'
     assert "caBundle" in untrusted.message
 
 
+def supports_namespaces(server: VaultServer, name: str) -> bool:
+    """Creates namespace `name` with a KV v2 mount at secret/; False on a server without them."""
+    try:
+        server.request("POST", f"sys/namespaces/{name}", {})
+    except RuntimeError:
+        return False  # Vault OSS: namespaces are a Vault Enterprise feature
+    server.request("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}}, namespace=name)
+    return True
+
+
 def test_the_namespace_is_sent_as_the_x_vault_namespace_header(vault: VaultServer, audit: Audit) -> None:
     vault.request("POST", "sys/config/auditing/request-headers/X-Vault-Namespace", {})
-    put(vault, "ns/a", {"v": "a"})
+    namespace = "team-header" if supports_namespaces(vault, "team-header") else ""
+    put(vault, "ns/a", {"v": "a"}, namespace=namespace)
 
     async def scenario() -> None:
-        client = await connect(token_config(vault, namespace="team-a"), token_credentials(vault.root_token))
+        client = await connect(
+            token_config(vault, namespace="team-header"), token_credentials(vault.root_token)
+        )
         try:
             await client.get_secret(RemoteRef("ns/a"))
         finally:
             await client.close()
 
     run(scenario)
-    read = next(r for r in audit.requests() if r["path"] == "secret/data/ns/a")
-    assert read["headers"]["x-vault-namespace"] == ["team-a"]
+    read = next(r for r in audit.requests() if r["path"].endswith("secret/data/ns/a"))
+    assert read["headers"]["x-vault-namespace"] == ["team-header"]
+
+
+def test_a_store_with_a_namespace_reads_that_namespace_s_secrets(vault: VaultServer) -> None:
+    if not supports_namespaces(vault, "team-b"):
+        pytest.skip(f"{vault.binary.name} has no namespaces (Vault Enterprise / OpenBao only)")
+    put(vault, "shared/name", {"owner": "root"})
+    put(vault, "shared/name", {"owner": "team-b"}, namespace="team-b")
+
+    async def read(namespace: str) -> bytes:
+        config = token_config(vault, namespace=namespace) if namespace else token_config(vault)
+        client = await connect(config, token_credentials(vault.root_token))
+        try:
+            return (await client.get_secret(RemoteRef("shared/name"))).value
+        finally:
+            await client.close()
+
+    assert run(lambda: read("team-b")) == b'{"owner":"team-b"}'
+    assert run(lambda: read("")) == b'{"owner":"root"}'
 
 
 # -- configuration ------------------------------------------------------------------------

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import boto3
@@ -50,6 +52,7 @@ from vaultsync.providers.base import (
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_secretsmanager.type_defs import SecretValueEntryTypeDef
+    from mypy_boto3_sts.type_defs import CredentialsTypeDef
 
 T = TypeVar("T")
 
@@ -81,6 +84,9 @@ _AUTH_CODES = frozenset(
     }
 )
 _DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+
+# botocore logs every response body at DEBUG, secret values included; never let it.
+logging.getLogger("botocore.parsers").setLevel(logging.INFO)
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vaultsync-aws")
 _BOTO_CONFIG = Config(
@@ -118,8 +124,18 @@ class AwsConfig(ConfigModel):
     auth: AwsAuth | None = None
 
 
-SessionSource = Callable[[], Awaitable[tuple[boto3.session.Session, float | None]]]
-"""Makes a boto3 session for a store, and when its credentials expire (None: never)."""
+@dataclass(frozen=True, repr=False)  # repr=False: never print keys
+class AwsKeys:
+    """An identity's keys, and when they expire (None: never)."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+    expires_at: float | None = None
+
+
+KeySource = Callable[[], Awaitable[AwsKeys | None]]
+"""Fetches a store's keys; None means botocore's default chain (the operator's identity)."""
 
 
 class AwsProvider(Provider):
@@ -138,109 +154,115 @@ class AwsProvider(Provider):
                     "AWS identity would be used, which only a ClusterSecretStore may do; "
                     "set auth.secretRef or auth.jwt"
                 )
-            session: SessionSource = _default_chain(config)
+            keys: KeySource = _default_chain
             hint = "check the operator's own AWS credentials (environment, web identity, profile)"
         elif auth.secret_ref is not None:
-            session = _static_keys(config, auth.secret_ref, credentials)
+            keys = functools.partial(_static_keys, auth.secret_ref, credentials)
             hint = (
                 f"check that the Secret named by {FIELD}.auth.secretRef holds an active access "
                 "key id and its secret access key"
             )
         else:
             assert auth.jwt is not None
-            session = _web_identity(config, auth.jwt, store, credentials)
+            keys = functools.partial(_web_identity, config, auth.jwt, store, credentials)
             hint = (
                 f"check {FIELD}.auth.jwt.roleArn and that the role's trust policy accepts "
                 "this ServiceAccount's tokens"
             )
-        client = AwsClient(config, store, session, hint)
+        client = AwsClient(config, store, keys, hint)
         await client.connect()
         return client
 
 
-def _default_chain(config: AwsConfig) -> SessionSource:
-    async def make() -> tuple[boto3.session.Session, float | None]:
-        # botocore refreshes the default chain's temporary credentials itself.
-        return boto3.session.Session(region_name=config.region), None
-
-    return make
+async def _default_chain() -> None:
+    return None  # botocore finds and refreshes the operator's credentials itself
 
 
-def _static_keys(config: AwsConfig, keys: AwsStaticKeys, credentials: Credentials) -> SessionSource:
-    async def make() -> tuple[boto3.session.Session, float | None]:
-        key_id = await credentials.secret_value(keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
-        secret = await credentials.secret_value(
-            keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey"
-        )
-        session = boto3.session.Session(
-            aws_access_key_id=key_id.decode().strip(),
-            aws_secret_access_key=secret.decode().strip(),
-            region_name=config.region,
-        )
-        return session, None
-
-    return make
+async def _static_keys(keys: AwsStaticKeys, credentials: Credentials) -> AwsKeys:
+    key_id = await credentials.secret_value(keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
+    secret = await credentials.secret_value(keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey")
+    # Undecodable bytes become wrong keys, which AWS refuses with an actionable error.
+    return AwsKeys(key_id.decode(errors="replace").strip(), secret.decode(errors="replace").strip())
 
 
-def _web_identity(
+async def _web_identity(
     config: AwsConfig, jwt: AwsWebIdentity, store: StoreContext, credentials: Credentials
-) -> SessionSource:
+) -> AwsKeys:
     """A ServiceAccount token exchanged with STS for the role's temporary credentials."""
-    session_name = re.sub(r"[^\w+=,.@-]", "-", f"vaultsync-{store.namespace or 'cluster'}-{store.name}")[:64]
-
-    async def make() -> tuple[boto3.session.Session, float | None]:
-        token = await credentials.service_account_token(
-            jwt.service_account_ref,
-            f"{FIELD}.auth.jwt.serviceAccountRef",
-            audiences=jwt.service_account_ref.audiences or [STS_AUDIENCE],
-        )
-        sts = boto3.session.Session(region_name=config.region).client(
-            "sts",
-            endpoint_url=config.endpoint or None,
-            config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
-        )
-        try:
-            response = await _in_thread(
-                functools.partial(
-                    sts.assume_role_with_web_identity,
-                    RoleArn=jwt.role_arn,
-                    RoleSessionName=session_name,
-                    WebIdentityToken=token,
-                )
+    token = await credentials.service_account_token(
+        jwt.service_account_ref,
+        f"{FIELD}.auth.jwt.serviceAccountRef",
+        audiences=jwt.service_account_ref.audiences or [STS_AUDIENCE],
+    )
+    session_name = f"vaultsync-{store.namespace or 'cluster'}-{store.name}"
+    try:
+        creds = await _in_thread(
+            functools.partial(
+                _assume_role_with_web_identity,
+                config,
+                jwt.role_arn,
+                re.sub(r"[^\w+=,.@-]", "-", session_name)[:64],
+                token,
             )
-        except ClientError as exc:
-            code = _code(exc)
-            if _is_throttling(exc) or code == "IDPCommunicationError":
-                raise ProviderError(f"{store}: STS is unavailable ({code}); retrying") from None
-            raise AuthenticationError(
-                f"{store}: STS refused to assume {FIELD}.auth.jwt.roleArn for the "
-                f"ServiceAccount's token ({code}): check that the role exists, that its trust "
-                "policy allows sts:AssumeRoleWithWebIdentity for this ServiceAccount and "
-                f"audience, and that the cluster's OIDC issuer is an IAM identity provider"
-            ) from None
-        except BotoCoreError as exc:
-            raise ProviderError(f"{store}: cannot reach STS: {exc}") from None
-        finally:
-            sts.close()
-        creds = response["Credentials"]
+        )
+    except ClientError as exc:
+        code = _code(exc)
+        if _is_throttling(exc) or code == "IDPCommunicationError":
+            raise ProviderError(f"{store}: STS is unavailable ({code}); retrying") from None
+        raise AuthenticationError(
+            f"{store}: STS refused to assume {FIELD}.auth.jwt.roleArn for the "
+            f"ServiceAccount's token ({code}): check that the role exists, that its trust "
+            "policy allows sts:AssumeRoleWithWebIdentity for this ServiceAccount and "
+            "audience, and that the cluster's OIDC issuer is an IAM identity provider"
+        ) from None
+    except BotoCoreError as exc:
+        raise ProviderError(f"{store}: cannot reach STS: {exc}") from None
+    return AwsKeys(
+        creds["AccessKeyId"],
+        creds["SecretAccessKey"],
+        creds["SessionToken"],
+        creds["Expiration"].timestamp(),
+    )
+
+
+def _assume_role_with_web_identity(
+    config: AwsConfig, role_arn: str, session_name: str, token: str
+) -> CredentialsTypeDef:
+    # The call is unsigned: the token is the proof, so no credentials are looked up.
+    sts = boto3.session.Session(region_name=config.region).client(
+        "sts",
+        endpoint_url=config.endpoint or None,
+        config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
+    )
+    try:
+        return sts.assume_role_with_web_identity(
+            RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token
+        )["Credentials"]
+    finally:
+        sts.close()
+
+
+def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerClient:
+    """A boto3 client (building one reads model files, so this runs off the event loop)."""
+    if keys is None:
+        session = boto3.session.Session(region_name=config.region)
+    else:
         session = boto3.session.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+            aws_session_token=keys.session_token,
             region_name=config.region,
         )
-        return session, creds["Expiration"].timestamp()
-
-    return make
+    return session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
 
 
 class AwsClient(SecretsClient):
     """One store's Secrets Manager client; renews temporary credentials before they expire."""
 
-    def __init__(self, config: AwsConfig, store: StoreContext, session: SessionSource, hint: str) -> None:
+    def __init__(self, config: AwsConfig, store: StoreContext, keys: KeySource, hint: str) -> None:
         self._config = config
         self._store = store
-        self._session_source = session
+        self._keys = keys
         self._auth_hint = hint
         self._sm: SecretsManagerClient | None = None
         self._expires_at: float | None = None
@@ -248,13 +270,13 @@ class AwsClient(SecretsClient):
         self._batch_allowed = True
 
     async def connect(self) -> None:
-        session, self._expires_at = await self._session_source()
-        old, self._sm = (
-            self._sm,
-            session.client("secretsmanager", endpoint_url=self._config.endpoint or None, config=_BOTO_CONFIG),
-        )
-        if old is not None:
-            old.close()
+        """Fetches the store's keys and builds a client with them.
+
+        A client being replaced may still serve calls in flight, so it is dropped, not closed.
+        """
+        keys = await self._keys()
+        self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys))
+        self._expires_at = keys.expires_at if keys else None
 
     async def _client(self) -> SecretsManagerClient:
         async with self._lock:
@@ -396,7 +418,8 @@ class AwsClient(SecretsClient):
         if code in _THROTTLING_CODES:
             return ThrottledError(f"{self._store}: AWS Secrets Manager throttled {what} ({code})")
         if code in _DENIED_CODES and ref is not None:
-            return AuthenticationError(
+            # The identity was authenticated; this one secret is outside its policy.
+            return ProviderError(
                 f"{self._store}: AWS denied reading {what} ({code}): check that the store's "
                 "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
                 "key, if it uses a customer managed key)"

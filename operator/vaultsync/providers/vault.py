@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
 import hvac
@@ -150,7 +150,7 @@ def _decode_ca_bundle(ca_bundle: str) -> bytes:
 class Lease:
     """A Vault token and when to renew it; `ttl` 0 means it never expires (e.g. a root token)."""
 
-    token: str
+    token: str = field(repr=False)
     ttl: float
     renewable: bool
     obtained_at: float
@@ -262,11 +262,11 @@ class VaultClient(SecretsClient):
         await self._ensure_token(stale=used)
         return await self._blocking(what, fn)
 
-    async def _blocking(self, what: str, fn: Callable[[], T]) -> T:
+    async def _blocking(self, what: str, fn: Callable[[], T], *, login: bool = False) -> T:
         try:
             return await asyncio.to_thread(fn)
         except (hvac.exceptions.VaultError, requests.RequestException) as exc:
-            raise self._convert(exc, what) from None
+            raise self._convert(exc, what, login=login) from None
 
     async def _token_still_valid(self) -> bool:
         try:
@@ -314,18 +314,19 @@ class VaultClient(SecretsClient):
 
     async def _login(self) -> Lease:
         auth = self._config.auth
-        field = f"{FIELD}.auth"
+        auth_field = f"{FIELD}.auth"
+        self._sent_secrets.clear()  # only the credentials of the current login are kept
         if auth.token is not None:
-            raw = await self._credentials.secret_value(auth.token.secret_ref, f"{field}.token.secretRef")
+            raw = await self._credentials.secret_value(auth.token.secret_ref, f"{auth_field}.token.secretRef")
             token = raw.decode().strip()
-            return await self._lookup_token(token, f"the token in {field}.token.secretRef")
+            return await self._lookup_token(token, f"the token in {auth_field}.token.secretRef")
         if auth.app_role is not None:
             role = auth.app_role
-            raw = await self._credentials.secret_value(role.secret_ref, f"{field}.appRole.secretRef")
+            raw = await self._credentials.secret_value(role.secret_ref, f"{auth_field}.appRole.secretRef")
             secret_id = raw.decode().strip()
             self._sent_secrets.add(secret_id)
             return await self._login_with(
-                f"AppRole login at auth/{role.path.strip('/')} (role id from {field}.appRole)",
+                f"AppRole login at auth/{role.path.strip('/')} (role id from {auth_field}.appRole)",
                 lambda: self._hvac.auth.approle.login(
                     role_id=role.role_id,
                     secret_id=secret_id,
@@ -340,7 +341,7 @@ class VaultClient(SecretsClient):
         else:
             jwt = await self._credentials.service_account_token(
                 kube.service_account_ref,
-                f"{field}.kubernetes.serviceAccountRef",
+                f"{auth_field}.kubernetes.serviceAccountRef",
                 kube.service_account_ref.audiences,
             )
         self._sent_secrets.add(jwt)
@@ -355,7 +356,7 @@ class VaultClient(SecretsClient):
         )
 
     async def _login_with(self, what: str, fn: Callable[[], Mapping[str, Any]]) -> Lease:
-        response = await self._blocking(what, fn)
+        response = await self._blocking(what, fn, login=True)
         auth = response["auth"]
         return Lease(
             auth["client_token"],
@@ -373,8 +374,12 @@ class VaultClient(SecretsClient):
 
     # -- errors ----------------------------------------------------------------
 
-    def _convert(self, exc: Exception, what: str) -> VaultsyncError:
-        """The vaultsync error for an hvac/requests failure, naming the store and the server."""
+    def _convert(self, exc: Exception, what: str, *, login: bool = False) -> VaultsyncError:
+        """The vaultsync error for an hvac/requests failure, naming the store and the server.
+
+        A login refused as a bad request (AppRole answers 400 to a wrong secret id) is a
+        refusal of the credentials, like a 403.
+        """
         vault = f"{self._store}: Vault at {self._config.server}"
         if isinstance(exc, requests.exceptions.SSLError):
             return ProviderError(
@@ -388,7 +393,8 @@ class VaultClient(SecretsClient):
             )
         assert isinstance(exc, hvac.exceptions.VaultError)
         said = self._vault_reason(exc)
-        if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
+        refused = hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized
+        if isinstance(exc, refused) or (login and isinstance(exc, hvac.exceptions.InvalidRequest)):
             data_path = "data/" if self._config.version == "v2" else ""
             return AuthenticationError(
                 f"{vault} refused {what}{said}: check {FIELD}.auth and that the Vault policy "

@@ -68,7 +68,7 @@ class VaultBackend:
             self._put(key, data)
 
     def close(self) -> None:
-        self.server.stop()
+        self.server.close()
 
     def _config(self, secret: tuple[str, str]) -> dict[str, Any]:
         name, key = secret
@@ -81,9 +81,7 @@ class VaultBackend:
 
     def _put(self, key: str, data: dict[str, Any]) -> str:
         response = self.server.request("POST", f"{MOUNT}/data/{key}", {"data": data})
-        body = response["data"]
-        assert isinstance(body, dict)
-        return str(body["version"])
+        return str(response["data"]["version"])
 
     def _seed(self) -> None:
         rules = f'path "{MOUNT}/data/*" {{ capabilities = ["read"] }}\n'

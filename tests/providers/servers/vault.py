@@ -10,6 +10,9 @@ Dev mode keeps everything in memory, starts unsealed with KV v2 at `secret/` and
 token we choose, and listens where we say; `-dev-tls` adds a throwaway CA for caBundle tests.
 A restarted dev server has lost every secret, mount and role: callers re-seed after `start()`.
 
+VAULTSYNC_VAULT_BINARY points the tests at another Vault-compatible binary instead (OpenBao's
+`bao`, or a Vault Enterprise build, whose namespaces the OSS dev server does not have).
+
     python -m tests.providers.servers.vault build   build (or reuse) the pinned binary
     python -m tests.providers.servers.vault run     a dev server in the foreground
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -30,12 +34,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tests.env.tools import BuildError, GoModule, Tool, ensure_module
 
 VERSION = "v1.21.4"
 ROOT_TOKEN = "vaultsync-test-root"
+BINARY_ENV = "VAULTSYNC_VAULT_BINARY"
 START_TIMEOUT_SECONDS = 30.0
 
 MODULE = GoModule(
@@ -57,7 +62,9 @@ TOOL = MODULE.tools[0]
 
 
 def ensure_binary() -> Path:
-    """The pinned Vault binary, built on first use."""
+    """The pinned Vault binary, built on first use (or the one BINARY_ENV names)."""
+    if os.environ.get(BINARY_ENV):
+        return Path(os.environ[BINARY_ENV])
     ensure_module(MODULE)
     return TOOL.cached
 
@@ -76,6 +83,7 @@ class VaultServer:
     binary: Path
     port: int = field(default_factory=free_port)
     tls: bool = False
+    audit: bool = False
     root_token: str = ROOT_TOKEN
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaultsync-vault-")))
     _process: subprocess.Popen[bytes] | None = None
@@ -94,6 +102,18 @@ class VaultServer:
     def log_file(self) -> Path:
         return self.workdir / "vault.log"
 
+    @property
+    def audit_log(self) -> Path:
+        """Vault's file audit device (with `audit=True`): one JSON line per request and response."""
+        return self.workdir / "audit.log"
+
+    @property
+    def is_openbao(self) -> bool:
+        version = subprocess.run(
+            [str(self.binary), "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        return "OpenBao" in version.stdout
+
     def start(self) -> None:
         if self._process is not None:
             return
@@ -108,12 +128,20 @@ class VaultServer:
         if self.tls:
             command += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
             (self.workdir / "tls").mkdir(exist_ok=True)
+        declarative_audit = self.audit and self.is_openbao
+        if declarative_audit:  # OpenBao refuses to enable audit devices through the API
+            config = self.workdir / "audit.hcl"
+            config.write_text(f'audit "file" "file" {{\n  options {{ file_path = "{self.audit_log}" }}\n}}\n')
+            command.append(f"-config={config}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
         self._log = self.log_file.open("ab")
         self._process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         self._wait_ready()
+        if self.audit and not declarative_audit:
+            audit_options = {"type": "file", "options": {"file_path": str(self.audit_log)}}
+            self.request("PUT", "sys/audit/file", audit_options)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -128,18 +156,27 @@ class VaultServer:
             self._log.close()
             self._log = None
 
-    def request(self, method: str, path: str, body: object = None) -> dict[str, object]:
+    def close(self) -> None:
+        """Stops the server and deletes its files (logs, TLS material, audit log)."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def request(self, method: str, path: str, body: object = None, *, namespace: str = "") -> dict[str, Any]:
         """One API call as root (for seeding the server); `path` is under /v1/."""
         data = None if body is None else json.dumps(body).encode()
+        headers = {"X-Vault-Token": self.root_token, "Content-Type": "application/json"}
+        if namespace:
+            headers["X-Vault-Namespace"] = namespace
         req = urllib.request.Request(
-            f"{self.url}/v1/{path.lstrip('/')}",
-            data=data,
-            method=method,
-            headers={"X-Vault-Token": self.root_token, "Content-Type": "application/json"},
+            f"{self.url}/v1/{path.lstrip('/')}", data=data, method=method, headers=headers
         )
-        with urllib.request.urlopen(req, timeout=10, context=self._ssl_context()) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else {}
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=self._ssl_context()) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path}: HTTP {exc.code}: {exc.read().decode()}") from None
+        result: dict[str, Any] = json.loads(raw) if raw else {}
+        return result
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
@@ -163,8 +200,8 @@ class VaultServer:
         raise RuntimeError(f"vault did not answer within {START_TIMEOUT_SECONDS}s: see {self.log_file}")
 
 
-def start_dev_server(*, tls: bool = False) -> VaultServer:
-    server = VaultServer(binary=ensure_binary(), tls=tls)
+def start_dev_server(*, tls: bool = False, audit: bool = False) -> VaultServer:
+    server = VaultServer(binary=ensure_binary(), tls=tls, audit=audit)
     server.start()
     return server
 
@@ -180,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"[vault] {binary} reports {VERSION}")
+    print(f"[vault] using {binary}")
     if command == "run":
         server = start_dev_server()
         print(f"[vault] dev server at {server.url}, root token {server.root_token}; Ctrl-C stops it")
@@ -189,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            server.stop()
+            server.close()
     return 0
 
 

@@ -1,7 +1,8 @@
-"""The local cluster runs the Kubernetes release pinned in tests/env/versions.py."""
+"""The local cluster is made of the pinned, locally built releases, and nothing else."""
 
 import pytest
 
+from tests.env import cluster as local_cluster
 from tests.env import tools, versions
 from tests.env.kube import Cluster, KubeApi
 
@@ -38,3 +39,16 @@ def test_every_cached_binary_reports_its_pinned_version(cluster: Cluster) -> Non
             f"{tool.current} says {tools.reported_version(tool.current, tool)!r}, "
             f"expected {tool.version_marker!r}"
         )
+
+
+def test_kwokctl_plans_no_download(cluster: Cluster) -> None:
+    _local_only(cluster)
+    local_cluster.check_no_downloads()
+
+
+def test_a_download_in_the_kwokctl_plan_is_refused() -> None:
+    plan = (
+        "# Download /home/u/.cache/vaultsync/bin/current/etcd to /x/bin/etcd\n"
+        "# Download https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kube-apiserver to /x/bin/k\n"
+    )
+    assert local_cluster.downloads_in(plan) == [plan.splitlines()[1]]

@@ -8,9 +8,11 @@ Calls are counted, and throttling provoked, by a proxy between the client and mo
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from tests.providers.test_contract import assert_no_leak, secret
 from vaultsync.errors import (
     AuthenticationError,
     InvalidStoreConfig,
+    ProviderError,
     SecretNotFound,
     ThrottledError,
 )
@@ -231,6 +234,20 @@ async def test_validate_accepts_credentials_that_may_not_list_secrets(
         await client.validate()  # AWS authenticated the key before it denied the call
 
 
+async def test_a_secret_outside_the_policy_is_a_provider_error_not_a_credential_failure(
+    aws: AwsBackend, proxy: RecordingProxy
+) -> None:
+    key = unique_key()
+    aws.write(key, secret())
+    async with connected(aws, aws.provider_config(proxy.url)) as client:
+        proxy.refuse_next(1, ACCESS_DENIED)
+        with pytest.raises(ProviderError) as info:
+            await client.get_secret(RemoteRef(key))
+    assert not isinstance(info.value, AuthenticationError)
+    assert key in info.value.message
+    assert "secretsmanager:GetSecretValue" in info.value.message
+
+
 async def test_right_key_id_with_a_wrong_secret_is_an_authentication_error(
     aws: AwsBackend,
 ) -> None:
@@ -255,7 +272,7 @@ async def test_namespaced_store_without_auth_is_refused_naming_the_field(
 
 
 async def test_cluster_store_without_auth_uses_the_operators_default_chain(
-    aws: AwsBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    aws: AwsBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     key, value = unique_key(), secret()
     aws.write(key, value)
@@ -330,3 +347,16 @@ def test_auth_block_errors_name_the_field(auth: dict[str, Any], field: str) -> N
     with pytest.raises(InvalidStoreConfig) as info:
         PROVIDERS["aws"].parse_config({"region": "us-east-1", "auth": auth})
     assert field in info.value.message
+
+
+async def test_no_value_reaches_the_log_even_at_debug_level(
+    aws: AwsBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    key, value = unique_key(), secret()
+    aws.write(key, value)
+    caplog.set_level(logging.DEBUG)
+    async with connected(aws) as client:
+        assert (await client.get_secret(RemoteRef(key))).value == value.encode()
+        await client.get_secrets([RemoteRef(key), RemoteRef(unique_key())])
+    assert caplog.records, "nothing was logged: the test proves nothing"
+    assert value not in caplog.text
