@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import sys
+from typing import Any
 
 import kopf
 
@@ -36,12 +38,19 @@ def run_operator(config: Config) -> int:
             clusterwide=config.clusterwide,
             namespaces=list(config.namespaces),
             standalone=config.peering is None,
-            peering_name=config.peering,
+            **_peering(config),
             liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
             memo=kopf.Memo(config=config),
         )
     )
     return 0
+
+
+def _peering(config: Config) -> dict[str, Any]:
+    """kopf pauses every peer that shares the highest priority, so each replica draws its own."""
+    if config.peering is None:
+        return {}
+    return {"peering_name": config.peering, "priority": secrets.randbelow(2**31)}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -191,7 +191,7 @@ class Workloads:
         return [e for e in found.items if reason is None or e.reason == reason]
 
 
-def stays(check: Any, *, seconds: float, interval: float = 0.5) -> None:
+def stays(check: Callable[[], object], *, seconds: float, interval: float = 0.5) -> None:
     """Assert that `check()` keeps passing for `seconds`: what "nothing happens" looks like."""
     deadline = time.monotonic() + seconds
     while True:
@@ -254,7 +254,3 @@ class RolloutWatch:
         self.max_pods = max(self.max_pods, status.get("replicas") or 0)
         if (status.get("updatedReplicas") or 0) < replicas:
             self.samples_rolling += 1
-
-
-def names(items: Sequence[Any]) -> list[str]:
-    return [item.metadata.name for item in items]
