@@ -31,8 +31,8 @@ venv: $(VENV)/.installed
 	@$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || $(VENV)/bin/pip install --no-deps --no-build-isolation -e .
 
 lint: venv ## ruff, import contracts
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench demo
+	$(VENV)/bin/ruff format --check operator tests bench demo
 	cd operator && $(VENV)/bin/lint-imports --config ../.importlinter
 
 typecheck: venv ## mypy --strict on the package

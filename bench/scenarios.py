@@ -55,6 +55,7 @@ class Suite:
         self.rotation_namespace = f"{prefix}-{ROTATION_NAMESPACE_SUFFIX}"
         self.memory: dict[str, float] = {}
         self.tracker: kube.ReadyTracker | None = None
+        self.steady_keys_per_second: float | None = None
 
     # helpers ----------------------------------------------------------------------------------
 
@@ -188,6 +189,7 @@ class Suite:
                 sum(own_after.values()) - sum(own_before.values())
             ) / cycles
         self.memory[f"rss_mib_at_{p.n}"] = sample.rss_mib
+        self.steady_keys_per_second = server["provider_keys_read"] / window
         self.note(
             "steady_state.kube_writes_by_verb", ", ".join(f"{k}: {v}" for k, v in sorted(writes.items()))
         )
@@ -329,6 +331,11 @@ class Suite:
         restarts = _restarts(self.op)
         if restarts is not None:
             figures["operator_counted_restarts"] = restarts
+        if self.steady_keys_per_second is not None:
+            # What the same window would have read with no restart (main load only).
+            figures["steady_state_keys_read_in_same_window"] = self.steady_keys_per_second * (
+                end_wall - stopped_wall
+            )
         if seconds is not None:
             figures["seconds_to_all_ready"] = seconds
             figures["seconds_ready_to_window_end"] = end_wall - ready_wall

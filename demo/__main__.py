@@ -16,6 +16,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from subprocess import SubprocessError
 from typing import Any, TypeVar
@@ -91,7 +92,7 @@ def create(api: KubeApi, namespace: str, body: dict[str, Any]) -> None:
 
 def install_crds(api: KubeApi) -> list[str]:
     """Create or replace every CRD in crds/ and wait until the API server serves them."""
-    names = []
+    names: list[str] = []
     for path in sorted(paths.CRDS.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
@@ -108,7 +109,7 @@ def install_crds(api: KubeApi) -> list[str]:
                 api.apiextensions.replace_custom_resource_definition(name, crd)
             names.append(name)
     for name in names:
-        wait_for(lambda name=name: _established(api, name), f"CRD {name} to be Established", 60)
+        wait_for(partial(_established, api, name), f"CRD {name} to be Established", 60)
     return names
 
 

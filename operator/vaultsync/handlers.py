@@ -1,7 +1,9 @@
 """Every kopf registration. Thin: hand the event to the service that owns it.
 
 Only `on.event` handlers: they need no finalizers and write no bookkeeping
-annotations, and the scheduler, not kopf, decides when to reconcile.
+annotations, and the scheduler, not kopf, decides when to reconcile. They are
+`async` so they run on the event loop that owns the scheduler (a sync handler
+would run in kopf's thread pool).
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ def _deleted(event: kopf.RawEvent) -> bool:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.EXTERNAL_SECRETS)
-def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.observe(event["object"], deleted=_deleted(event))
 
 
 @kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE})
-def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
 
 

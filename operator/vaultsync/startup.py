@@ -103,7 +103,7 @@ async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.housekeeping.cancel()
+    await memo.scheduler.stop()  # first, so no new rotation reaches the rollouts
     await memo.rollouts.stop()
-    await memo.scheduler.stop()
     await memo.stores.close()
     memo.kube.close()
