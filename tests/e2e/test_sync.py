@@ -194,3 +194,28 @@ def test_kopf_leaves_no_annotations_or_finalizers(vs: Vaultsync, operator: Any) 
         assert not [k for k in meta if "kopf" in k], meta
     assert not es.get("finalizers")
     assert not secret.finalizers
+
+
+def test_the_hmac_key_is_made_once_and_survives_operator_restarts(
+    vs: Vaultsync, run_operator: Any, namespace: str
+) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    with run_operator(namespace, "--namespace", namespace):
+        vs.external_secret("app", spec())
+        vs.wait_data("app", {"password": "pw-one"})
+        key = vs.secret("vaultsync-hmac-key")
+        first_hmac = vs.get_external_secret("app")["status"]["dataHMAC"]
+        assert key.metadata.labels == {"app.kubernetes.io/part-of": "vaultsync"}
+        assert len(key.data["key"]) >= 44  # 32 random bytes, base64
+    secret_version = vs.secret("app").metadata.resource_version
+    with run_operator(namespace, "--namespace", namespace):
+        vs.patch_external_secret("app", {"metadata": {"annotations": {"vaultsync.io/force-sync": "again"}}})
+        eventually(lambda: _handled(vs, "again"), what="the forced sync after the restart", timeout=60)
+    assert vs.secret("vaultsync-hmac-key").metadata.uid == key.metadata.uid
+    assert vs.get_external_secret("app")["status"]["dataHMAC"] == first_hmac
+    assert vs.secret("app").metadata.resource_version == secret_version
+
+
+def _handled(vs: Vaultsync, token: str) -> None:
+    status = vs.get_external_secret("app")["status"]
+    assert status.get("forceSyncHandled") == token, status.get("forceSyncHandled")
