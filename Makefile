@@ -21,7 +21,7 @@ help:
 
 # Dependencies live in a venv outside the repo, keyed by the pinned set; only the
 # project itself is (re)installed, editable, from whichever clone runs make.
-$(VENV)/.installed: constraints.txt
+$(VENV)/.installed:  # the key in $(VENV) already names the pinned set
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip "setuptools>=77" wheel
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
