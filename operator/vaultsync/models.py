@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from vaultsync.constants import GROUP
 from vaultsync.errors import InvalidSpec
 from vaultsync.providers.base import describe_validation_error
 from vaultsync.schedule import parse_duration
@@ -196,3 +197,18 @@ def parse_store_spec(body: Mapping[str, Any]) -> StoreSpec:
         return StoreSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         raise InvalidSpec(describe_validation_error(exc, "spec")) from None
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator needs of an object: no managedFields, no kubectl last-applied copy.
+
+    Ten thousand tracked objects make the difference between megabytes and hundreds of them.
+    """
+    meta = body["metadata"]
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(GROUP)}
+    kept = {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta}
+    return {
+        "metadata": {**kept, "annotations": annotations},
+        "spec": body.get("spec") or {},
+        "status": body.get("status") or {},
+    }

@@ -37,7 +37,7 @@ from vaultsync import constants as c
 from vaultsync.errors import InvalidSpec
 from vaultsync.fingerprints import data_hmac
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
-from vaultsync.models import parse_external_secret
+from vaultsync.models import parse_external_secret, slim
 from vaultsync.providers.base import RemoteRef
 from vaultsync.reconcile import Reconciler, SyncResult
 from vaultsync.schedule import backoff, jittered, next_on_grid
@@ -92,6 +92,7 @@ class Scheduler:
         if deleted:
             self._forget(key)
             return
+        body = slim(body)
         generation = meta.get("generation", 0)
         token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
         tracked = self._tracked.get(key)

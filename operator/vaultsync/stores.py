@@ -30,7 +30,7 @@ from vaultsync.errors import (
     VaultsyncError,
 )
 from vaultsync.kube import Kube
-from vaultsync.models import StoreRef, parse_store_spec
+from vaultsync.models import StoreRef, parse_store_spec, slim
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.base import (
     SecretKeySelector,
@@ -122,7 +122,7 @@ class Stores:
         if deleted:
             self._bodies.pop(key, None)
         else:
-            self._bodies[key] = dict(body)
+            self._bodies[key] = slim(body)
 
     def not_ready(self) -> list[tuple[str, dict[str, Any]]]:
         """Known stores whose Ready condition is not True."""
@@ -179,8 +179,8 @@ class Stores:
         except KubeNotFound:
             where = f" in namespace {namespace!r}" if namespace else ""
             raise StoreNotFound(f"spec.storeRef.name: {kind} {name!r} not found{where}") from None
-        self._bodies[(kind, namespace, name)] = body
-        return body
+        self._bodies[(kind, namespace, name)] = slim(body)
+        return self._bodies[(kind, namespace, name)]
 
     async def _check_allowed(self, body: Mapping[str, Any], namespace: str, name: str) -> None:
         spec = parse_store_spec(body)
