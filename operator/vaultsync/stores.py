@@ -23,7 +23,9 @@ from vaultsync.errors import (
     CredentialNotFound,
     InvalidSpec,
     InvalidStoreConfig,
+    KubeError,
     KubeNotFound,
+    ProviderError,
     StoreNotAllowed,
     StoreNotFound,
     StoreNotReady,
@@ -221,10 +223,23 @@ class Stores:
         try:
             config = provider.parse_config(raw)
             client = await provider.new_client(config, context, StoreCredentials(self._kube, context))
-        except (InvalidStoreConfig, CredentialNotFound, AuthenticationError) as exc:
-            detail = exc.message if str(context) in exc.message else f"{context} is not ready: {exc.message}"
-            raise StoreNotReady(detail) from None
+        except AuthenticationError as exc:
+            raise _not_ready(context, exc) from None
+        except (ProviderError, KubeError):
+            raise  # transient: the ExternalSecret reports ProviderError and retries
+        except VaultsyncError as exc:
+            raise _not_ready(context, exc) from None
+        except Exception as exc:  # an SDK error the provider did not convert: never echo its text
+            raise StoreNotReady(
+                f"{context} is not ready: the {name} provider failed ({type(exc).__name__})"
+            ) from None
         return ResolvedStore(context=context, provider=name, client=client, cache_key=cache_key)
+
+
+def _not_ready(context: StoreContext, exc: VaultsyncError) -> StoreNotReady:
+    if str(context) in exc.message:
+        return StoreNotReady(exc.message)
+    return StoreNotReady(f"{context} is not ready: {exc.message}")
 
 
 async def store_status(stores: Stores, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,6 +262,8 @@ async def store_status(stores: Stores, kind: str, body: Mapping[str, Any]) -> di
         )
     except VaultsyncError as exc:
         ready, reason, message = "False", c.Reason.PROVIDER_ERROR, exc.message
+    except Exception as exc:  # the same guard as in client creation, for validate()
+        ready, reason, message = "False", c.Reason.PROVIDER_ERROR, f"validation failed ({type(exc).__name__})"
     old = next(
         (x for x in (body.get("status") or {}).get("conditions") or [] if x.get("type") == c.CONDITION_READY),
         None,

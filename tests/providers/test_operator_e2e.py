@@ -137,3 +137,32 @@ def test_the_operator_identity_is_refused_to_a_namespaced_store(
         return
     store = vs.wait_store_ready("vault", status="False")
     assert "spec.provider.aws.auth" in store["message"]
+
+
+def test_aws_web_identity_uses_a_real_service_account_token(
+    vs: Vaultsync, operator: Any, backends: Backends
+) -> None:
+    """The operator asks the API server's TokenRequest for the named ServiceAccount's token
+    and exchanges it with STS (moto's AssumeRoleWithWebIdentity) for keys."""
+    aws = backends.get("aws")
+    key = unique_key("e2e")
+    aws.write(key, json.dumps({"password": "via-web-identity"}))
+    vs.api.core.create_namespaced_service_account(
+        vs.namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="app"))
+    )
+    with aws.authentication_off():  # type: ignore[attr-defined]  # moto cannot check the unsigned STS call
+        vs.apply_store("vault", {"provider": {"aws": dict(aws.web_identity_config())}})  # type: ignore[attr-defined]
+        vs.wait_store_ready("vault")
+    # Authentication is on again: moto accepts only the role's temporary credentials now.
+    external_secret(vs, "app", key)
+    vs.wait_data("app", {"password": "via-web-identity"})
+
+
+def test_aws_web_identity_with_a_missing_service_account_says_which(
+    vs: Vaultsync, operator: Any, backends: Backends
+) -> None:
+    aws = backends.get("aws")
+    vs.apply_store("vault", {"provider": {"aws": dict(aws.web_identity_config())}})  # type: ignore[attr-defined]
+    store = vs.wait_store_ready("vault", status="False")
+    assert "spec.provider.aws.auth.jwt.serviceAccountRef" in store["message"]
+    assert "ServiceAccount" in store["message"]
