@@ -10,6 +10,8 @@ VENV := $(CACHE)/venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(CACHE)/bin/current:$(PATH)
 export KUBECONFIG ?= $(CURDIR)/.testenv/kubeconfig
+# The venv is shared by every clone; this clone's own sources win over its editable install.
+export PYTHONPATH := $(CURDIR)/operator$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: help venv lint typecheck unit test run
 
