@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rotation-refresh", type=int, default=10, help="refreshInterval in rotation_fanout")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--memory-points", default="0,1000", help="extra RSS points (ExternalSecrets)")
+    parser.add_argument(
+        "--scenarios",
+        default="memory,cold_start,steady_state,rotation_fanout,operator_restart",
+        help="which scenarios to run (cold_start is needed by the ones after it)",
+    )
     parser.add_argument("--no-peers", action="store_true", help="measure vaultsync only")
     parser.add_argument("--peers-only", action="store_true", help="measure the peers only")
     parser.add_argument("--keep-cluster", action="store_true", help="leave the bench cluster running")
@@ -110,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.peers_only:
             vaultsync = Vaultsync(moto_url=moto.url)
             operators.append(vaultsync)
-            _run_suite(vaultsync, "vs", params, moto, results)
+            _run_suite(vaultsync, "vs", params, moto, results, args.scenarios.split(","))
         if not args.no_peers:
             eso = _eso(moto, results)
             if eso is not None:
                 operators.append(eso)
-                _run_suite(eso, "eso", params, moto, results)
+                _run_suite(eso, "eso", params, moto, results, args.scenarios.split(","))
             reason = build.reloader_unavailable()
             results.peer_meta(
                 "reloader",
@@ -179,19 +184,28 @@ def _eso(moto: aws.Moto, results: Results) -> ExternalSecretsOperator | None:
     return eso
 
 
-def _run_suite(op: Operator, prefix: str, params: Params, moto: aws.Moto, results: Results) -> None:
+def _run_suite(
+    op: Operator, prefix: str, params: Params, moto: aws.Moto, results: Results, scenarios: list[str]
+) -> None:
     print(f"[bench] ==== {op.name} ====", flush=True)
     kube.apply_all([op.cluster_store()])
     suite = Suite(op, prefix, params, moto, results)
     try:
-        for count in params.memory_points:
-            if count < params.n:
-                suite.memory_point(count)
+        if "memory" in scenarios:
+            for count in params.memory_points:
+                if count < params.n:
+                    suite.memory_point(count)
+        if "cold_start" not in scenarios:
+            return
         suite.cold_start()
-        suite.steady_state()
-        suite.rotation_fanout()
-        suite.operator_restart()
-        suite.finish_memory()
+        if "steady_state" in scenarios:
+            suite.steady_state()
+        if "rotation_fanout" in scenarios:
+            suite.rotation_fanout()
+        if "operator_restart" in scenarios:
+            suite.operator_restart()
+        if "memory" in scenarios:
+            suite.finish_memory()
     finally:
         suite.cleanup()
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -28,7 +28,6 @@ from vaultsync import constants as c
 from vaultsync.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound, VaultsyncError
 from vaultsync.metrics import KUBE_REQUESTS
 
-T = TypeVar("T")
 Body = dict[str, Any]
 
 WORKLOAD_KINDS = {
@@ -64,19 +63,24 @@ class Kube:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def _call(self, verb: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, verb: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """Runs one request on the pool; returns the raw response body.
+
+        The body is read and the connection handed back to the pool in the worker
+        thread: a response left unread is closed when collected, and every request
+        would then pay for a new TLS connection.
+        """
         KUBE_REQUESTS.labels(verb=verb, resource=what).inc()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(self._pool, partial(_request, fn, *args, **kwargs))
         except ApiException as exc:
             raise _convert(exc, verb, what) from None
         except (HTTPError, OSError) as exc:
             raise KubeError(f"{verb} {what}: API server unreachable ({type(exc).__name__})") from None
 
     async def _json(self, verb: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
-        response = await self._call(verb, what, fn, *args, _preload_content=False, **kwargs)
-        result: Body = json.loads(response.data)
+        result: Body = json.loads(await self._call(verb, what, fn, *args, **kwargs))
         return result
 
     # Secrets -------------------------------------------------------------------------------
@@ -135,7 +139,6 @@ class Kube:
                 plural,
                 name,
                 body,
-                _preload_content=False,
             )
         else:
             await self._call(
@@ -148,7 +151,6 @@ class Kube:
                 plural,
                 name,
                 body,
-                _preload_content=False,
             )
 
     # Namespaces, tokens, events ------------------------------------------------------------
@@ -207,7 +209,6 @@ class Kube:
             self._core.create_namespaced_event,
             namespace,
             event,
-            _preload_content=False,
         )
 
     async def ensure_hmac_key(self, namespace: str) -> bytes:
@@ -268,8 +269,16 @@ class Kube:
             name,
             namespace,
             dict(patch),
-            _preload_content=False,
         )
+
+
+def _request(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    response = fn(*args, _preload_content=False, **kwargs)
+    try:
+        data: bytes = response.data
+    finally:
+        response.release_conn()
+    return data
 
 
 def _convert(exc: ApiException, verb: str, what: str) -> VaultsyncError:

@@ -336,7 +336,9 @@ class Reconciler:
             else:
                 await self._kube.post_event(ref, "Warning", result.reason.value, result.message)
         log.log(
-            logging.DEBUG if result.ok and not result.written else logging.INFO,
+            # Writes and new failures are news; a refresh that changed nothing, or the same
+            # failure retried, is not (ten thousand objects would drown the log).
+            logging.INFO if result.written or (changed and not result.ok) else logging.DEBUG,
             "synced" if result.ok else "sync failed",
             extra={
                 "externalSecret": f"{es.namespace}/{es.name}",

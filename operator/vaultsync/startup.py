@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -35,6 +36,25 @@ STORE_RECHECK_SECONDS = 60.0
 CACHE_RETENTION_SECONDS = 6 * 3600.0
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf deep-copies every event's body to diff it for change handlers; we have none.
+
+    With only `on.event` handlers the diff is never used, and skipping it saves a deep
+    copy per watch event (about a third of kopf's CPU at ten thousand objects).
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def _api_client() -> client.ApiClient:
     try:
         kube_config.load_incluster_config()
@@ -52,7 +72,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["v1", "secrets"] = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
     settings.persistence.finalizer = f"{c.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 
