@@ -353,7 +353,8 @@ class Suite:
         self.op.stop()
         if self.tracker is not None:
             self.tracker.stop()
-        kube.delete_namespaces([*self.main_namespaces, self.rotation_namespace], wait=True)
+        seconds = kube.delete_namespaces([*self.main_namespaces, self.rotation_namespace], wait=True)
+        print(f"[bench] {self.op.name}: namespaces deleted in {seconds:.0f}s", flush=True)
 
 
 def _restarts(op: Operator) -> float | None:

@@ -4,6 +4,7 @@ Settings are chosen on purpose:
 - kopf posts no Events of its own (ours say what happened to the Secret);
 - Secrets are watched with a server-side label selector, so the operator
   never lists or caches Secrets it does not manage;
+- the initial listing comes in pages of 500, which keeps the memory peak low;
 - only `on.event` handlers are used, so kopf never writes its bookkeeping
   annotations or finalizers onto Secrets, workloads or ExternalSecrets.
 """
@@ -74,6 +75,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
+    # The initial list in pages, not one response with every object decoded at once:
+    # the peak of that decode stays in the process as fragmented memory.
+    settings.watching.chunk_size = 500
     settings.networking.request_timeout = 60
 
     kube = Kube(_api_client())
