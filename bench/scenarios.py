@@ -160,6 +160,9 @@ class Suite:
     def steady_state(self) -> None:
         p = self.p
         window = p.steady_cycles * p.refresh_seconds
+        # Start half an interval after cold_start: a window that opens exactly when the first
+        # syncs happened would close just before the last of its refresh waves.
+        time.sleep(p.refresh_seconds / 2)
         before = cluster.request_counts()
         own_before = self.op.kube_writes()
         self.moto.reset()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import boto3
+from tests.env import processes
 from tests.env.operator import free_port
 
 if TYPE_CHECKING:
@@ -60,13 +61,7 @@ class MotoServer:
         raise RuntimeError(f"moto_server did not answer within {START_TIMEOUT_SECONDS:.0f}s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        processes.stop(self._process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -8,7 +8,6 @@ healthy when /healthz answers 200; its output goes to a file the test can read.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
+
+from tests.env import processes
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
@@ -109,14 +110,7 @@ class OperatorProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it is still running after the grace period."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(self._process, STOP_GRACE_SECONDS)
         if self._log is not None:
             self._log.close()
             self._log = None

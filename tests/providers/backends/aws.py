@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
+from tests.env import processes
 from tests.providers.backends.credentials import StaticCredentials
 
 if TYPE_CHECKING:
@@ -163,14 +164,8 @@ class AwsBackend:
         if self._sm is not None:
             self._sm.close()
             self._sm = None
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        processes.stop(self._process)
+        self._process = None
         if self._output is not None:
             self._output.close()
             self._output = None

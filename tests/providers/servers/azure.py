@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.env import processes
+
 EMULATOR = Path(__file__).with_name("azure_emulator.py")
 TENANT_ID = "7d1b4c3a-0000-4000-8000-00000000a2ce"
 API_VERSION = "7.5"
@@ -171,13 +173,7 @@ class AzureEmulator:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tests.env import processes
 from tests.env.paths import bin_dir
 
 VERSION = "v2.7.2"
@@ -172,13 +173,7 @@ class VaultServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process, grace_seconds=15)
         if self._log is not None:
             self._log.close()
             self._log = None
