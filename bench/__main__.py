@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench import aws, cluster, kube, procstat
@@ -70,8 +72,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="memory,cold_start,steady_state,rotation_fanout,operator_restart",
         help="which scenarios to run (cold_start is needed by the ones after it)",
     )
+    parser.add_argument(
+        "--rotation-timeout", type=float, default=120.0, help="seconds to wait for a rotation"
+    )
+    parser.add_argument(
+        "--output", default=str(LATEST), help="results file (default: bench/results/latest.json)"
+    )
     parser.add_argument("--no-peers", action="store_true", help="measure vaultsync only")
     parser.add_argument("--peers-only", action="store_true", help="measure the peers only")
+    parser.add_argument(
+        "--keep-peers",
+        action="store_true",
+        help="with --no-peers: keep the peers' figures of the previous run in latest.json",
+    )
     parser.add_argument("--keep-cluster", action="store_true", help="leave the bench cluster running")
     return parser.parse_args(argv)
 
@@ -88,19 +101,33 @@ def main(argv: list[str] | None = None) -> int:
         rotation_refresh=f"{args.rotation_refresh}s",
         ready_timeout=args.ready_timeout,
         memory_points=tuple(int(x) for x in args.memory_points.split(",") if x),
+        rotation_timeout=args.rotation_timeout,
     )
-    results = Results()
-    if args.peers_only and LATEST.is_file():  # keep vaultsync's figures from the previous run
+    results = Results(Path(args.output))
+    if (args.peers_only or args.keep_peers) and LATEST.is_file():
         previous = json.loads(LATEST.read_text())
-        results.data["scenarios"] = previous.get("scenarios", {})
-        results.data["notes"] = {
-            k: v for k, v in previous.get("notes", {}).items() if k.startswith("vaultsync")
-        }
+        if args.peers_only:  # keep vaultsync's figures from the previous run
+            results.data["scenarios"] = previous.get("scenarios", {})
+            results.data["notes"] = {
+                k: v for k, v in previous.get("notes", {}).items() if k.startswith("vaultsync")
+            }
+            results.meta(vaultsync_figures_from_run=previous.get("meta", {}).get("started"))
+        else:  # keep the peers' figures from the previous run
+            results.data["peers"] = previous.get("peers", {})
+            results.data["notes"] = {
+                k: v for k, v in previous.get("notes", {}).items() if not k.startswith("vaultsync")
+            }
+            results.meta(
+                peer_figures_from_run=previous.get("meta", {}).get("started"),
+                peer_figures_load_average=previous.get("meta", {}).get("load_average_at_start"),
+            )
     results.meta(
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         params={k: v for k, v in vars(params).items()},
         load_average_at_start=list(procstat.load_average()),
         command=" ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        vaultsync_commit=_git("rev-parse", "--short", "HEAD"),
+        vaultsync_uncommitted=_git("status", "--short", "--", "operator").splitlines(),
     )
     moto = aws.Moto()
     operators: list[Operator] = []
@@ -145,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         moto.stop()
         if not args.keep_cluster:
             cluster.down()
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    return result.stdout.strip()
 
 
 def _namespace(name: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ NAME = "vaultsync-bench"
 NODES = 2
 READY_TIMEOUT = 240.0
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY", "CREATE", "UPDATE"})
+READ_VERBS = frozenset({"GET", "LIST"})
 _METRIC_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -197,12 +198,13 @@ def writes_between(
     before: Counter[tuple[str, str, str, str]],
     after: Counter[tuple[str, str, str, str]],
     resources: frozenset[str],
+    verbs: frozenset[str] = WRITE_VERBS,
 ) -> dict[str, int]:
-    """Write requests on `resources` between two snapshots, by `verb resource[/subresource]`."""
+    """Requests (writes by default) on `resources` between two snapshots, by `verb resource[/sub]`."""
     out: dict[str, int] = {}
     for key, value in after.items():
         verb, _, resource, sub = key
-        if verb not in WRITE_VERBS or resource not in resources:
+        if verb not in verbs or resource not in resources:
             continue
         delta = value - before.get(key, 0)
         if delta:

@@ -75,6 +75,12 @@ ROWS: tuple[Row, ...] = (
         "0",
         lambda v, d: v == 0,
     ),
+    Row(
+        "steady_state",
+        "operator_counted_kube_writes_per_cycle",
+        "steady_state: of which by the operator (its own client counter)",
+    ),
+    Row("steady_state", "kube_reads_per_cycle", "steady_state: Kubernetes reads (GET/LIST) per cycle"),
     Row("steady_state", "cpu_seconds_per_cycle", "steady_state: CPU seconds per cycle"),
     Row(
         "rotation_fanout",
@@ -111,15 +117,17 @@ ROWS: tuple[Row, ...] = (
     Row("operator_restart", "provider_keys_read", "operator_restart: remote keys read in the window"),
     Row(
         "operator_restart",
-        "due_distinct_keys_in_window",
-        "operator_restart: distinct keys of objects due in the window (estimate)",
-    ),
-    Row(
-        "operator_restart",
         "steady_state_keys_read_in_same_window",
         "operator_restart: keys a steady-state window of that length reads",
     ),
-    Row("operator_restart", "kube_write_requests", "operator_restart: Kubernetes write requests"),
+    Row(
+        "operator_restart", "kube_write_requests", "operator_restart: Kubernetes write requests (API server)"
+    ),
+    Row(
+        "operator_restart",
+        "operator_counted_kube_writes",
+        "operator_restart: of which by the operator (its own client counter)",
+    ),
     Row("memory", "rss_mib_at_0", "memory: RSS at 0 ExternalSecrets (MiB)"),
     Row("memory", "rss_mib_at_1000", "memory: RSS at 1,000 (MiB)"),
     Row("memory", "rss_mib_at_10000", "memory: RSS at 10,000 (MiB)", "≤ 150", lambda v, d: v <= 150),

@@ -36,6 +36,7 @@ class Params:
     rotation_count: int = 50
     rotation_refresh: str = "10s"
     restart_window: float = 20.0
+    rotation_timeout: float = 120.0
     ready_timeout: float = 600.0
     settle: float = 10.0
     memory_points: tuple[int, ...] = (0, 1000)
@@ -173,6 +174,7 @@ class Suite:
         server = aws.summarize(self.moto.counts())
         sample = procstat.sample(self.op.pid)
         writes = cluster.writes_between(before, after, WATCHED_RESOURCES)
+        reads = cluster.writes_between(before, after, WATCHED_RESOURCES, cluster.READ_VERBS)
         cycles = float(p.steady_cycles)
         figures: dict[str, float] = {
             "window_seconds": window,
@@ -181,6 +183,7 @@ class Suite:
             "provider_read_requests_per_cycle": server["provider_read_requests"] / cycles,
             "provider_keys_read_per_cycle": server["provider_keys_read"] / cycles,
             "kube_writes_per_cycle": sum(writes.values()) / cycles,
+            "kube_reads_per_cycle": sum(reads.values()) / cycles,
             "cpu_seconds_per_cycle": (sample.cpu_seconds - cpu_before) / cycles,
             "rss_mib": sample.rss_mib,
             "peak_rss_mib": sample.peak_rss_mib,
@@ -196,6 +199,7 @@ class Suite:
         self.note(
             "steady_state.kube_writes_by_verb", ", ".join(f"{k}: {v}" for k, v in sorted(writes.items()))
         )
+        self.note("steady_state.kube_reads_by_verb", ", ".join(f"{k}: {v}" for k, v in sorted(reads.items())))
         self.record("steady_state", figures)
 
     def rotation_fanout(self) -> None:
@@ -226,10 +230,11 @@ class Suite:
         restarts_before = _restarts(self.op)
         self.moto.reset()
         rotated_at = time.monotonic()
-        self.moto.rotate(aws.ROTATION_KEY, 2)
+        # A new value for every suite: the previous suite of this run already rotated the key once.
+        self.moto.rotate(aws.ROTATION_KEY, int(time.time()))
         secret_times: dict[str, float] = {}
         rs_times: dict[str, float] = {}
-        timeout = 30 + 3 * float(p.rotation_refresh.rstrip("s"))
+        timeout = p.rotation_timeout
         reloads = bool(self.op.reload_annotation)
         while time.monotonic() - rotated_at < timeout:
             now = time.monotonic() - rotated_at
