@@ -59,6 +59,7 @@ def test_property_nested_path_version_and_extract_land_in_the_secret(vs: Vaultsy
             "SENDGRID": "sg_1",
         },
     )
+    vs.wait_reason("app", "Synced")  # the status is written just after the Secret
     status = vs.get_external_secret("app")["status"]
     assert status["observedGeneration"] == 1
     assert status["remoteVersions"] == {"db": "2", "db@1": "1", "api": "7"}
@@ -123,7 +124,7 @@ def test_spec_change_syncs_at_once_and_force_sync_rereads(vs: Vaultsync, operato
     )
     vs.patch_external_secret("app", {"metadata": {"annotations": {"vaultsync.io/force-sync": "1"}}})
     vs.wait_data("app", {"password": "forced"})
-    assert vs.get_external_secret("app")["status"]["forceSyncHandled"] == "1"
+    eventually(lambda: _handled(vs, "1"), what="the force-sync to be recorded")
 
 
 def test_refresh_interval_picks_up_a_new_remote_version(vs: Vaultsync, operator: Any) -> None:
@@ -135,14 +136,20 @@ def test_refresh_interval_picks_up_a_new_remote_version(vs: Vaultsync, operator:
         {"spec": {"provider": {"fake": {"data": [fake_entry("db", {**DB, "password": "pw-new"}, "2")]}}}},
     )
     vs.wait_data("app", {"password": "pw-new"}, timeout=30)
-    assert vs.get_external_secret("app")["status"]["remoteVersions"] == {"db": "2"}
+
+    def status_names_the_new_version() -> None:  # the status is written just after the Secret
+        assert vs.get_external_secret("app")["status"]["remoteVersions"] == {"db": "2"}
+
+    eventually(status_names_the_new_version, what="remoteVersions to name version 2")
 
 
 def test_refresh_interval_zero_syncs_once(vs: Vaultsync, operator: Any) -> None:
     vs.fake_store("fake", [fake_entry("db", DB, "1")])
     vs.external_secret("app", spec(refreshInterval="0"))
     vs.wait_data("app", {"password": "pw-one"})
-    assert vs.get_external_secret("app")["status"].get("nextRefreshAt") is None
+    vs.wait_reason("app", "Synced")
+    status = vs.get_external_secret("app")["status"]
+    assert status["syncedAt"] and status.get("nextRefreshAt") is None
 
 
 def test_hand_edited_and_deleted_secrets_are_restored(vs: Vaultsync, operator: Any) -> None:
@@ -203,6 +210,7 @@ def test_the_hmac_key_is_made_once_and_survives_operator_restarts(
     with run_operator(namespace, "--namespace", namespace):
         vs.external_secret("app", spec())
         vs.wait_data("app", {"password": "pw-one"})
+        vs.wait_reason("app", "Synced")
         key = vs.secret("vaultsync-hmac-key")
         first_hmac = vs.get_external_secret("app")["status"]["dataHMAC"]
         assert key.metadata.labels == {"app.kubernetes.io/part-of": "vaultsync"}
