@@ -91,7 +91,7 @@ def test_sync_rotation_outage_and_recovery(vs: Vaultsync, vault: LiveBackend, op
         vault.start()
     vault.write(key, json.dumps({"password": "after-outage"}))
     vs.wait_data("app", {"password": "after-outage"}, timeout=120)
-    assert vs.ready("app")["reason"] == "Synced"
+    vs.wait_reason("app", "Synced")
 
 
 def test_wrong_credentials_make_the_store_not_ready_and_say_so(
