@@ -27,6 +27,7 @@ import heapq
 import itertools
 import logging
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,9 +170,18 @@ class Scheduler:
             tracked.running = True
             try:
                 await self._run(key, tracked)
-            except Exception:
-                log.exception("reconcile crashed", extra={"externalSecret": "/".join(key)})
-                self._schedule(key, backoff(tracked.attempts + 1), max_age=0.0)
+            except Exception as exc:
+                # The frames say where; the message is left out, as an SDK's may quote a value.
+                log.error(
+                    "reconcile crashed",
+                    extra={
+                        "externalSecret": "/".join(key),
+                        "error": type(exc).__name__,
+                        "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+                    },
+                )
+                tracked.attempts += 1
+                self._schedule(key, backoff(tracked.attempts), max_age=0.0)
             finally:
                 tracked.running = False
             if tracked.rerun:
