@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # namespace, name
 INVALID_SPEC_RETRY = 300.0
+# Even with no watch event, the target Secret is read again this often (a watch can miss
+# a deletion while it reconnects).
+TARGET_RECHECK_SECONDS = 3600.0
 
 
 @dataclass
@@ -62,6 +65,10 @@ class _Tracked:
     rerun: bool = False
     store_key: str | None = None
     remote_keys: frozenset[str] = field(default_factory=frozenset)
+    # The target Secret as last checked: `target_changes` counts what the Secret watch
+    # reported since, so a refresh can trust it without reading it again.
+    target_changes: int = 0
+    target_checked: tuple[int, float] | None = None  # (target_changes then, when)
 
 
 class Scheduler:
@@ -111,6 +118,7 @@ class Scheduler:
         if generation != tracked.generation:
             tracked.generation = generation
             tracked.attempts = 0
+            tracked.target_checked = None
             self._schedule(key, 0.0, max_age=self._first_sync_max_age)
         if token != tracked.force_token:
             tracked.force_token = token
@@ -127,6 +135,7 @@ class Scheduler:
             return
         if not deleted and self._written_by_us(body):
             return
+        tracked.target_changes += 1
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
     def _written_by_us(self, body: Mapping[str, Any]) -> bool:
@@ -220,14 +229,22 @@ class Scheduler:
             next_refresh = jittered(interval) if interval > 0 else None
             started = time.perf_counter()
             token = tracked.force_token if force else None
+            changes = tracked.target_changes
+            trusted = not force and self._target_unchanged(tracked)
             result = await self._reconciler.sync(
-                es, max_age=max_age, next_refresh=next_refresh, force_token=token
+                es,
+                max_age=max_age,
+                next_refresh=next_refresh,
+                force_token=token,
+                trust_target=trusted,
             )
             SYNC_SECONDS.observe(time.perf_counter() - started)
             self._index(key, tracked, result)
             tracked.body = {**tracked.body, "status": dict(es.status)}
             if result.ok:
                 tracked.attempts = 0
+                if not trusted:
+                    tracked.target_checked = (changes, self._clock())
                 if next_refresh is not None:
                     self._schedule(key, next_refresh, max_age=interval)
                 return
@@ -265,6 +282,15 @@ class Scheduler:
             for remote in tracked.remote_keys:
                 self._users[(tracked.store_key, remote)].discard(key)
         QUEUE_DEPTH.set(len(self._tracked))
+
+    def _target_unchanged(self, tracked: _Tracked) -> bool:
+        """Nothing but our own writes reached the target since it was last checked, recently."""
+        checked = tracked.target_checked
+        return (
+            checked is not None
+            and checked[0] == tracked.target_changes
+            and self._clock() - checked[1] < TARGET_RECHECK_SECONDS
+        )
 
     def _refresh(self, body: Mapping[str, Any]) -> float:
         try:

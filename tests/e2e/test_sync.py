@@ -166,6 +166,7 @@ def test_steady_state_writes_nothing(vs: Vaultsync, operator: Any) -> None:
     vs.fake_store("fake", [fake_entry("db", DB, "1")])
     vs.external_secret("app", spec(refreshInterval="1s"))
     vs.wait_data("app", {"password": "pw-one"})
+    vs.wait_reason("app", "Synced")
     secret_version = vs.secret("app").metadata.resource_version
     es_version = vs.get_external_secret("app")["metadata"]["resourceVersion"]
 
@@ -176,6 +177,29 @@ def test_steady_state_writes_nothing(vs: Vaultsync, operator: Any) -> None:
     eventually(refreshed_several_times, what="several refreshes", timeout=30)
     assert vs.secret("app").metadata.resource_version == secret_version
     assert vs.get_external_secret("app")["metadata"]["resourceVersion"] == es_version
+
+
+def test_refreshes_trust_the_secret_watch_instead_of_reading_the_secret(vs: Vaultsync, operator: Any) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    vs.external_secret("app", spec(refreshInterval="1s"))
+    vs.wait_data("app", {"password": "pw-one"})
+    vs.wait_reason("app", "Synced")
+    reads = 'vaultsync_kube_requests_total{resource="secrets",verb="get"}'
+
+    def synced_count() -> float:
+        return operator_metrics(operator).get('vaultsync_syncs_total{reason="Synced"}', 0)
+
+    def refreshed(after: float) -> None:
+        assert synced_count() >= after + 3, "fewer than three more refreshes"
+
+    before_refreshes, before_reads = synced_count(), operator_metrics(operator).get(reads, 0)
+    eventually(lambda: refreshed(before_refreshes), what="three more refreshes", timeout=30)
+    assert operator_metrics(operator).get(reads, 0) == before_reads
+
+    # A hand edit is reported by the watch, so the next sync reads and restores the Secret.
+    vs.api.core.patch_namespaced_secret("app", vs.namespace, {"stringData": {"password": "tampered"}})
+    vs.wait_data("app", {"password": "pw-one"})
+    assert operator_metrics(operator).get(reads, 0) > before_reads
 
 
 def operator_metrics(operator: Any) -> dict[str, float]:
