@@ -62,7 +62,6 @@ class SyncResult:
 @dataclass(frozen=True)
 class _Applied:
     written: bool
-    created: bool
     rotated: bool
 
 
@@ -100,7 +99,7 @@ class Reconciler:
         remote_keys = frozenset(r.key for r in refs)
         versions: dict[str, str] = {}
         fingerprint: str | None = None
-        applied = _Applied(False, False, False)
+        applied = _Applied(written=False, rotated=False)
         try:
             resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
             fetched = await self._cache.get(
@@ -165,7 +164,7 @@ class Reconciler:
         policy = es.spec.target.creation_policy
         existing = await self._existing(es, data, fingerprint)
         if existing is None:
-            return _Applied(written=True, created=True, rotated=False)
+            return _Applied(written=True, rotated=False)
 
         labels: dict[str, str] = existing["metadata"].get("labels") or {}
         owner = labels.get(c.LABEL_OWNER_NAME)
@@ -182,7 +181,7 @@ class Reconciler:
             )
         desired = self._updated_secret(es, existing, data, fingerprint)
         if _same(existing, desired):
-            return _Applied(written=False, created=False, rotated=False)
+            return _Applied(written=False, rotated=False)
         rotated = (existing.get("data") or {}) != desired.get("data")
         if existing.get("type", "Opaque") != desired["type"]:  # type is immutable: recreate
             await self._kube.delete_secret(namespace, name, existing["metadata"]["uid"])
@@ -198,7 +197,7 @@ class Reconciler:
                     f"Secret {namespace}/{name} changed while being written; retrying"
                 ) from None
             SECRET_WRITES.labels(operation="update").inc()
-        return _Applied(written=True, created=False, rotated=rotated)
+        return _Applied(written=True, rotated=rotated)
 
     async def _existing(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> Body | None:
         """The target Secret as it is, or None after creating it.
