@@ -23,10 +23,8 @@ RUN python3 -m venv "$VIRTUAL_ENV"
 WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the pins change.
-# Two trims keep the image small: the kubernetes wheel also ships an asyncio copy of
-# the whole client (kubernetes/aio; kubernetes_asyncio before 36.0.3) that nothing
-# uses, and botocore carries the models of ~450 AWS services, of which vaultsync
-# calls only these (the credential chain needs sts, sso and sso-oidc). The smoke
+# One trim keeps the image small: botocore carries the models of ~450 AWS services,
+# of which vaultsync calls only these (the credential chain needs sts, sso and sso-oidc). The smoke
 # check below imports every vaultsync module and creates those clients, so a trim
 # that goes too far fails the build.
 ARG BOTOCORE_SERVICES="secretsmanager sts sso sso-oidc"
@@ -37,7 +35,6 @@ RUN --mount=type=secret,id=ca \
     && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["project"]["dependencies"] + p["build-system"]["requires"]))' >/tmp/requirements.txt \
     && pip install -q -c constraints.txt -r /tmp/requirements.txt \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    && rm -rf "$site/kubernetes/aio" "$site/kubernetes_asyncio" \
     && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
         $(printf '! -name %s ' $BOTOCORE_SERVICES) -exec rm -rf {} +
 

@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.paths import KUBECONFIG, LOGS, REPO
+from tests.env.operator import operator_python
 
 Body = dict[str, Any]
 BENCH_LABEL = "bench.vaultsync.io/load"
@@ -100,6 +100,7 @@ class Operator(ABC):
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["KUBECONFIG"] = str(KUBECONFIG)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
         return env
 
     def flags(self) -> dict[str, Any]:
@@ -216,7 +217,7 @@ class Vaultsync(Operator):
 
     def command(self) -> list[str]:
         return [
-            sys.executable,
+            operator_python(),
             "-m",
             "vaultsync",
             "run",

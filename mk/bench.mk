@@ -10,10 +10,10 @@ BENCH := VAULTSYNC_CACHE=$(CACHE) $(PY) -m bench
 
 .PHONY: bench bench-quick bench-peers
 
-bench: venv ## the benchmark: bench/results/latest.json and a summary (BENCH_ARGS="--n 500 --m 50" for a quick run)
+bench: venv runtime ## the benchmark: bench/results/latest.json and a summary (BENCH_ARGS="--n 500 --m 50" for a quick run)
 	$(BENCH) $(BENCH_ARGS)
 
-bench-quick: venv ## a small benchmark run (N=500, M=50, 10 namespaces) while developing
+bench-quick: venv runtime ## a small benchmark run (N=500, M=50, 10 namespaces) while developing
 	$(BENCH) --n 500 --m 50 --namespaces 10 --memory-points 0,100 $(BENCH_ARGS)
 
 bench-peers: venv ## build (or reuse) the peers the benchmark compares against

@@ -5,5 +5,5 @@
 
 .PHONY: demo
 
-demo: venv
+demo: venv runtime
 	VAULTSYNC_CACHE=$(CACHE) $(PY) -m demo $(DEMO_ARGS)

@@ -13,6 +13,7 @@ import kopf
 
 from vaultsync import __version__
 from vaultsync.config import Config, add_run_arguments, from_arguments
+from vaultsync.registry import REGISTRY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,7 @@ def run_operator(config: Config) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
+            registry=REGISTRY,
             clusterwide=config.clusterwide,
             namespaces=list(config.namespaces),
             standalone=config.peering is None,

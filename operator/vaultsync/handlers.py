@@ -15,18 +15,26 @@ import kopf
 from vaultsync import constants as c
 from vaultsync import startup
 from vaultsync.errors import KubeNotFound
+from vaultsync.kube import connection_info
+from vaultsync.registry import REGISTRY
+
+
+@kopf.on.login(registry=REGISTRY)
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches log in exactly as the operator's own requests do."""
+    return connection_info(settings)
 
 
 def _deleted(event: kopf.RawEvent) -> bool:
     return bool(event["type"] == "DELETED")
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.EXTERNAL_SECRETS)
+@kopf.on.event(c.GROUP, c.VERSION, c.EXTERNAL_SECRETS, registry=REGISTRY)
 async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.observe(event["object"], deleted=_deleted(event))
 
 
-@kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE})
+@kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=REGISTRY)
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
 
@@ -45,11 +53,11 @@ async def _store(kind: str, event: kopf.RawEvent, memo: kopf.Memo) -> None:
         return
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.SECRET_STORES)
+@kopf.on.event(c.GROUP, c.VERSION, c.SECRET_STORES, registry=REGISTRY)
 async def secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await _store(c.KIND_SECRET_STORE, event, memo)
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.CLUSTER_SECRET_STORES)
+@kopf.on.event(c.GROUP, c.VERSION, c.CLUSTER_SECRET_STORES, registry=REGISTRY)
 async def cluster_secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await _store(c.KIND_CLUSTER_SECRET_STORE, event, memo)

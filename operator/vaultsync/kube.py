@@ -1,28 +1,27 @@
 """Every Kubernetes API call the operator makes, and nothing else.
 
 One place to see what the operator reads and writes (which is what its RBAC
-must allow), to count writes, and to convert `ApiException` into the
-operator's own errors. The official client is blocking, so calls run on a
-bounded thread pool; responses are read as plain JSON dicts, which is much
-cheaper than the client's model classes for thousands of objects.
+must allow), to count writes, and to convert HTTP failures into the
+operator's own errors. Requests go through one aiohttp session with kopf's
+credentials (`kopf.ConnectionInfo`: kubeconfig or the pod's ServiceAccount),
+and bodies stay plain JSON dicts. The official `kubernetes` client is not
+used: importing it costs about 43 MiB of resident memory, a third of the
+operator's budget, for a dozen REST calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
+from urllib.parse import quote
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+import aiohttp
+import kopf
 
 from vaultsync import constants as c
 from vaultsync.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound, VaultsyncError
@@ -36,6 +35,24 @@ WORKLOAD_KINDS = {
     "DaemonSet": "daemonsets",
 }
 
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+REQUEST_TIMEOUT_SECONDS = 60.0
+
+
+def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
+    """The operator's credentials: the pod's ServiceAccount in a cluster, else the kubeconfig.
+
+    kopf logs in with the same function (see `handlers.login`), so the watches and
+    the operator's own requests always act as the same identity.
+    """
+    settings = settings or kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no credentials: neither a ServiceAccount token nor a kubeconfig was found")
+    return info
+
 
 @dataclass(frozen=True)
 class ObjectRef:
@@ -48,132 +65,146 @@ class ObjectRef:
     uid: str
 
 
+def _path(*parts: str) -> str:
+    """A path relative to the API server's base URL, each segment escaped."""
+    return "/".join(quote(part, safe="") for part in parts)
+
+
+def _core(namespace: str, resource: str, *rest: str) -> str:
+    return _path("api", "v1", "namespaces", namespace, resource, *rest)
+
+
+def _apps(namespace: str, kind: str, *rest: str) -> str:
+    return _path("apis", "apps", "v1", "namespaces", namespace, WORKLOAD_KINDS[kind], *rest)
+
+
+def _custom(plural: str, namespace: str | None, *rest: str) -> str:
+    if namespace is None:
+        return _path("apis", c.GROUP, c.VERSION, plural, *rest)
+    return _path("apis", c.GROUP, c.VERSION, "namespaces", namespace, plural, *rest)
+
+
 class Kube:
-    """The operator's Kubernetes client: async methods over the blocking official client."""
+    """The operator's Kubernetes client: a few REST calls over one pooled aiohttp session."""
 
-    def __init__(self, api_client: client.ApiClient, workers: int = 16) -> None:
-        self._api = api_client
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
-        self._apps = client.AppsV1Api(api_client)
-        self._auth = client.AuthenticationV1Api(api_client)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+    def __init__(self, info: kopf.ConnectionInfo | None = None, connections: int = 32) -> None:
+        self._info = info or connection_info()
+        self._connections = connections
+        self._session = self._new_session(self._info)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._api.close()
+    def _new_session(self, info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            base_url=info.server.rstrip("/") + "/",
+            connector=aiohttp.TCPConnector(limit=self._connections, ssl=info.as_ssl_context()),
+            headers={**info.as_http_headers(), "Accept": JSON, "User-Agent": "vaultsync"},
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            proxy=info.proxy_url,
+            trust_env=info.trust_env,
+            raise_for_status=False,
+        )
 
-    async def _call(self, verb: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
-        """Runs one request on the pool; returns the raw response body.
+    async def close(self) -> None:
+        await self._session.close()
 
-        The body is read and the connection handed back to the pool in the worker
-        thread: a response left unread is closed when collected, and every request
-        would then pay for a new TLS connection.
-        """
+    async def _relogin(self) -> None:
+        """A ServiceAccount token is rotated on disk; after a 401, read the credentials again."""
+        fresh = connection_info()
+        if fresh.as_http_headers() == self._info.as_http_headers():
+            return
+        old, self._info = self._session, fresh
+        self._session = self._new_session(fresh)
+        await old.close()
+
+    async def _request(
+        self,
+        verb: str,
+        what: str,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = JSON,
+    ) -> bytes:
+        """One request; returns the response body, read whole so the connection is reused."""
         KUBE_REQUESTS.labels(verb=verb, resource=what).inc()
-        loop = asyncio.get_running_loop()
+        data = None if body is None else json.dumps(body).encode()
+        headers = None if body is None else {"Content-Type": content_type}
+        status, reason, payload = await self._send(verb, what, method, path, data, headers)
+        if status == 401:
+            await self._relogin()
+            status, reason, payload = await self._send(verb, what, method, path, data, headers)
+        if status >= 400:
+            raise _convert(status, reason, verb, what)
+        return payload
+
+    async def _send(
+        self,
+        verb: str,
+        what: str,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[int, str, bytes]:
         try:
-            return await loop.run_in_executor(self._pool, partial(_request, fn, *args, **kwargs))
-        except ApiException as exc:
-            raise _convert(exc, verb, what) from None
-        except (HTTPError, OSError) as exc:
+            async with self._session.request(method, path, data=data, headers=headers) as response:
+                return response.status, response.reason or "", await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise KubeError(f"{verb} {what}: API server unreachable ({type(exc).__name__})") from None
 
-    async def _json(self, verb: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
-        result: Body = json.loads(await self._call(verb, what, fn, *args, **kwargs))
+    async def _json(
+        self,
+        verb: str,
+        what: str,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = JSON,
+    ) -> Body:
+        result: Body = json.loads(await self._request(verb, what, method, path, body, content_type))
         return result
 
     # Secrets -------------------------------------------------------------------------------
 
     async def read_secret(self, namespace: str, name: str) -> Body:
-        return await self._json("get", "secrets", self._core.read_namespaced_secret, name, namespace)
+        return await self._json("get", "secrets", "GET", _core(namespace, "secrets", name))
 
     async def create_secret(self, namespace: str, body: Body) -> Body:
-        return await self._json("create", "secrets", self._core.create_namespaced_secret, namespace, body)
+        return await self._json("create", "secrets", "POST", _core(namespace, "secrets"), body)
 
     async def replace_secret(self, namespace: str, name: str, body: Body) -> Body:
         """Full replace, guarded by the body's resourceVersion (409 if someone else wrote first)."""
-        return await self._json(
-            "update", "secrets", self._core.replace_namespaced_secret, name, namespace, body
-        )
+        return await self._json("update", "secrets", "PUT", _core(namespace, "secrets", name), body)
 
     async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
-        await self._call(
-            "delete", "secrets", self._core.delete_namespaced_secret, name, namespace, body=options
-        )
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        await self._request("delete", "secrets", "DELETE", _core(namespace, "secrets", name), options)
 
     # vaultsync's own resources -------------------------------------------------------------
 
     async def read_custom(self, plural: str, namespace: str | None, name: str) -> Body:
-        if namespace is None:
-            return await self._json(
-                "get",
-                plural,
-                self._custom.get_cluster_custom_object,
-                c.GROUP,
-                c.VERSION,
-                plural,
-                name,
-            )
-        return await self._json(
-            "get",
-            plural,
-            self._custom.get_namespaced_custom_object,
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            plural,
-            name,
-        )
+        return await self._json("get", plural, "GET", _custom(plural, namespace, name))
 
     async def patch_status(self, plural: str, namespace: str | None, name: str, status: Body) -> None:
-        body = {"status": status}
-        if namespace is None:
-            await self._call(
-                "patch",
-                f"{plural}/status",
-                self._custom.patch_cluster_custom_object_status,
-                c.GROUP,
-                c.VERSION,
-                plural,
-                name,
-                body,
-            )
-        else:
-            await self._call(
-                "patch",
-                f"{plural}/status",
-                self._custom.patch_namespaced_custom_object_status,
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                plural,
-                name,
-                body,
-            )
+        path = _custom(plural, namespace, name, "status")
+        await self._request("patch", f"{plural}/status", "PATCH", path, {"status": status}, MERGE_PATCH)
 
     # Namespaces, tokens, events ------------------------------------------------------------
 
     async def namespace_labels(self, name: str) -> dict[str, str]:
-        body = await self._json("get", "namespaces", self._core.read_namespace, name)
+        body = await self._json("get", "namespaces", "GET", _path("api", "v1", "namespaces", name))
         labels: dict[str, str] = body.get("metadata", {}).get("labels") or {}
         return labels
 
     async def request_token(
         self, namespace: str, service_account: str, audiences: Sequence[str], seconds: int = 600
     ) -> str:
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=list(audiences), expiration_seconds=seconds)
-        )
-        body = await self._json(
-            "create",
-            "serviceaccounts/token",
-            self._core.create_namespaced_service_account_token,
-            service_account,
-            namespace,
-            request,
-        )
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": list(audiences), "expirationSeconds": seconds},
+        }
+        path = _core(namespace, "serviceaccounts", service_account, "token")
+        body = await self._json("create", "serviceaccounts/token", "POST", path, request)
         token: str = body["status"]["token"]
         return token
 
@@ -203,13 +234,7 @@ class Kube:
             "reportingInstance": "vaultsync",
             "action": reason,
         }
-        await self._call(
-            "create",
-            "events",
-            self._core.create_namespaced_event,
-            namespace,
-            event,
-        )
+        await self._request("create", "events", "POST", _core(namespace, "events"), event)
 
     async def ensure_hmac_key(self, namespace: str) -> bytes:
         """The operator's data-HMAC key: created once, random, kept in its own namespace."""
@@ -237,52 +262,21 @@ class Kube:
 
     async def list_workloads(self, namespace: str) -> list[tuple[str, Body]]:
         """Every Deployment, StatefulSet and DaemonSet of a namespace, as (kind, body)."""
-        listers = {
-            "Deployment": self._apps.list_namespaced_deployment,
-            "StatefulSet": self._apps.list_namespaced_stateful_set,
-            "DaemonSet": self._apps.list_namespaced_daemon_set,
-        }
         out: list[tuple[str, Body]] = []
-        for kind, lister in listers.items():
-            body = await self._json("list", WORKLOAD_KINDS[kind], lister, namespace)
+        for kind, plural in WORKLOAD_KINDS.items():
+            body = await self._json("list", plural, "GET", _apps(namespace, kind))
             out.extend((kind, item) for item in body.get("items", []))
         return out
 
     async def read_workload(self, kind: str, namespace: str, name: str) -> Body:
-        readers = {
-            "Deployment": self._apps.read_namespaced_deployment,
-            "StatefulSet": self._apps.read_namespaced_stateful_set,
-            "DaemonSet": self._apps.read_namespaced_daemon_set,
-        }
-        return await self._json("get", WORKLOAD_KINDS[kind], readers[kind], name, namespace)
+        return await self._json("get", WORKLOAD_KINDS[kind], "GET", _apps(namespace, kind, name))
 
     async def patch_workload(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        patchers = {
-            "Deployment": self._apps.patch_namespaced_deployment,
-            "StatefulSet": self._apps.patch_namespaced_stateful_set,
-            "DaemonSet": self._apps.patch_namespaced_daemon_set,
-        }
-        await self._call(
-            "patch",
-            WORKLOAD_KINDS[kind],
-            patchers[kind],
-            name,
-            namespace,
-            dict(patch),
-        )
+        path = _apps(namespace, kind, name)
+        await self._request("patch", WORKLOAD_KINDS[kind], "PATCH", path, patch, STRATEGIC_MERGE_PATCH)
 
 
-def _request(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
-    response = fn(*args, _preload_content=False, **kwargs)
-    try:
-        data: bytes = response.data
-    finally:
-        response.release_conn()
-    return data
-
-
-def _convert(exc: ApiException, verb: str, what: str) -> VaultsyncError:
-    status = exc.status or 0
+def _convert(status: int, reason: str, verb: str, what: str) -> VaultsyncError:
     if status == 404:
         return KubeNotFound(f"{verb} {what}: not found")
     if status == 409:
@@ -290,5 +284,5 @@ def _convert(exc: ApiException, verb: str, what: str) -> VaultsyncError:
     if status == 403:
         return KubeForbidden(f"{verb} {what}: forbidden; the operator's RBAC must allow '{verb}' on '{what}'")
     if status == 422:
-        return KubeError(f"{verb} {what}: rejected by the API server as invalid ({exc.reason})")
-    return KubeError(f"{verb} {what}: API server answered {status} {exc.reason}")
+        return KubeError(f"{verb} {what}: rejected by the API server as invalid ({reason})")
+    return KubeError(f"{verb} {what}: API server answered {status} {reason}")

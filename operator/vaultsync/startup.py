@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import kopf
-from kubernetes import client
-from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
 from vaultsync import constants as c
@@ -27,6 +25,7 @@ from vaultsync.config import Config
 from vaultsync.errors import VaultsyncError
 from vaultsync.kube import Kube
 from vaultsync.reconcile import Reconciler
+from vaultsync.registry import REGISTRY
 from vaultsync.rollout import Rollouts
 from vaultsync.scheduler import Scheduler
 from vaultsync.stores import PLURALS, Stores, store_status
@@ -56,17 +55,7 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def _api_client() -> client.ApiClient:
-    try:
-        kube_config.load_incluster_config()
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()
-    configuration = client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = 32
-    return client.ApiClient(configuration)
-
-
-@kopf.on.startup()
+@kopf.on.startup(registry=REGISTRY)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Config = memo.config
     settings.posting.enabled = False
@@ -80,7 +69,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.chunk_size = 500
     settings.networking.request_timeout = 60
 
-    kube = Kube(_api_client())
+    kube = Kube()
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     stores = Stores(kube)
     cache = FetchCache()
@@ -124,10 +113,10 @@ async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[
     body["status"] = status
 
 
-@kopf.on.cleanup()
+@kopf.on.cleanup(registry=REGISTRY)
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.housekeeping.cancel()
     await memo.scheduler.stop()  # first, so no new rotation reaches the rollouts
     await memo.rollouts.stop()
     await memo.stores.close()
-    memo.kube.close()
+    await memo.kube.close()

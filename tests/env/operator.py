@@ -20,10 +20,20 @@ from pathlib import Path
 from typing import IO
 
 from tests.env import processes
+from tests.env.paths import REPO
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 60
+
+
+def operator_python() -> str:
+    """The interpreter that runs the operator: `make runtime`'s venv, as in the image.
+
+    It holds only vaultsync's dependencies (not the tests' kubernetes client); outside
+    make, the tests' own interpreter.
+    """
+    return os.environ.get("VAULTSYNC_OPERATOR_PYTHON") or sys.executable
 
 
 class OperatorFailed(RuntimeError):
@@ -58,6 +68,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "VAULTSYNC_OPERATOR_NAMESPACE": namespace,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]),
             **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
@@ -74,7 +85,7 @@ class OperatorProcess:
     @property
     def command(self) -> list[str]:
         return [
-            sys.executable,
+            operator_python(),
             "-m",
             "vaultsync",
             "run",

@@ -51,6 +51,14 @@ def test_image_has_no_compiler_pip_caches_or_build_secrets() -> None:
     docker("run", "--rm", "--entrypoint", "sh", image, "-c", script)
 
 
+def test_image_holds_no_official_kubernetes_client() -> None:
+    """kopf imports it whenever it is installed (~43 MiB resident); the operator uses REST."""
+    image = require_image()
+    probe = "import importlib.util as u; print(u.find_spec('kubernetes'), u.find_spec('kopf') is not None)"
+    output = docker("run", "--rm", "--entrypoint", "python3", image, "-c", probe)
+    assert output.split() == ["None", "True"], output
+
+
 def test_image_stays_well_below_the_first_attempts_size() -> None:
     image = require_image()
     size = int(docker("image", "inspect", "--format", "{{.Size}}", image))

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
-from kubernetes.client import ApiClient
 
 from tests.env.kube import Cluster, KubeApi, configuration
 from tests.providers.backends.credentials import StaticCredentials
@@ -765,9 +764,10 @@ def test_kubernetes_auth_logs_in_with_a_token_requested_for_the_store_s_service_
             ).status.token
         )
         monkeypatch.setattr(vault_provider, "OPERATOR_TOKEN_FILE", str(operator_token))
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
 
         async def scenario() -> tuple[bytes, int, bytes, AuthenticationError]:
-            kube = Kube(ApiClient(configuration(cluster.kubeconfig)))
+            kube = Kube()
             try:
                 credentials = StoreCredentials(kube, store)
                 vault_client = await connect(config("app"), credentials, store)
@@ -786,7 +786,7 @@ def test_kubernetes_auth_logs_in_with_a_token_requested_for_the_store_s_service_
                     await connect(config("stranger"), credentials, store)
                 return value, logins, operator_value, caught.value
             finally:
-                kube.close()
+                await kube.close()
 
         value, logins, operator_value, refused = run(scenario)
     finally:
