@@ -4,7 +4,8 @@ Settings are chosen on purpose:
 - kopf posts no Events of its own (ours say what happened to the Secret);
 - Secrets are watched with a server-side label selector, so the operator
   never lists or caches Secrets it does not manage;
-- the initial listing comes in pages of 500, which keeps the memory peak low;
+- the initial listing comes in pages of 500, and kopf's per-object workers exit
+  0.1 s after their last event, which keeps the memory peak low;
 - only `on.event` handlers are used, so kopf never writes its bookkeeping
   annotations or finalizers onto Secrets, workloads or ExternalSecrets.
 """
@@ -68,6 +69,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # the peak of that decode stays in the process as fragmented memory.
     settings.watching.chunk_size = 500
     settings.networking.request_timeout = 60
+    # kopf keeps a worker (task, queue, last body) per object for `idle_timeout` after its
+    # last event; its default of 5 s holds one for every object during the initial listing,
+    # and that peak stays as fragmented memory: 161 -> 91 MiB RSS at 3,000 ExternalSecrets
+    # with 0.1 s. Our handlers only hand the event over, so a worker has nothing to wait for.
+    settings.queueing.idle_timeout = 0.1
 
     kube = Kube()
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
