@@ -13,7 +13,7 @@ import kopf
 
 from vaultsync import __version__
 from vaultsync.config import Config, add_run_arguments, from_arguments
-from vaultsync.registry import REGISTRY
+from vaultsync.registry import REGISTRY, UnstoredMemories
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +37,7 @@ def run_operator(config: Config) -> int:
     asyncio.run(
         kopf.operator(
             registry=REGISTRY,
+            memories=UnstoredMemories(),
             clusterwide=config.clusterwide,
             namespaces=list(config.namespaces),
             standalone=config.peering is None,
