@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         params={k: v for k, v in vars(params).items()},
         load_average_at_start=list(procstat.load_average()),
+        kube_controller_manager_args=cluster.CONTROLLER_MANAGER_ARGS,
         command=" ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         vaultsync_commit=_git("rev-parse", "--short", "HEAD"),
         vaultsync_uncommitted=_git("status", "--short", "--", "operator").splitlines(),

@@ -205,6 +205,15 @@ def replica_sets_by_owner(namespace: str, api: client.AppsV1Api) -> dict[str, se
     return out
 
 
+def deployment_generations(namespace: str, api: client.AppsV1Api) -> dict[str, int]:
+    """Deployment name → metadata.generation, which moves when its pod template is patched."""
+    listed = api.list_namespaced_deployment(namespace, _preload_content=False)
+    return {
+        item["metadata"]["name"]: int(item["metadata"].get("generation", 0))
+        for item in json.loads(listed.data)["items"]
+    }
+
+
 def wait_rollouts_done(namespace: str, api: client.AppsV1Api, timeout: float) -> bool:
     """Every Deployment in `namespace` has finished rolling out (no old replicas left)."""
     deadline = time.monotonic() + timeout

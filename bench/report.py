@@ -90,6 +90,11 @@ ROWS: tuple[Row, ...] = (
         lambda v, d: v <= 5,
     ),
     Row(
+        "rotation_fanout",
+        "seconds_first_secret_to_last_template_patch",
+        "rotation_fanout: first Secret updated → last pod template patched (s)",
+    ),
+    Row(
         "rotation_fanout", "seconds_put_to_first_secret", "rotation_fanout: PutSecretValue → first Secret (s)"
     ),
     Row(

@@ -21,6 +21,7 @@ class Config:
     peering: str | None
     workers: int
     first_sync_max_age: float
+    restart_quiet: float
     restart_window: float
     restarts_per_minute: int
     verbose: bool
@@ -63,10 +64,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a cached remote value may be old when a new ExternalSecret first syncs",
     )
     parser.add_argument(
+        "--restart-quiet",
+        type=float,
+        default=float(_env("RESTART_QUIET", "1")),
+        help="restart a namespace's workloads once no Secret of it changed for this many seconds",
+    )
+    parser.add_argument(
         "--restart-window",
         type=float,
         default=float(_env("RESTART_WINDOW", "5")),
-        help="seconds to coalesce Secret changes into one workload restart",
+        help="seconds after a change by which its workloads are restarted, however often changes continue",
     )
     parser.add_argument(
         "--restarts-per-minute",
@@ -87,6 +94,7 @@ def from_arguments(args: argparse.Namespace) -> Config:
         peering=args.peering,
         workers=args.workers,
         first_sync_max_age=args.first_sync_max_age,
+        restart_quiet=args.restart_quiet,
         restart_window=args.restart_window,
         restarts_per_minute=args.restarts_per_minute,
         verbose=args.verbose,

@@ -5,8 +5,10 @@ The rules users of Reloader ask for, built in:
   data (never on first sync, on opt-in, or on operator restart): the last
   fingerprint a workload was restarted for is kept on its own metadata, so a
   repeated notification is a no-op;
-- coalesce: changes to several Secrets of a namespace within a window make one
-  patch per workload, so one new ReplicaSet;
+- coalesce: changes to several Secrets of a namespace make one patch per
+  workload, so one new ReplicaSet. A namespace's changes are restarted once
+  none arrived for a short quiet period, and never later than the window after
+  the first of them, so a burst is one restart and a trickle cannot hold it back;
 - restart = patch a pod-template annotation, so the workload's own strategy
   (maxUnavailable, partitions) governs the rollout;
 - a paused Deployment is not patched; an Event says why, and the restart is
@@ -14,6 +16,10 @@ The rules users of Reloader ask for, built in:
 - a cluster-wide cap on restarts per minute; the excess waits, it is not dropped;
 - a stopping operator makes the restarts still waiting for their window at once,
   so an upgrade or eviction of the operator does not swallow a rotation.
+
+One list per namespace and flush finds the workloads; they are patched a bounded
+number at a time, and Events are posted in the background, so fifty workloads
+of one rotation take about as long as a few.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import asyncio
 import json
 import logging
 import time
-from collections import defaultdict, deque
-from collections.abc import Mapping
+import traceback
+from collections import deque
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,9 +43,15 @@ from vaultsync.metrics import RESTARTS
 
 log = logging.getLogger(__name__)
 
+DEFAULT_QUIET_SECONDS = 1.0  # no further change for this long: the burst is over
+DEFAULT_WINDOW_SECONDS = 5.0  # the latest a change waits for others to join it
 RECHECK_SECONDS = 10.0  # how often paused workloads and failed restarts are tried again
 STOP_GRACE_SECONDS = 5.0  # within the 10 s a Pod gets between SIGTERM and SIGKILL by default
+EVENT_DRAIN_SECONDS = 1.0  # what Events still queued at stop get after the restarts are done
 PATCH_ATTEMPTS = 3  # a workload's resourceVersion moves with every status update
+RESTART_CONCURRENCY = 12  # workloads patched at once, across namespaces
+EVENT_CONCURRENCY = 4  # Events posted at once, so they never crowd out the patches
+MAX_QUEUED_EVENTS = 1000  # beyond this (an API server that stopped answering) Events are dropped
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,53 @@ def _paused(kind: str, workload: Mapping[str, Any]) -> bool:
     return kind == "Deployment" and bool((workload.get("spec") or {}).get("paused"))
 
 
+class Batches:
+    """The rotations waiting in each namespace, and when each namespace's batch is due.
+
+    Pure bookkeeping, the caller passes the time. A batch is due `quiet` seconds after its
+    last new rotation, and never later than `window` seconds after its first. The same
+    rotation notified again (a recheck) is not new. Rotations put back for a retry (a
+    paused workload, a failed patch) are due at their retry time, or with the next batch
+    of new rotations, whichever comes first to be planned.
+    """
+
+    def __init__(self, quiet: float, window: float) -> None:
+        self.window = max(0.0, window)
+        self.quiet = min(max(0.0, quiet), self.window)
+        self._rotations: dict[str, dict[str, Rotation]] = {}
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._retry: dict[str, float] = {}
+
+    def add(self, namespace: str, rotation: Rotation, now: float) -> None:
+        pending = self._rotations.setdefault(namespace, {})
+        if pending.get(rotation.secret) == rotation:
+            return
+        pending[rotation.secret] = rotation
+        self._first.setdefault(namespace, now)
+        self._last[namespace] = now
+
+    def put_back(self, namespace: str, rotations: Mapping[str, Rotation], at: float) -> None:
+        """Rotations to try again at `at` at the latest; a newer rotation of a Secret wins."""
+        pending = self._rotations.setdefault(namespace, {})
+        for name, rotation in rotations.items():
+            pending.setdefault(name, rotation)
+        self._retry[namespace] = min(at, self._retry.get(namespace, at))
+
+    def due(self, namespace: str) -> float | None:
+        if namespace in self._first:
+            return min(self._last[namespace] + self.quiet, self._first[namespace] + self.window)
+        return self._retry.get(namespace)
+
+    def take(self, namespace: str) -> dict[str, Rotation]:
+        for times in (self._first, self._last, self._retry):
+            times.pop(namespace, None)
+        return self._rotations.pop(namespace, {})
+
+    def namespaces(self) -> list[str]:
+        return list(self._rotations)
+
+
 class _RateLimit:
     """At most `per_minute` restarts in any sliding minute; callers wait for a slot."""
 
@@ -144,69 +204,138 @@ class _RateLimit:
             await asyncio.sleep(60.0 - (now - self._recent[0]))
 
 
-class Rollouts:
-    """Collects rotations per namespace for one window, then restarts each workload that cares once."""
+class _Background:
+    """Tasks nobody waits for, kept so that stop can drain them; at most `limit` run at once.
 
-    def __init__(self, kube: Kube, key: bytes, window: float, per_minute: int) -> None:
-        self._kube = kube
-        self._key = key
-        self._window = window
-        self._limit = _RateLimit(per_minute)
-        self._pending: dict[str, dict[str, Rotation]] = defaultdict(dict)
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+    With a `queue` bound, new work beyond it is dropped (and counted in a warning): Events
+    can only pile up that far when the API server stopped answering.
+    """
+
+    def __init__(self, what: str, limit: int | None = None, queue: int | None = None) -> None:
+        self._what = what
+        self._slots = asyncio.Semaphore(max(1, limit)) if limit is not None else None
+        self._queue = queue
         self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = False
-        # (namespace, workload uid) → the changes its RestartDeferred Event named
-        self._deferred: dict[tuple[str, str], str] = {}
+        self._dropped = 0
 
-    async def stop(self) -> None:
-        """Restarts still inside their window are made now, so stopping the operator loses none.
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._queue is not None and len(self._tasks) >= self._queue:
+            work.close()
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 100 == 0:
+                log.warning("background work dropped", extra={"what": self._what, "dropped": self._dropped})
+            return
+        task = asyncio.get_running_loop().create_task(self._run(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        A paused workload, a restart held back by the cap and whatever is not done within
-        the grace period cannot be finished by this process and are given up.
-        """
-        self._stopping = True
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        for namespace in list(self._pending):
-            self._flush(namespace)
+    async def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            if self._slots is None:
+                await work
+            else:
+                async with self._slots:
+                    await work
+        except Exception as exc:
+            _log_crash(f"{self._what} crashed", exc)
+        finally:
+            work.close()  # cancelled before it started: no "never awaited" warning
+
+    async def drain(self, deadline: float) -> None:
+        """Wait for the tasks until `deadline` (loop time), then cancel what is left."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_GRACE_SECONDS
         while self._tasks and (left := deadline - loop.time()) > 0:
             await asyncio.wait(set(self._tasks), timeout=left)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+
+def _log_crash(message: str, exc: BaseException) -> None:
+    # The frames say where; the message is left out, as a response may quote a value.
+    log.error(
+        message,
+        extra={"error": type(exc).__name__, "traceback": "".join(traceback.format_tb(exc.__traceback__))},
+    )
+
+
+class Rollouts:
+    """Collects rotations per namespace until they are due, then restarts each workload that cares once."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        key: bytes,
+        window: float = DEFAULT_WINDOW_SECONDS,
+        per_minute: int = 60,
+        *,
+        quiet: float = DEFAULT_QUIET_SECONDS,
+        concurrency: int = RESTART_CONCURRENCY,
+    ) -> None:
+        self._kube = kube
+        self._key = key
+        self._batches = Batches(quiet, window)
+        self._limit = _RateLimit(per_minute)
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._flushes = _Background("restarts")  # one per namespace and batch; the patches are bounded
+        self._events = _Background("events", limit=EVENT_CONCURRENCY, queue=MAX_QUEUED_EVENTS)
+        self._stopping = False
+        # (namespace, workload uid) → the changes its RestartDeferred Event named
+        self._deferred: dict[tuple[str, str], str] = {}
+
+    async def stop(self) -> None:
+        """Restarts still waiting for their batch are made now, so stopping the operator loses none.
+
+        A paused workload, a restart held back by the cap and whatever is not done within
+        the grace period cannot be finished by this process and are given up. Events still
+        queued get a short while more.
+        """
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for namespace in self._batches.namespaces():
+            self._flush(namespace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        await self._flushes.drain(deadline)
+        await self._events.drain(max(deadline, loop.time() + EVENT_DRAIN_SECONDS))
+
     async def secret_rotated(
         self, namespace: str, secret: str, fingerprint: str, external_secret: ObjectRef
     ) -> None:
-        """A managed Secret's data changed (and is written); restart its users after the window."""
-        self._pending[namespace][secret] = Rotation(secret, fingerprint, external_secret)
+        """A managed Secret's data changed (and is written); restart its users once the batch is due."""
+        loop = asyncio.get_running_loop()
+        self._batches.add(namespace, Rotation(secret, fingerprint, external_secret), loop.time())
         if self._stopping:
             self._flush(namespace)
         else:
-            self._flush_within(namespace, self._window)
+            self._plan(namespace)
 
-    def _flush_within(self, namespace: str, delay: float) -> None:
-        """Flush the namespace after `delay` at the latest (an earlier flush stays planned)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + delay
+    def _plan(self, namespace: str) -> None:
+        """(Re)arm the namespace's timer for when its batch is due."""
+        due = self._batches.due(namespace)
         timer = self._timers.get(namespace)
-        if timer is not None and timer.when() <= due:
-            return
         if timer is not None:
+            if timer.when() == due:
+                return
             timer.cancel()
-        self._timers[namespace] = loop.call_at(due, self._flush, namespace)
+            del self._timers[namespace]
+        if due is not None:
+            self._timers[namespace] = asyncio.get_running_loop().call_at(due, self._flush, namespace)
 
     def _flush(self, namespace: str) -> None:
         self._timers.pop(namespace, None)
-        rotations = self._pending.pop(namespace, {})
+        rotations = self._batches.take(namespace)
         if rotations:
-            task = asyncio.get_running_loop().create_task(self._restart_users(namespace, rotations))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._flushes.start(self._restart_users(namespace, rotations))
+
+    def _put_back(self, namespace: str, rotations: Mapping[str, Rotation], delay: float) -> None:
+        if self._stopping:
+            return
+        self._batches.put_back(namespace, rotations, asyncio.get_running_loop().time() + delay)
+        self._plan(namespace)
 
     async def _restart_users(self, namespace: str, rotations: dict[str, Rotation]) -> None:
         try:
@@ -216,66 +345,81 @@ class Rollouts:
                 "listing workloads failed; retrying",
                 extra={"namespace": namespace, "detail": exc.message},
             )
-            self._requeue(namespace, rotations, self._window)
+            self._put_back(namespace, rotations, max(self._batches.window, 1.0))
             return
         live = {(namespace, workload["metadata"]["uid"]) for _, workload in workloads}
         for key in [k for k in self._deferred if k[0] == namespace and k not in live]:
             del self._deferred[key]
-        deferred: dict[str, Rotation] = {}
-        for kind, workload in workloads:
-            for name in await self._restart_one(namespace, kind, workload, rotations):
-                deferred[name] = rotations[name]
-        if deferred:
-            self._requeue(namespace, deferred, RECHECK_SECONDS)
+        now = datetime.now(UTC)
+        due = [(kind, w) for kind, w in workloads if restart_patch(w, rotations, self._key, now) is not None]
+        outcomes = await asyncio.gather(
+            *(self._restart_one(namespace, kind, workload, rotations) for kind, workload in due),
+            return_exceptions=True,
+        )
+        retry: dict[str, Rotation] = {}
+        for (_, workload), outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome  # cancelled: the operator is stopping
+                _log_crash("restart crashed", outcome)
+                outcome = _causes(workload, rotations)
+            retry.update({name: rotations[name] for name in outcome})
+        if retry:
+            self._put_back(namespace, retry, RECHECK_SECONDS)
 
     async def _restart_one(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation]
     ) -> list[str]:
         """Restarts one workload if it needs it; returns the rotations to retry later.
 
-        The listed body only says whether a restart is due; the patch is planned from a
-        fresh read taken after the rate limit let it through, and carries that read's
-        resourceVersion, so a restart queued behind the cap or raced by another writer
-        never overwrites newer seen-fingerprints with stale ones.
+        The first patch is planned from the listed body and carries its resourceVersion; if
+        the workload changed since (a status update, another writer, a wait behind the cap)
+        the API server refuses it and the patch is planned again from a fresh read, so newer
+        seen-fingerprints are never overwritten with stale ones.
         """
         planned = restart_patch(workload, rotations, self._key, datetime.now(UTC))
         if planned is None:
             return []
+        causes = planned[1]
         if _paused(kind, workload):
-            await self._announce_deferral(namespace, kind, workload, rotations, planned[1])
-            return planned[1]
+            self._announce_deferral(namespace, kind, workload, rotations, causes)
+            return causes
         await self._limit.acquire()
         name = workload["metadata"]["name"]
-        for _ in range(PATCH_ATTEMPTS):
-            try:
-                fresh = await self._kube.read_workload(kind, namespace, name)
-            except KubeNotFound:
+        body: Body | None = workload
+        async with self._slots:
+            for _ in range(PATCH_ATTEMPTS):
+                if body is None:
+                    try:
+                        body = await self._kube.read_workload(kind, namespace, name)
+                    except KubeNotFound:
+                        return []
+                    except VaultsyncError as exc:
+                        self._warn_retry(kind, namespace, name, exc)
+                        return causes
+                planned = restart_patch(body, rotations, self._key, datetime.now(UTC))
+                if planned is None:
+                    return []
+                patch, causes = planned
+                if _paused(kind, body):
+                    self._announce_deferral(namespace, kind, body, rotations, causes)
+                    return causes
+                patch["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"]
+                try:
+                    await self._kube.patch_workload(kind, namespace, name, patch)
+                except KubeConflict:
+                    body = None
+                    continue
+                except KubeNotFound:
+                    return []
+                except VaultsyncError as exc:
+                    self._warn_retry(kind, namespace, name, exc)
+                    return causes
+                self._restarted(namespace, kind, body, rotations, causes)
                 return []
-            except VaultsyncError as exc:
-                self._warn_retry(kind, namespace, name, exc)
-                return planned[1]
-            planned = restart_patch(fresh, rotations, self._key, datetime.now(UTC))
-            if planned is None:
-                return []
-            if _paused(kind, fresh):
-                await self._announce_deferral(namespace, kind, fresh, rotations, planned[1])
-                return planned[1]
-            patch, causes = planned
-            patch["metadata"]["resourceVersion"] = fresh["metadata"]["resourceVersion"]
-            try:
-                await self._kube.patch_workload(kind, namespace, name, patch)
-            except KubeConflict:
-                continue
-            except KubeNotFound:
-                return []
-            except VaultsyncError as exc:
-                self._warn_retry(kind, namespace, name, exc)
-                return causes
-            await self._restarted(namespace, kind, fresh, rotations, causes)
-            return []
-        return planned[1]
+        return causes
 
-    async def _restarted(
+    def _restarted(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation], causes: list[str]
     ) -> None:
         meta = workload["metadata"]
@@ -286,16 +430,16 @@ class Rollouts:
             extra={"workload": f"{kind}/{namespace}/{meta['name']}", "secrets": causes},
         )
         ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
-        await self._event(ref, "Normal", "Restarted", f"restarted: Secret {', '.join(causes)} changed")
+        self._event(ref, "Normal", "Restarted", f"restarted: Secret {', '.join(causes)} changed")
         for name in causes:
-            await self._event(
+            self._event(
                 rotations[name].external_secret,
                 "Normal",
                 "WorkloadRestarted",
                 f"restarted {kind} {meta['name']}: Secret {name} changed",
             )
 
-    async def _announce_deferral(
+    def _announce_deferral(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation], causes: list[str]
     ) -> None:
         """One Event per paused workload and set of changes, not one per recheck."""
@@ -305,7 +449,7 @@ class Rollouts:
             return
         self._deferred[(namespace, meta["uid"])] = changes
         ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
-        await self._event(
+        self._event(
             ref,
             "Warning",
             "RestartDeferred",
@@ -318,15 +462,17 @@ class Rollouts:
             extra={"workload": f"{kind}/{namespace}/{name}", "detail": exc.message},
         )
 
-    def _requeue(self, namespace: str, rotations: Mapping[str, Rotation], delay: float) -> None:
-        if self._stopping:
-            return
-        for name, rotation in rotations.items():
-            self._pending[namespace].setdefault(name, rotation)
-        self._flush_within(namespace, delay)
+    def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        """Posted in the background: a restart never waits for its Events."""
+        self._events.start(self._post_event(ref, type_, reason, message))
 
-    async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+    async def _post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         try:
             await self._kube.post_event(ref, type_, reason, message)
         except VaultsyncError as exc:
-            log.warning("posting an event failed", extra={"detail": exc.message})
+            log.warning("posting an event failed", extra={"reason": reason, "detail": exc.message})
+
+
+def _causes(workload: Body, rotations: Mapping[str, Rotation]) -> list[str]:
+    """The rotations a workload watches: what to retry when its restart could not be made."""
+    return sorted(name for name in watched_secrets(workload) if name in rotations)

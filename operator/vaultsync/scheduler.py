@@ -9,7 +9,9 @@ scheduler what exists and what changed:
   value → reconcile now;
 - an object already in sync at operator start (its status says so for the
   current generation) → resume on its refresh grid, with no provider read
-  until it is due;
+  until it is due, unless the Secret watch has not reported its target Secret
+  by the time the watches went quiet (deleted while the operator was down)
+  → reconcile now;
 - a managed Secret edited or deleted by hand → reconcile its owner now;
 - a remote value that changed (seen by any reader through the shared cache)
   → reconcile every ExternalSecret that uses it now.
@@ -52,6 +54,11 @@ INVALID_SPEC_RETRY = 300.0
 TARGET_RECHECK_SECONDS = 3600.0
 
 
+# The startup check of resumed objects' targets runs once no object has been resumed for
+# this long: the initial listings of ExternalSecrets and Secrets are then both done.
+STARTUP_CHECK_QUIET_SECONDS = 15.0
+
+
 @dataclass
 class _Tracked:
     body: Mapping[str, Any]
@@ -91,6 +98,11 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._users: dict[tuple[str, str], set[Key]] = defaultdict(set)
         self._tasks: list[asyncio.Task[None]] = []
+        # Until the startup check: objects resumed on their grid, and the targets the
+        # Secret watch reported (freed once checked).
+        self._resumed: set[Key] | None = set()
+        self._targets_seen: set[Key] = set()
+        self._check_at = 0.0
 
     # What the watches report -----------------------------------------------------------------
 
@@ -111,8 +123,8 @@ class Scheduler:
             resume_at = self._resume_time(body)
             if resume_at is None:
                 self._schedule(key, 0.0, max_age=self._first_sync_max_age)
-            elif resume_at != float("inf"):
-                self._schedule(key, resume_at - self._wall(), max_age=self._refresh(body))
+            else:
+                self._resumed_on_grid(key, resume_at)
             return
         tracked.body = body
         if generation != tracked.generation:
@@ -130,6 +142,10 @@ class Scheduler:
         meta = body["metadata"]
         owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME)
         key: Key = (meta["namespace"], owner or "")
+        if self._resumed is not None and not deleted:
+            self._targets_seen.add(key)
+        elif self._resumed is not None:
+            self._targets_seen.discard(key)
         tracked = self._tracked.get(key)
         if tracked is None:
             return
@@ -161,6 +177,30 @@ class Scheduler:
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self._workers)]
+        self._check_at = self._clock() + STARTUP_CHECK_QUIET_SECONDS
+        self._tasks.append(asyncio.create_task(self._check_resumed_targets()))
+
+    def _resumed_on_grid(self, key: Key, resume_at: float) -> None:
+        tracked = self._tracked[key]
+        if resume_at != float("inf"):
+            self._schedule(key, resume_at - self._wall(), max_age=self._refresh(tracked.body))
+        if self._resumed is not None:
+            self._resumed.add(key)
+            self._check_at = self._clock() + STARTUP_CHECK_QUIET_SECONDS
+
+    async def _check_resumed_targets(self) -> None:
+        """Once the watches have been quiet for a while after start, every object resumed
+        on its grid whose target Secret the watch never reported is reconciled now: its
+        Secret was deleted while the operator was down. One check, no API request."""
+        while (wait := self._check_at - self._clock()) > 0:
+            await asyncio.sleep(wait)
+        resumed, seen = self._resumed or set(), self._targets_seen
+        self._resumed, self._targets_seen = None, set()
+        for key in resumed - seen:
+            tracked = self._tracked.get(key)
+            if tracked is not None:
+                tracked.target_changes += 1
+                self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
     async def stop(self) -> None:
         for task in self._tasks:

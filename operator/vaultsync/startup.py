@@ -79,7 +79,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     stores = Stores(kube)
     cache = FetchCache()
-    rollouts = Rollouts(kube, hmac_key, config.restart_window, config.restarts_per_minute)
+    rollouts = Rollouts(
+        kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet
+    )
     reconciler = Reconciler(kube, stores, cache, hmac_key, on_rotated=rollouts.secret_rotated)
     scheduler = Scheduler(
         reconciler,

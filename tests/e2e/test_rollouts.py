@@ -3,7 +3,8 @@
 The cluster is real enough to show it: kube-controller-manager turns a patched pod template
 into a new ReplicaSet (or ControllerRevision) and rolls pods that kwok runs. So every test
 counts pod templates in the cluster instead of trusting the operator's logs, and every
-"nothing happened" is checked for longer than the coalescing window.
+"nothing happened" is checked for longer than the coalescing window. Most tests run with the
+default quiet period (1 s) under a short window; those about the timing set both.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.env.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 WINDOW = 2.0  # --restart-window for these tests: seconds
+DEFAULT_QUIET = 1.0  # the operator's default --restart-quiet
 QUIET = WINDOW * 3  # how long "no restart" must hold after a change that must not restart
 FORCE_SYNC = "vaultsync.io/force-sync"
 
@@ -396,10 +398,69 @@ def test_the_restart_cap_queues_the_excess_instead_of_dropping_it(make_rig: Call
     assert rig.operator.logs().count("workload restarted") == 2
 
 
+def test_a_rotation_restarts_after_the_quiet_period_long_before_the_window(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig("--restart-window", "120")  # and the default quiet period
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "web")
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    rig.vs.wait_data("db-creds", {"password": "pw-2"})
+    written = time.monotonic()
+    wl.wait_templates("Deployment", "web", 2, timeout=30)
+    print(f"Secret written → new ReplicaSet {time.monotonic() - written:.2f}s (quiet {DEFAULT_QUIET}s)")
+    wl.wait_rolled_out("Deployment", "web")
+
+
+def test_the_window_bounds_the_wait_however_long_the_quiet_period(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig("--restart-window", str(WINDOW), "--restart-quiet", "120")
+    wl = rig.workloads
+    rig.sync("db-creds", "db")
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "web")
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    rig.vs.wait_data("db-creds", {"password": "pw-2"})
+    wl.wait_templates("Deployment", "web", 2, timeout=30)
+    wl.wait_rolled_out("Deployment", "web")
+
+
+def test_many_workloads_restart_from_one_list_without_a_read_each(rig: Rig) -> None:
+    wl = rig.workloads
+    names = [f"app-{i:02d}" for i in range(12)]
+    rig.sync("db-creds", "db")
+    for name in names:
+        wl.create(deployment(name, annotations={RELOAD: "db-creds"}, spec=reads("db-creds"), replicas=1))
+    for name in names:
+        wl.wait_rolled_out("Deployment", name)
+    lists = rig.metric("vaultsync_kube_requests_total", verb="list", resource="deployments")
+    reads_ = rig.metric("vaultsync_kube_requests_total", verb="get", resource="deployments")
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    for name in names:
+        wl.wait_templates("Deployment", name, 2)
+    eventually(
+        lambda: _es_events(rig, "db-creds", count=len(names)),
+        what="a WorkloadRestarted event on the ExternalSecret per Deployment",
+    )
+    for name in names:
+        _one_event(wl, name, "Restarted")
+    assert rig.metric("vaultsync_kube_requests_total", verb="list", resource="deployments") == lists + 1
+    # A workload is read only when its patch met a newer resourceVersion (a status update).
+    extra_reads = rig.metric("vaultsync_kube_requests_total", verb="get", resource="deployments") - reads_
+    assert extra_reads < len(names) / 2, f"{extra_reads:.0f} reads for {len(names)} restarts"
+    assert rig.metric("vaultsync_workload_restarts_total", namespace=wl.namespace, kind="Deployment") == len(
+        names
+    )
+
+
 def test_a_restart_still_inside_its_window_is_made_when_the_operator_stops(
     make_rig: Callable[..., Rig],
 ) -> None:
-    rig = make_rig("--restart-window", "30")
+    rig = make_rig("--restart-window", "30", "--restart-quiet", "30")
     wl = rig.workloads
     rig.sync("db-creds", "db")
     wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
@@ -411,6 +472,7 @@ def test_a_restart_still_inside_its_window_is_made_when_the_operator_stops(
     rig.operator.stop()
     assert rig.operator.returncode == 0, rig.operator.logs()
     assert wl.restarted_at("Deployment", "web") is not None, "the stopping operator dropped the restart"
+    _one_event(wl, "web", "Restarted")  # posted in the background, and drained before exiting
     wl.wait_templates("Deployment", "web", 2)
     wl.wait_rolled_out("Deployment", "web")
 

@@ -251,3 +251,25 @@ def test_the_hmac_key_is_made_once_and_survives_operator_restarts(
 def _handled(vs: Vaultsync, token: str) -> None:
     status = vs.get_external_secret("app")["status"]
     assert status.get("forceSyncHandled") == token, status.get("forceSyncHandled")
+
+
+def test_a_secret_deleted_while_the_operator_was_down_is_restored_after_start(
+    vs: Vaultsync, run_operator: Any, namespace: str
+) -> None:
+    """In-sync objects resume on their refresh grid (1 h here), but one whose Secret the watch
+    never reports is reconciled once the startup listings are done, well before its refresh."""
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    vs.external_secret("kept", spec())
+    vs.external_secret("lost", spec())
+    with run_operator(namespace, "--namespace", namespace):
+        vs.wait_data("kept", {"password": "pw-one"})
+        vs.wait_data("lost", {"password": "pw-one"})
+        vs.wait_reason("kept", "Synced")
+        vs.wait_reason("lost", "Synced")
+    kept_version = vs.secret("kept").metadata.resource_version
+    vs.api.core.delete_namespaced_secret("lost", vs.namespace)
+    with run_operator(namespace, "--namespace", namespace) as running:
+        vs.wait_data("lost", {"password": "pw-one"}, timeout=60)
+        synced = operator_metrics(running).get('vaultsync_syncs_total{reason="Synced"}', 0)
+    assert synced == 1  # only the lost one; the kept one waits for its refresh
+    assert vs.secret("kept").metadata.resource_version == kept_version

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
+
 from vaultsync import constants as c
-from vaultsync.errors import KubeConflict
+from vaultsync import rollout
+from vaultsync.errors import KubeConflict, KubeError
 from vaultsync.kube import ObjectRef
 from vaultsync.rollout import Rollouts
 
@@ -30,15 +35,34 @@ class FakeKube:
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.events: list[tuple[str, str, str]] = []
         self.conflicts_left = 0
+        self.lists: list[str] = []
+        self.reads = 0
+        self.patching = 0  # patches in flight
+        self.most_patching = 0
+        self.patch_seconds = 0.0
+        self.events_open = asyncio.Event()  # events are posted once it is set
+        self.events_open.set()
+        self.event_error: Exception | None = None
 
     async def list_workloads(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+        self.lists.append(namespace)
         return [("Deployment", json.loads(json.dumps(w))) for w in self.workloads.values()]
 
     async def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self.reads += 1
         body: dict[str, Any] = json.loads(json.dumps(self.workloads[name]))
         return body
 
     async def patch_workload(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.patching += 1
+        self.most_patching = max(self.most_patching, self.patching)
+        try:
+            await asyncio.sleep(self.patch_seconds)
+            self._patch(name, patch)
+        finally:
+            self.patching -= 1
+
+    def _patch(self, name: str, patch: Mapping[str, Any]) -> None:
         current = self.workloads[name]
         if (
             self.conflicts_left
@@ -52,6 +76,9 @@ class FakeKube:
         self.bump(name)
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        await self.events_open.wait()
+        if self.event_error is not None:
+            raise self.event_error
         self.events.append((ref.name, reason, message))
 
     def bump(self, name: str) -> None:
@@ -74,6 +101,14 @@ def deployment(name: str, reload: str, paused: bool = False) -> dict[str, Any]:
 
 def rollouts(kube: FakeKube, per_minute: int = 60) -> Rollouts:
     return Rollouts(kube, KEY, WINDOW, per_minute)  # type: ignore[arg-type]
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for `check()`; the timeout only stops a broken test, it is not what is measured."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
 
 
 def test_rotations_inside_the_window_make_one_patch_per_workload() -> None:
@@ -153,3 +188,136 @@ def test_a_paused_workload_waiting_for_its_recheck_does_not_delay_other_restarts
         await service.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_burst_is_restarted_after_the_quiet_period_without_waiting_for_the_window() -> None:
+    kube = FakeKube(deployment("web", "db-creds,api-keys"))
+
+    async def scenario() -> None:
+        service = Rollouts(kube, KEY, 3600.0, 60, quiet=0.05)  # type: ignore[arg-type]
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)
+        await service.secret_rotated("shop", "api-keys", "fp-api", ES)
+        await until(lambda: bool(kube.patches))
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert [name for name, _ in kube.patches] == ["web"]
+
+
+def test_rotations_that_keep_coming_are_restarted_within_the_window() -> None:
+    names = [f"s-{i}" for i in range(400)]
+    kube = FakeKube(deployment("web", ",".join(names)))
+
+    async def scenario() -> None:
+        service = Rollouts(kube, KEY, 0.2, 60, quiet=0.1)  # type: ignore[arg-type]
+        for name in names:  # a new rotation every 10 ms: never quiet for 100 ms
+            await service.secret_rotated("shop", name, "fp", ES)
+            if kube.patches:
+                break
+            await asyncio.sleep(0.01)
+        assert kube.patches, "the restart waited for the rotations to stop"
+        await service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_workloads_are_restarted_in_parallel_up_to_the_bound() -> None:
+    kube = FakeKube(*(deployment(f"app-{i:02d}", "db-creds") for i in range(30)))
+    kube.patch_seconds = 0.01
+
+    async def scenario() -> None:
+        service = Rollouts(kube, KEY, WINDOW, 60, concurrency=4)  # type: ignore[arg-type]
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)
+        await until(lambda: len(kube.patches) == 30)
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert kube.most_patching == 4
+
+
+def test_one_list_per_batch_and_no_read_unless_a_patch_conflicts() -> None:
+    kube = FakeKube(deployment("web", "db-creds,api-keys,cache-creds"), deployment("worker", "api-keys"))
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        for secret in ("db-creds", "api-keys", "cache-creds"):
+            await service.secret_rotated("shop", secret, f"fp-{secret}", ES)
+        await until(lambda: len(kube.patches) == 2)
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert kube.lists == ["shop"]
+    assert kube.reads == 0
+
+
+def test_a_restart_does_not_wait_for_its_events_and_stop_posts_them() -> None:
+    kube = FakeKube(*(deployment(f"app-{i}", "db-creds") for i in range(3)))
+    kube.events_open.clear()
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)
+        await until(lambda: len(kube.patches) == 3)
+        assert kube.events == []  # every restart made while its Events are still held
+        stopping = asyncio.create_task(service.stop())
+        await asyncio.sleep(0.01)
+        kube.events_open.set()
+        await stopping
+
+    asyncio.run(scenario())
+    assert sorted(e[1] for e in kube.events) == ["Restarted"] * 3 + ["WorkloadRestarted"] * 3
+
+
+def test_events_still_held_after_the_grace_period_are_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rollout, "STOP_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(rollout, "EVENT_DRAIN_SECONDS", 0.05)
+    kube = FakeKube(deployment("web", "db-creds"))
+    kube.events_open.clear()
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)
+        await until(lambda: bool(kube.patches))
+        await asyncio.wait_for(service.stop(), timeout=5)
+
+    asyncio.run(scenario())
+    assert [name for name, _ in kube.patches] == ["web"]
+    assert kube.events == []
+
+
+def test_queued_events_are_bounded(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(rollout, "MAX_QUEUED_EVENTS", 4)
+    kube = FakeKube(*(deployment(f"app-{i}", "db-creds") for i in range(5)))
+    kube.events_open.clear()
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)
+        await until(lambda: len(kube.patches) == 5)
+        kube.events_open.set()
+        await service.stop()
+
+    with caplog.at_level(logging.WARNING, logger="vaultsync.rollout"):
+        asyncio.run(scenario())
+    assert len(kube.events) == 4  # of 10: the rest was dropped, not queued without end
+    assert [r.getMessage() for r in caplog.records] == ["background work dropped"]
+
+
+def test_a_failed_event_is_logged_by_what_failed_and_the_restart_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube(deployment("web", "db-creds"))
+    kube.event_error = KubeError("create events: API server answered 500 Internal Server Error")
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)
+        await until(lambda: bool(kube.patches))
+        await service.stop()
+
+    with caplog.at_level(logging.WARNING, logger="vaultsync.rollout"):
+        asyncio.run(scenario())
+    assert [name for name, _ in kube.patches] == ["web"]
+    failures = [r for r in caplog.records if r.getMessage() == "posting an event failed"]
+    assert {r.__dict__["reason"] for r in failures} == {"Restarted", "WorkloadRestarted"}
+    assert all("fp-db" not in r.__dict__["detail"] for r in failures)
