@@ -24,6 +24,8 @@ class Config:
     restart_quiet: float
     restart_window: float
     restarts_per_minute: int
+    events_per_second: float
+    event_burst: int
     verbose: bool
 
     @property
@@ -81,6 +83,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(_env("RESTARTS_PER_MINUTE", "60")),
         help="cap on workload restarts per minute across the cluster (excess is queued)",
     )
+    parser.add_argument(
+        "--events-per-second",
+        type=float,
+        default=float(_env("EVENTS_PER_SECOND", "10")),
+        help="Events the operator may post per second, after the burst (excess is dropped and counted)",
+    )
+    parser.add_argument(
+        "--event-burst",
+        type=int,
+        default=int(_env("EVENT_BURST", "200")),
+        help="Events the operator may post at once before --events-per-second applies",
+    )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
 
 
@@ -97,5 +111,7 @@ def from_arguments(args: argparse.Namespace) -> Config:
         restart_quiet=args.restart_quiet,
         restart_window=args.restart_window,
         restarts_per_minute=args.restarts_per_minute,
+        events_per_second=args.events_per_second,
+        event_burst=args.event_burst,
         verbose=args.verbose,
     )

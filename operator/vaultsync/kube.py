@@ -24,8 +24,9 @@ import aiohttp
 import kopf
 
 from vaultsync import constants as c
+from vaultsync.budget import TokenBucket
 from vaultsync.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound, VaultsyncError
-from vaultsync.metrics import KUBE_REQUESTS
+from vaultsync.metrics import EVENTS_DROPPED, KUBE_REQUESTS
 
 Body = dict[str, Any]
 
@@ -87,9 +88,15 @@ def _custom(plural: str, namespace: str | None, *rest: str) -> str:
 class Kube:
     """The operator's Kubernetes client: a few REST calls over one pooled aiohttp session."""
 
-    def __init__(self, info: kopf.ConnectionInfo | None = None, connections: int = 32) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo | None = None,
+        connections: int = 32,
+        event_budget: TokenBucket | None = None,
+    ) -> None:
         self._info = info or connection_info()
         self._connections = connections
+        self._event_budget = event_budget or TokenBucket(rate=10.0, burst=200)
         self._session = self._new_session(self._info)
 
     def _new_session(self, info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
@@ -209,6 +216,10 @@ class Kube:
         return token
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        """Posts an Event if the budget allows; otherwise counts it as dropped."""
+        if not self._event_budget.take():
+            EVENTS_DROPPED.labels(type=type_).inc()
+            return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         namespace = ref.namespace or "default"
         event = {

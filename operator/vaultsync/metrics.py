@@ -27,6 +27,11 @@ KUBE_REQUESTS = Counter(
     "Kubernetes API requests by verb and resource.",
     ["verb", "resource"],
 )
+EVENTS_DROPPED = Counter(
+    "vaultsync_events_dropped_total",
+    "Events not posted because the Event budget (--events-per-second, --event-burst) was spent.",
+    ["type"],
+)
 RESTARTS = Counter(
     "vaultsync_workload_restarts_total",
     "Rolling restarts triggered by rotated Secrets.",

@@ -59,7 +59,7 @@ TARGET_RECHECK_SECONDS = 3600.0
 STARTUP_CHECK_QUIET_SECONDS = 15.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracked:
     body: Mapping[str, Any]
     generation: int

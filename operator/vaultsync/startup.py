@@ -21,6 +21,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from vaultsync import constants as c
+from vaultsync.budget import TokenBucket
 from vaultsync.cache import FetchCache
 from vaultsync.config import Config
 from vaultsync.errors import VaultsyncError
@@ -75,7 +76,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # with 0.1 s. Our handlers only hand the event over, so a worker has nothing to wait for.
     settings.queueing.idle_timeout = 0.1
 
-    kube = Kube()
+    kube = Kube(event_budget=TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     stores = Stores(kube)
     cache = FetchCache()

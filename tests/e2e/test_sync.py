@@ -273,3 +273,25 @@ def test_a_secret_deleted_while_the_operator_was_down_is_restored_after_start(
         synced = operator_metrics(running).get('vaultsync_syncs_total{reason="Synced"}', 0)
     assert synced == 1  # only the lost one; the kept one waits for its refresh
     assert vs.secret("kept").metadata.resource_version == kept_version
+
+
+def test_events_beyond_the_budget_are_dropped_and_counted(
+    vs: Vaultsync, run_operator: Any, namespace: str
+) -> None:
+    """Ten thousand first syncs must not become ten thousand Events; status still says it all."""
+    vs.fake_store("fake", [fake_entry("db", DB, "1")])
+    names = [f"app-{i}" for i in range(6)]
+    for name in names:
+        vs.external_secret(name, spec())
+    args = ("--namespace", namespace, "--event-burst", "3", "--events-per-second", "0.001")
+    with run_operator(namespace, *args) as running:
+        for name in names:
+            vs.wait_reason(name, "Synced")
+
+        def three_dropped() -> None:
+            dropped = operator_metrics(running).get('vaultsync_events_dropped_total{type="Normal"}', 0)
+            assert dropped == 3, dropped
+
+        eventually(three_dropped, what="three dropped Events")
+    posted = [e for name in names for e in vs.events(name) if e.reason == "Synced"]
+    assert len(posted) == 3
