@@ -86,12 +86,17 @@ def _custom(plural: str, namespace: str | None, *rest: str) -> str:
 
 
 class Kube:
-    """The operator's Kubernetes client: a few REST calls over one pooled aiohttp session."""
+    """The operator's Kubernetes client: a few REST calls over one pooled aiohttp session.
+
+    Eight connections: each TLS connection holds a 128-256 KiB buffer. At ten thousand
+    ExternalSecrets, 8 instead of 32 lowered the peak RSS from 137 to 127 MiB and made
+    the cold start 52 s instead of 41 s, well inside its target either way.
+    """
 
     def __init__(
         self,
         info: kopf.ConnectionInfo | None = None,
-        connections: int = 32,
+        connections: int = 8,
         event_budget: TokenBucket | None = None,
     ) -> None:
         self._info = info or connection_info()
