@@ -12,6 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+# The operator's Event budget unless `--event-burst` / `--events-per-second` say otherwise.
+EVENT_BURST = 200
+EVENTS_PER_SECOND = 10.0
+
 
 class TokenBucket:
     """`burst` tokens at most, refilled at `rate` per second."""

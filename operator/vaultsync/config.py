@@ -10,6 +10,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
+
 
 @dataclass(frozen=True)
 class Config:
@@ -86,13 +88,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events-per-second",
         type=float,
-        default=float(_env("EVENTS_PER_SECOND", "10")),
+        default=float(_env("EVENTS_PER_SECOND", str(EVENTS_PER_SECOND))),
         help="Events the operator may post per second, after the burst (excess is dropped and counted)",
     )
     parser.add_argument(
         "--event-burst",
         type=int,
-        default=int(_env("EVENT_BURST", "200")),
+        default=int(_env("EVENT_BURST", str(EVENT_BURST))),
         help="Events the operator may post at once before --events-per-second applies",
     )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")

@@ -10,7 +10,8 @@ azure-core or kubernetes exception types.
 from __future__ import annotations
 
 import copy
-from typing import Self
+import traceback
+from typing import Any, Self
 
 import kopf
 
@@ -137,3 +138,9 @@ class KubeForbidden(PermanentError):
 
 class KubeError(RetryableError):
     """Any other API server failure (5xx, timeouts, connection refused)."""
+
+
+def crash_fields(exc: BaseException) -> dict[str, Any]:
+    """What may be logged of an unexpected exception: its type and frames, never its
+    message, as an SDK's or a response's message may quote a secret value."""
+    return {"error": type(exc).__name__, "traceback": "".join(traceback.format_tb(exc.__traceback__))}

@@ -24,7 +24,7 @@ import aiohttp
 import kopf
 
 from vaultsync import constants as c
-from vaultsync.budget import TokenBucket
+from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND, TokenBucket
 from vaultsync.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound, VaultsyncError
 from vaultsync.metrics import EVENTS_DROPPED, KUBE_REQUESTS
 
@@ -101,7 +101,7 @@ class Kube:
     ) -> None:
         self._info = info or connection_info()
         self._connections = connections
-        self._event_budget = event_budget or TokenBucket(rate=10.0, burst=200)
+        self._event_budget = event_budget or TokenBucket(rate=EVENTS_PER_SECOND, burst=EVENT_BURST)
         self._session = self._new_session(self._info)
 
     def _new_session(self, info: kopf.ConnectionInfo) -> aiohttp.ClientSession:

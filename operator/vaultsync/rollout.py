@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import time
-import traceback
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync import constants as c
-from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError
+from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError, crash_fields
 from vaultsync.fingerprints import combined
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import RESTARTS
@@ -237,7 +236,7 @@ class _Background:
                 async with self._slots:
                     await work
         except Exception as exc:
-            _log_crash(f"{self._what} crashed", exc)
+            log.error(f"{self._what} crashed", extra=crash_fields(exc))
         finally:
             work.close()  # cancelled before it started: no "never awaited" warning
 
@@ -249,14 +248,6 @@ class _Background:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _log_crash(message: str, exc: BaseException) -> None:
-    # The frames say where; the message is left out, as a response may quote a value.
-    log.error(
-        message,
-        extra={"error": type(exc).__name__, "traceback": "".join(traceback.format_tb(exc.__traceback__))},
-    )
 
 
 class Rollouts:
@@ -361,7 +352,7 @@ class Rollouts:
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancelled: the operator is stopping
-                _log_crash("restart crashed", outcome)
+                log.error("restart crashed", extra=crash_fields(outcome))
                 outcome = _causes(workload, rotations)
             retry.update({name: rotations[name] for name in outcome})
         if retry:

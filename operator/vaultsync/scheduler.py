@@ -29,7 +29,6 @@ import heapq
 import itertools
 import logging
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from vaultsync import constants as c
-from vaultsync.errors import InvalidSpec
+from vaultsync.errors import InvalidSpec, crash_fields
 from vaultsync.fingerprints import data_hmac
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
@@ -220,15 +219,7 @@ class Scheduler:
             try:
                 await self._run(key, tracked)
             except Exception as exc:
-                # The frames say where; the message is left out, as an SDK's may quote a value.
-                log.error(
-                    "reconcile crashed",
-                    extra={
-                        "externalSecret": "/".join(key),
-                        "error": type(exc).__name__,
-                        "traceback": "".join(traceback.format_tb(exc.__traceback__)),
-                    },
-                )
+                log.error("reconcile crashed", extra={"externalSecret": "/".join(key), **crash_fields(exc)})
                 tracked.attempts += 1
                 self._schedule(key, backoff(tracked.attempts), max_age=0.0)
             finally:
