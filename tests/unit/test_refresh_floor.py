@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from typing import Any
 
 import pytest
 
+from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.constants import Reason
 from vaultsync.reconcile import SyncResult
 from vaultsync.scheduler import Scheduler
@@ -72,3 +74,27 @@ def test_an_interval_of_zero_still_syncs_once_and_never_again() -> None:
     planned, due = first_sync("0")
     assert planned is None
     assert due is None
+
+
+def parse(*argv: str) -> Config:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    return from_arguments(parser.parse_args(list(argv)))
+
+
+def test_the_floor_and_the_cache_cap_are_flags_with_documented_defaults() -> None:
+    assert parse().min_refresh_interval == 10.0
+    assert parse().cache_max_bytes == 128 * 1024 * 1024
+    assert parse("--min-refresh-interval", "1m30s").min_refresh_interval == 90.0
+    assert parse("--cache-max-bytes", "1048576").cache_max_bytes == 1048576
+
+
+def test_the_floor_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULTSYNC_MIN_REFRESH_INTERVAL", "2s")
+    assert parse().min_refresh_interval == 2.0
+
+
+def test_a_floor_that_is_no_duration_is_refused_at_start(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--min-refresh-interval", "soon")
+    assert "--min-refresh-interval: invalid duration value: 'soon'" in capsys.readouterr().err
