@@ -130,6 +130,7 @@ def test_vault_approle_and_token_logins_leave_no_credential_in_verbose_output(
         client = await provider.new_client(config, STORE, credentials)
         assert isinstance(client, VaultClient)
         try:
+            logging.getLogger("vaultsync.test").debug("reading through %s", type(client).__name__)
             found = await client.get_secret(RemoteRef(key))
             if client._lease is not None:
                 issued.append(client._lease.token)
