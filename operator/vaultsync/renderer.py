@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vaultsync.errors import RendererUnavailable, TemplateError
@@ -32,6 +32,7 @@ from vaultsync.sandbox import TEMPLATE_FIELD, Limits, RenderError, check_shape
 from vaultsync.sandbox import field as template_field
 
 WORKER_START_SECONDS = 30.0
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 _EXIT_WAIT_SECONDS = 1.0
 _MIB = 1024 * 1024
 
@@ -52,7 +53,8 @@ class _Worker:
 
     @classmethod
     async def start(cls, limits: Limits) -> _Worker:
-        env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+        # Nothing of the operator's environment (credentials), but its own copy of vaultsync.
+        env = {"PYTHONPATH": str(_PACKAGE_ROOT)}
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -82,7 +84,7 @@ class _Worker:
     async def render(self, request: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
         """The worker's final reply; a death or a timeout is a TemplateError naming the key."""
         assert self._process.stdin is not None
-        key: str | None = None
+        key: str | None = next(iter(request["data"]), None)  # the first, until the worker says
         try:
             async with asyncio.timeout(limits.wall_seconds):
                 self._process.stdin.write(encode_frame(dict(request)))

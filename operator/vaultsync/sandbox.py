@@ -116,7 +116,7 @@ def _check_binop(operator: str, left: Any, right: Any, max_length: int) -> None:
     """Refuses `**` and `*` whose result is known to be huge before it is computed."""
     if operator == "**":
         huge = _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1
-        if huge and abs(left).bit_length() * right > TEMPLATE_MAX_INT_BITS:
+        if huge and (abs(left).bit_length() - 1) * right > TEMPLATE_MAX_INT_BITS:
             raise _OverLimit(f"'**' would build a number over {TEMPLATE_MAX_INT_BITS} bits")
         return
     if _is_int(left) and _is_int(right):
