@@ -97,6 +97,11 @@ class _Worker:
         except (_BrokenWorker, ConnectionError):
             code = await self.stop()
             raise TemplateError(f"{template_field(key)}: {_death(code, limits)}") from None
+        except asyncio.CancelledError:  # its answer would be read as the next request's
+            self.alive = False
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            raise
         if reply.get("exit"):
             await self.stop()
         return reply

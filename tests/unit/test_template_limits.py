@@ -328,3 +328,24 @@ def test_several_template_errors_in_a_row_leave_the_pool_usable(renderer: Templa
     *errors, ok = run(scenario())
     assert all(isinstance(e, TemplateError) for e in errors)
     assert ok == {"out": SECRET.encode()}
+
+
+def test_the_largest_template_allowed_renders_within_the_limits(renderer: TemplateRenderer) -> None:
+    source = ("line {{ x }} and {% if x %}yes{% endif %}\n" * 1600)[:TEMPLATE_MAX_SOURCE_BYTES]
+    [result] = run(render_closing(renderer, ("t", one(source))))
+    assert isinstance(result, dict), result
+    assert result["out"].count(SECRET.encode()) == source.count("{{ x }}") > 1500
+
+
+def test_a_cancelled_render_does_not_leave_its_answer_for_the_next_one(renderer: TemplateRenderer) -> None:
+    async def scenario() -> Any:
+        try:
+            task = asyncio.ensure_future(renderer.render("t", one(LOOPS), VALUES))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return await renderer.render("t", one("{{ x }}"), VALUES)
+        finally:
+            await renderer.close()
+
+    assert run(scenario()) == {"out": SECRET.encode()}
