@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -29,8 +30,9 @@ from vaultsync.sandbox import Limits, render_text
 SECRET = "s3cr3t-Zebra-Quokka-42"
 VALUES = {"x": SECRET.encode(), "y": b"a" * 1000}
 FIELD = "spec.target.template.data.out: "
-# However a template misbehaves, its error comes within the wall-clock limit (plus a restart).
-BOUND_SECONDS = Limits().wall_seconds + 2
+# However a template misbehaves, its error comes within the wall-clock limit (plus a worker
+# start, slow on a loaded machine).
+BOUND_SECONDS = Limits().wall_seconds + 5
 CRD = Path(__file__).resolve().parents[2] / "crds" / "externalsecrets.yaml"
 T = TypeVar("T")
 
@@ -179,7 +181,7 @@ def test_another_namespace_renders_while_one_namespace_runs_several_bombs(render
 
     (bystander, *bombs), took = run(scenario())
     assert bystander == {"out": SECRET.encode()}
-    assert took < 0.5
+    assert took < 1.0  # each bomb takes a second of CPU, and there are three
     assert all(isinstance(b, TemplateError) and CPU in str(b) for b in bombs), bombs
 
 
@@ -215,7 +217,7 @@ def test_a_worker_that_stops_answering_is_killed_at_the_wall_clock_limit_and_rep
 
     stuck, took, after = run(scenario())
     assert str(stuck) == f"{FIELD}exceeded the time limit of 2 s (wall clock)"
-    assert 2 <= took < 4
+    assert 2 <= took < 6
     assert after == {"out": SECRET.encode()}
 
 
@@ -243,10 +245,12 @@ def test_a_worker_killed_for_cpu_time_reports_the_cpu_limit_and_the_key_it_was_o
 def test_rlimit_cpu_kills_a_computation_that_never_returns_to_the_interpreter() -> None:
     # No SIGPROF handler can run inside one C call; the kernel's limit still ends it.
     code = "from vaultsync.render_worker import limit_cpu; limit_cpu(1); 10 ** (10 ** 9)"
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], timeout=30, check=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert done.returncode == -signal.SIGXCPU
-    assert time.monotonic() - started < 10
+    # 1 s asked, rounded up to whole seconds, plus the grace second.
+    assert after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime < 4
 
 
 def test_the_worker_address_space_is_capped() -> None:
