@@ -55,6 +55,16 @@ def memory_mib(pid: int) -> dict[str, float]:
     return found
 
 
+def render_workers(pid: int) -> list[int]:
+    """The operator's render worker processes, found through /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"vaultsync.render_worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
 def template_error_syncs(metrics_url: str) -> float:
     with urllib.request.urlopen(metrics_url, timeout=5) as response:
         text = response.read().decode()
@@ -94,13 +104,16 @@ def test_cpu_and_memory_bombs_end_in_template_error_while_the_bystander_syncs(
         retries = template_error_syncs(operator.metrics_url) - counted
 
         after = memory_mib(operator.pid)
+        workers = [memory_mib(worker)["VmRSS"] for worker in render_workers(operator.pid)]
         assert operator.returncode is None, "the operator exited during the attack"
         assert after["VmHWM"] - before["VmRSS"] < RSS_GROWTH_BOUND_MIB, (before, after)
         assert retries <= MAX_RETRIES_IN_WINDOW
+        assert len(workers) <= 2  # --template-workers
         print(
             f"\ntime to TemplateError: cpu bomb {cpu_seconds:.1f} s, memory bomb {memory_seconds:.1f} s;"
             f" operator RSS before {before['VmRSS']:.0f} MiB, after {after['VmRSS']:.0f} MiB,"
-            f" peak {after['VmHWM']:.0f} MiB; TemplateError syncs in the retry window: {retries:.0f}"
+            f" peak {after['VmHWM']:.0f} MiB; render workers {workers} MiB;"
+            f" TemplateError syncs in the retry window: {retries:.0f}"
         )
     assert PASSWORD not in operator.logs()
 
