@@ -7,6 +7,7 @@ cheap first checks, and the pool that keeps the event loop and other namespaces 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import resource
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.constants import TEMPLATE_MAX_KEYS, TEMPLATE_MAX_SOURCE_BYTES, Reason
 from vaultsync.errors import TemplateError
 from vaultsync.models import TemplateSpec
@@ -353,3 +355,21 @@ def test_a_cancelled_render_does_not_leave_its_answer_for_the_next_one(renderer:
             await renderer.close()
 
     assert run(scenario()) == {"out": SECRET.encode()}
+
+
+def test_the_limits_are_set_by_flags_with_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse(*argv: str) -> Config:
+        parser = argparse.ArgumentParser()
+        add_run_arguments(parser)
+        return from_arguments(parser.parse_args(argv))
+
+    defaults = parse()
+    assert (defaults.template_cpu_seconds, defaults.template_memory_mib) == (1.0, 64)
+    assert (defaults.template_output_bytes, defaults.template_workers) == (1024 * 1024, 2)
+    monkeypatch.setenv("VAULTSYNC_TEMPLATE_CPU_SECONDS", "2.5")
+    monkeypatch.setenv("VAULTSYNC_TEMPLATE_WORKERS", "3")
+    from_env = parse("--template-memory-mib", "32", "--template-output-bytes", "4096")
+    assert from_env.template_cpu_seconds == 2.5 and from_env.template_workers == 3
+    assert from_env.template_memory_mib == 32 and from_env.template_output_bytes == 4096
+    with pytest.raises(SystemExit):
+        parse("--template-cpu-seconds", "0")

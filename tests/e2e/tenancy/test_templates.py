@@ -124,3 +124,18 @@ def test_the_api_server_refuses_a_template_over_64_kib(tenant: Tenant) -> None:
         tenant.vs.external_secret("too-big", spec)
     assert refused.value.status == 422
     assert "spec.target.template.data.out" in str(refused.value.body)
+
+
+def test_the_limits_follow_the_operators_flags_and_environment(
+    tenant: Tenant, tenancy_operator: TenancyOperators
+) -> None:
+    tenant.vs.fake_store("fake", [fake_entry("db", {"password": PASSWORD})])
+    # 40 MB: over the output limit with the default memory limit, over a 32 MiB memory limit first.
+    forty_megabytes = "{{ password | center(40000000) }}"
+    with tenancy_operator("--template-cpu-seconds", "0.5", env={"VAULTSYNC_TEMPLATE_MEMORY_MIB": "32"}):
+        tenant.vs.external_secret("cpu-bomb", bomb_spec("out", CPU_BOMB))
+        tenant.vs.external_secret("memory-bomb", bomb_spec("huge", forty_megabytes))
+        cpu = tenant.vs.wait_reason("cpu-bomb", "TemplateError", timeout=60)
+        memory = tenant.vs.wait_reason("memory-bomb", "TemplateError", timeout=60)
+    assert cpu["message"] == "spec.target.template.data.out: exceeded the CPU time limit of 0.5 s"
+    assert memory["message"] == "spec.target.template.data.huge: exceeded the memory limit of 32 MiB"
