@@ -47,10 +47,6 @@ class _Worker:
         self._max_frame = max_frame
         self.alive = True
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
     @classmethod
     async def start(cls, limits: Limits) -> _Worker:
         # Nothing of the operator's environment (credentials), but its own copy of vaultsync.
