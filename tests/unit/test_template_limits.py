@@ -38,7 +38,9 @@ BOUND_SECONDS = Limits().wall_seconds + 5
 CRD = Path(__file__).resolve().parents[2] / "crds" / "externalsecrets.yaml"
 T = TypeVar("T")
 
-CPU = "exceeded the CPU time limit of 1 s"
+# A CPU bomb ends at its CPU limit, or at the wall-clock limit when the machine is so busy
+# that the worker (at nice 10) did not get its second of CPU in ten: either is a time limit.
+CPU = ("exceeded the CPU time limit of 1 s", "exceeded the time limit of 10 s (wall clock)")
 MEMORY = "exceeded the memory limit of 64 MiB"
 OUTPUT = "exceeded the output size limit of 1 MiB"
 LOOPS = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
@@ -85,6 +87,11 @@ NORMAL = [
 ]
 
 
+def says(error: BaseException, expected: str | tuple[str, ...]) -> bool:
+    alternatives = (expected,) if isinstance(expected, str) else expected
+    return any(text in str(error) for text in alternatives)
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
@@ -121,14 +128,14 @@ def worker_pids() -> list[int]:
 
 @pytest.mark.parametrize(("source", "expected"), ABUSES)
 def test_an_abusive_template_ends_in_a_template_error_naming_its_key_in_bounded_time(
-    renderer: TemplateRenderer, source: str, expected: str
+    renderer: TemplateRenderer, source: str, expected: str | tuple[str, ...]
 ) -> None:
     started = time.monotonic()
     [result] = run(render_closing(renderer, ("tenant", one(source))))
     elapsed = time.monotonic() - started
     assert isinstance(result, TemplateError), result
     assert result.reason is Reason.TEMPLATE_ERROR
-    assert str(result).startswith(FIELD) and expected in str(result), str(result)
+    assert str(result).startswith(FIELD) and says(result, expected), str(result)
     assert SECRET not in str(result)
     assert elapsed < BOUND_SECONDS
 
@@ -162,7 +169,7 @@ def test_the_event_loop_keeps_turning_while_a_cpu_bomb_renders(renderer: Templat
         return result, max(gaps)
 
     result, longest_gap = run(scenario())
-    assert isinstance(result, TemplateError) and CPU in str(result)
+    assert isinstance(result, TemplateError) and says(result, CPU)
     assert longest_gap < 0.5
 
 
@@ -184,7 +191,7 @@ def test_another_namespace_renders_while_one_namespace_runs_several_bombs(render
     (bystander, *bombs), took = run(scenario())
     assert bystander == {"out": SECRET.encode()}
     assert took < 1.0  # each bomb takes a second of CPU, and there are three
-    assert all(isinstance(b, TemplateError) and CPU in str(b) for b in bombs), bombs
+    assert all(isinstance(b, TemplateError) and says(b, CPU) for b in bombs), bombs
 
 
 def test_a_worker_that_hit_the_memory_limit_is_replaced(renderer: TemplateRenderer) -> None:

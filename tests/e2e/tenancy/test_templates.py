@@ -45,6 +45,15 @@ def bomb_spec(key: str, source: str) -> dict[str, Any]:
     }
 
 
+def time_limits(field: str, cpu_seconds: float) -> tuple[str, str]:
+    """A CPU bomb's message: its CPU limit, or the wall-clock limit (10 times as long) when the
+    machine is so busy that the worker, at nice 10, did not get its CPU time in that long."""
+    return (
+        f"{field}: exceeded the CPU time limit of {cpu_seconds:g} s",
+        f"{field}: exceeded the time limit of {cpu_seconds * 10:g} s (wall clock)",
+    )
+
+
 def memory_mib(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak) of a process, from /proc/<pid>/status."""
     found: dict[str, float] = {}
@@ -91,7 +100,7 @@ def test_cpu_and_memory_bombs_end_in_template_error_while_the_bystander_syncs(
         memory = tenant.vs.wait_reason("memory-bomb", "TemplateError", timeout=60)
         memory_seconds = time.monotonic() - started
         assert cpu["status"] == "False"
-        assert cpu["message"] == "spec.target.template.data.out: exceeded the CPU time limit of 1 s"
+        assert cpu["message"] in time_limits("spec.target.template.data.out", 1)
         assert memory["status"] == "False"
         assert memory["message"] == "spec.target.template.data.huge: exceeded the memory limit of 64 MiB"
         assert not tenant.vs.secret_exists("cpu-bomb")
@@ -137,5 +146,5 @@ def test_the_limits_follow_the_operators_flags_and_environment(
         tenant.vs.external_secret("memory-bomb", bomb_spec("huge", forty_megabytes))
         cpu = tenant.vs.wait_reason("cpu-bomb", "TemplateError", timeout=60)
         memory = tenant.vs.wait_reason("memory-bomb", "TemplateError", timeout=60)
-    assert cpu["message"] == "spec.target.template.data.out: exceeded the CPU time limit of 0.5 s"
+    assert cpu["message"] in time_limits("spec.target.template.data.out", 0.5)
     assert memory["message"] == "spec.target.template.data.huge: exceeded the memory limit of 32 MiB"
