@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
 from vaultsync.cache import CACHE_MAX_BYTES
-from vaultsync.schedule import MIN_REFRESH_SECONDS, parse_duration
 from vaultsync.constants import (
     TEMPLATE_CPU_SECONDS,
     TEMPLATE_MEMORY_MIB,
     TEMPLATE_OUTPUT_BYTES,
     TEMPLATE_WORKERS,
 )
+from vaultsync.schedule import MIN_REFRESH_SECONDS, parse_duration
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ def _env(name: str, default: str) -> str:
 def duration(text: str) -> float:
     """A Go duration flag (`10s`, `1m`); argparse names this function in its error."""
     return parse_duration(text)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -136,9 +138,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cache-max-bytes",
-        type=int,
-        default=int(_env("CACHE_MAX_BYTES", str(CACHE_MAX_BYTES))),
+        type=_positive_int,
+        default=_positive_int(_env("CACHE_MAX_BYTES", str(CACHE_MAX_BYTES))),
         help="bytes of remote values the shared cache may hold; least recently used are evicted first",
+    )
+    parser.add_argument(
         "--template-cpu-seconds",
         type=_positive_float,
         default=_positive_float(_env("TEMPLATE_CPU_SECONDS", str(TEMPLATE_CPU_SECONDS))),
