@@ -170,7 +170,7 @@ def test_the_event_loop_keeps_turning_while_a_cpu_bomb_renders(renderer: Templat
 
     result, longest_gap = run(scenario())
     assert isinstance(result, TemplateError) and says(result, CPU)
-    assert longest_gap < 0.5
+    assert longest_gap < 0.8  # a blocked loop would stall for the bomb's whole second
 
 
 def test_another_namespace_renders_while_one_namespace_runs_several_bombs(renderer: TemplateRenderer) -> None:
@@ -190,7 +190,7 @@ def test_another_namespace_renders_while_one_namespace_runs_several_bombs(render
 
     (bystander, *bombs), took = run(scenario())
     assert bystander == {"out": SECRET.encode()}
-    assert took < 1.0  # each bomb takes a second of CPU, and there are three
+    assert took < 0.9  # behind any one bomb it would wait a second of CPU
     assert all(isinstance(b, TemplateError) and says(b, CPU) for b in bombs), bombs
 
 
