@@ -18,6 +18,7 @@ from vaultsync.constants import GROUP
 from vaultsync.errors import InvalidSpec
 from vaultsync.providers.base import describe_validation_error
 from vaultsync.schedule import parse_duration
+from vaultsync.targets import check_annotations, check_labels, check_name, check_type
 
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 _SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
@@ -85,12 +86,14 @@ class TemplateSpec(Model):
 
 
 class TargetSpec(Model):
-    name: str = ""
+    """The Secret to write; types, names and keys that belong to others are refused (targets.py)."""
+
+    name: Annotated[str, AfterValidator(check_name)] = ""
     creation_policy: Literal["Owner", "Merge", "Orphan"] = "Owner"
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
-    type: str = "Opaque"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    type: Annotated[str, AfterValidator(check_type)] = "Opaque"
+    labels: Annotated[dict[str, str], AfterValidator(check_labels)] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], AfterValidator(check_annotations)] = Field(default_factory=dict)
     template: TemplateSpec | None = None
 
 
