@@ -288,9 +288,28 @@ class Reconciler:
                 await self._kube.delete_secret(es.namespace, es.target_name, existing["metadata"]["uid"])
                 SECRET_WRITES.labels(operation="delete").inc()
             return
-        released = released_secret(existing, es.name)
+        await self._release(existing, es.name)
+
+    async def released(self, body: Mapping[str, Any]) -> None:
+        """A deleted ExternalSecret with creationPolicy Merge takes back the keys it wrote; the
+        Secret, its type, labels and other keys stay. (Owner targets go by garbage collection,
+        Orphan targets stay.) Without a finalizer this is best effort: deleted while the
+        operator is down, the keys stay, as in External Secrets Operator."""
+        meta = body["metadata"]
+        target = (body.get("spec") or {}).get("target") or {}
+        if target.get("creationPolicy") != "Merge":
+            return
+        try:
+            existing = await self._kube.read_secret(meta["namespace"], target.get("name") or meta["name"])
+        except KubeNotFound:
+            return
+        await self._release(existing, meta["name"])
+
+    async def _release(self, existing: Body, es_name: str) -> None:
+        released = released_secret(existing, es_name)
         if released is not None:
-            await self._kube.replace_secret(es.namespace, es.target_name, released)
+            meta = existing["metadata"]
+            await self._kube.replace_secret(meta["namespace"], meta["name"], released)
             SECRET_WRITES.labels(operation="update").inc()
 
     # Status and Events ---------------------------------------------------------------------
