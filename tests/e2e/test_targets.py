@@ -190,10 +190,10 @@ def test_delete_keeps_the_secret_while_any_remote_key_remains(vs: Vaultsync, ope
 
     vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": [fake_entry("two", "v2")]}}}})
     condition = vs.wait_reason("es", "KeyNotFound", timeout=30)
-    assert condition["message"].startswith("spec.data[0].remoteRef.key: ")
-    assert "every remote key" in condition["message"]
     time.sleep(SETTLE_SECONDS)
     assert vs.secret_data("target") == {"first": "v1", "second": "v2"}
+    assert condition["message"].startswith("spec.data[0].remoteRef.key: ")
+    assert "every remote key" in condition["message"]
 
     vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": [fake_entry("three", "x")]}}}})
     eventually(lambda: _gone(vs, "target"), what="the Secret to be deleted once every key is gone")
