@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
+
 from tests.e2e.conftest import fake_entry
 from tests.e2e.tenancy.conftest import Bystander, Tenant
 from tests.env.kube import KubeApi
