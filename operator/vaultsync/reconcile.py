@@ -95,7 +95,9 @@ class Reconciler:
 
         `trust_target`: the Secret watch saw no change since the target was last checked, so
         when the data is what the status says was written, the Secret need not be read again.
+        A Merge target carries no vaultsync labels, so the watch never sees it: always read.
         """
+        trust_target = trust_target and es.spec.target.creation_policy != "Merge"
         resolved: ResolvedStore | None = None
         refs = remote_refs(es.spec)
         remote_keys = frozenset(r.key for r in refs)

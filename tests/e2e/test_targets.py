@@ -201,3 +201,18 @@ def test_delete_keeps_the_secret_while_any_remote_key_remains(vs: Vaultsync, ope
 
 def _gone(vs: Vaultsync, name: str) -> None:
     assert not vs.secret_exists(name), f"Secret {name} still exists"
+
+
+def test_a_hand_edit_of_a_merged_key_is_restored_at_the_next_refresh(vs: Vaultsync, operator: Any) -> None:
+    """A Merge target carries no vaultsync labels, so the Secret watch does not see it: each
+    refresh reads it instead of trusting the watch."""
+    vs.api.core.create_namespaced_secret(
+        vs.namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="target"), string_data={"theirs": "x"}),
+    )
+    vs.fake_store("fake", [fake_entry("app", {"token": "t1"})])
+    vs.external_secret("es", spec("Merge"))
+    vs.wait_data("target", {"theirs": "x", "token": "t1"})
+    time.sleep(SETTLE_SECONDS)  # a few refreshes that find the target as written
+    vs.api.core.patch_namespaced_secret("target", vs.namespace, {"data": {"token": b64("edited")}})
+    vs.wait_data("target", {"theirs": "x", "token": "t1"}, timeout=20)
