@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from vaultsync import constants as c
 from vaultsync.errors import InvalidSpec, ProviderError, SecretNotFound, TargetConflict
 from vaultsync.models import parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
@@ -257,3 +261,27 @@ def test_delete_acts_only_when_every_remote_key_is_gone() -> None:
     assert not every_key_gone({RemoteRef("a"): gone, RemoteRef("b"): present})
     assert not every_key_gone({RemoteRef("a"): gone, RemoteRef("b"): ProviderError("down")})
     assert not every_key_gone({})
+
+
+# The CRD's CEL rules and the operator's checks say the same -------------------------------------
+
+
+def _target_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "externalsecrets.yaml").read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema["properties"]["spec"]["properties"]["target"]["properties"]
+
+
+def test_the_crd_refuses_the_types_the_operator_refuses() -> None:
+    rule = _target_schema()["type"]["x-kubernetes-validations"][0]["rule"]
+    allowed, pattern = rule.split("||")
+    assert tuple(re.findall(r"'([^']+)'", allowed)) == c.BUILTIN_SECRET_TYPES
+    assert all(d.replace(".", "\\\\.") in pattern for d in c.RESERVED_TYPE_DOMAINS)
+    assert all(refused_type(t) is not None for t in c.REFUSED_SECRET_TYPES)
+
+
+@pytest.mark.parametrize("field", ["labels", "annotations"])
+def test_the_crd_refuses_the_metadata_keys_the_operator_refuses(field: str) -> None:
+    rule = _target_schema()[field]["x-kubernetes-validations"][0]["rule"]
+    assert c.LABEL_MANAGED_BY in rule and c.USER_METADATA_PREFIX in rule
+    assert all(d.replace(".", "\\\\.") in rule for d in c.RESERVED_METADATA_DOMAINS)
