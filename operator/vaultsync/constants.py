@@ -34,6 +34,34 @@ ANNOTATION_AUTO_RELOAD = f"{GROUP}/auto-reload"
 ANNOTATION_RESTARTED_AT = f"{GROUP}/restarted-at"
 ANNOTATION_RESTART_FINGERPRINT = f"{GROUP}/restart-fingerprint"
 ANNOTATION_SEEN_FINGERPRINTS = f"{GROUP}/seen-fingerprints"
+# On a Secret that creationPolicy Merge writes into: which ExternalSecret's keys it holds.
+ANNOTATION_MERGED_BY = f"{GROUP}/merged-by"
+
+# Target Secrets a tenant may not ask for (targets.py says why). Types: these exactly, and
+# any type in these DNS domains (or their subdomains) except the built-in types listed.
+REFUSED_SECRET_TYPES = (
+    "kubernetes.io/service-account-token",
+    "bootstrap.kubernetes.io/token",
+    "helm.sh/release.v1",
+)
+RESERVED_TYPE_DOMAINS = ("kubernetes.io", "k8s.io", "helm.sh")
+BUILTIN_SECRET_TYPES = (
+    "Opaque",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/dockercfg",
+    "kubernetes.io/dockerconfigjson",
+    "kubernetes.io/ssh-auth",
+    "kubernetes.io/tls",
+)
+# Label and annotation keys in these domains (or subdomains) belong to Kubernetes or to
+# vaultsync itself; app.kubernetes.io/ is the users' own, except managed-by.
+RESERVED_METADATA_DOMAINS = ("kubernetes.io", "k8s.io", GROUP)
+USER_METADATA_PREFIX = "app.kubernetes.io/"
+# Helm finds its release records by this name prefix and by the label owner=helm.
+HELM_RELEASE_NAME_PREFIX = "sh.helm.release.v1."
+HELM_OWNER_LABEL = ("owner", "helm")
+# creationPolicy Merge writes only into Secrets of this type.
+MERGEABLE_SECRET_TYPE = "Opaque"
 
 # kopf keeps its progress here; a prefix of our own keeps it recognisable.
 KOPF_PERSISTENCE_PREFIX = f"kopf.{GROUP}"

@@ -102,6 +102,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     start_http_server(config.metrics_port)
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
     memo.renderer = renderer
+    memo.reconciler = reconciler
     memo.housekeeping = asyncio.create_task(_housekeeping(kube, stores, cache))
     log.info("vaultsync started", extra={"operatorNamespace": config.operator_namespace})
 
