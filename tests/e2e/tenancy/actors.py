@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client import ApiException
 
 from tests.e2e.conftest import Vaultsync, fake_entry
 from tests.env import kube
 from tests.env.kube import KubeApi
-from tests.env.waiting import eventually
+from tests.env.waiting import NotYet, eventually
 
 TENANT_ACCOUNT = "app-team"
 TENANT_TOKEN_SECONDS = 3600
@@ -79,10 +80,15 @@ def create_tenant(admin: KubeApi, kubeconfig: Path) -> Tenant:
     token = str(issued.status.token)
     api = kube.bearer_token_api(kubeconfig, token)
     # RBAC reaches the authorizer through an informer: wait until the binding is in force.
-    eventually(
-        lambda: api.custom.list_namespaced_custom_object(GROUP, "v1alpha1", namespace, "externalsecrets"),
-        what="the tenant's RoleBinding to take effect",
-    )
+    def binding_in_force() -> None:
+        try:
+            api.custom.list_namespaced_custom_object(GROUP, "v1alpha1", namespace, "externalsecrets")
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            raise NotYet("the tenant is still forbidden") from None
+
+    eventually(binding_in_force, what="the tenant's RoleBinding to take effect")
     return Tenant(namespace, api, Vaultsync(api, namespace), TENANT_ACCOUNT, token)
 
 

@@ -61,6 +61,8 @@ CANARY_ENV = {
 }
 # Harmless before the fake provider became opt-in, required after.
 FAKE_PROVIDER_ENV = {"VAULTSYNC_ENABLE_FAKE_PROVIDER": "true"}
+# Tenants meet the production refresh floor, not the 1 s the rest of the suite runs with.
+PRODUCTION_FLOOR_ENV = {"VAULTSYNC_MIN_REFRESH_INTERVAL": "10s"}
 
 
 def sink_env(sink_url: str) -> dict[str, str]:
@@ -146,7 +148,7 @@ class TenancyOperators:
 
     @contextmanager
     def _run(self, extra_args: tuple[str, ...], env: Mapping[str, str]) -> Iterator[OperatorProcess]:
-        merged = {**FAKE_PROVIDER_ENV, **sink_env(self.sink.url), **CANARY_ENV, **env}
+        merged = {**FAKE_PROVIDER_ENV, **PRODUCTION_FLOOR_ENV, **sink_env(self.sink.url), **CANARY_ENV, **env}
         namespaces = [arg for namespace in self.watched for arg in ("--namespace", namespace)]
         with self._run_operator(self.operator_namespace, *namespaces, *extra_args, env=merged) as operator:
             yield operator
