@@ -7,10 +7,12 @@ sets. Both end up in one frozen `Config`, read once at start.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass
 
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
+from vaultsync.constants import DEFAULT_DENY_EGRESS_CIDRS
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Config:
     events_per_second: float
     event_burst: int
     verbose: bool
+    deny_egress_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def clusterwide(self) -> bool:
@@ -97,7 +100,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(_env("EVENT_BURST", str(EVENT_BURST))),
         help="Events the operator may post at once before --events-per-second applies",
     )
+    parser.add_argument(
+        "--deny-egress-cidr",
+        action="append",
+        dest="deny_egress_cidrs",
+        type=_network,
+        default=[
+            _network(n)
+            for n in _env("DENY_EGRESS_CIDRS", ",".join(DEFAULT_DENY_EGRESS_CIDRS)).split(",")
+            if n
+        ],
+        help="address range (CIDR) that a namespaced SecretStore may not connect to (repeatable; "
+        "added to VAULTSYNC_DENY_EGRESS_CIDRS, default: link-local and cloud metadata addresses)",
+    )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
+
+
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a CIDR range: {exc}") from None
 
 
 def from_arguments(args: argparse.Namespace) -> Config:
@@ -116,4 +139,5 @@ def from_arguments(args: argparse.Namespace) -> Config:
         events_per_second=args.events_per_second,
         event_burst=args.event_burst,
         verbose=args.verbose,
+        deny_egress_cidrs=tuple(dict.fromkeys(args.deny_egress_cidrs)),
     )

@@ -27,16 +27,19 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 
+from vaultsync.egress import EgressGuard, guard_for, run_guarded
 from vaultsync.errors import (
     AuthenticationError,
+    EgressRefused,
     InvalidStoreConfig,
     ProviderError,
     SecretNotFound,
     ThrottledError,
     VaultsyncError,
 )
+from vaultsync.origins import HTTP_SCHEMES, check_origin
 from vaultsync.providers.base import (
     ConfigModel,
     Credentials,
@@ -65,6 +68,8 @@ REFRESH_MARGIN = 300.0  # renew temporary credentials this long before they expi
 
 # AWS's ClientRequestToken, which becomes the VersionId, is 32-64 of these;
 # stage labels (AWSCURRENT, AWSPREVIOUS, custom) are short names.
+REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+REGION_MAX_LENGTH = 64
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
 _THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
@@ -119,9 +124,20 @@ class AwsAuth(ConfigModel):
 
 
 class AwsConfig(ConfigModel):
-    region: str
+    # The region becomes part of AWS's host names (secretsmanager.<region>.amazonaws.com).
+    region: str = Field(pattern=REGION_PATTERN, max_length=REGION_MAX_LENGTH)
     endpoint: str = ""  # also used for STS, so one override reaches a local emulator
     auth: AwsAuth | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _origin(cls, endpoint: str) -> str:
+        return check_origin(endpoint, HTTP_SCHEMES) if endpoint else ""
+
+    @property
+    def endpoint_field(self) -> str:
+        """The field that says where requests go, for refusals to name."""
+        return f"{FIELD}.endpoint" if self.endpoint else f"{FIELD}.region"
 
 
 @dataclass(frozen=True, repr=False)  # repr=False: never print keys
@@ -203,9 +219,12 @@ async def _web_identity(
                 jwt.role_arn,
                 re.sub(r"[^\w+=,.@-]", "-", session_name)[:64],
                 token,
-            )
+            ),
+            guard_for(store.denied_egress, config.endpoint_field),
         )
     except ClientError as exc:
+        if (redirect := _redirect(exc, config)) is not None:
+            raise redirect from None
         code = _code(exc)
         if _is_throttling(exc) or code == "IDPCommunicationError":
             raise ProviderError(f"{store}: STS is unavailable ({code}); retrying") from None
@@ -216,7 +235,7 @@ async def _web_identity(
             "audience, and that the cluster's OIDC issuer is an IAM identity provider"
         ) from None
     except BotoCoreError as exc:
-        raise ProviderError(f"{store}: cannot reach STS: {exc}") from None
+        raise _egress_refusal(exc) or ProviderError(f"{store}: cannot reach STS: {exc}") from None
     return AwsKeys(
         creds["AccessKeyId"],
         creds["SecretAccessKey"],
@@ -268,6 +287,7 @@ class AwsClient(SecretsClient):
         self._expires_at: float | None = None
         self._lock = asyncio.Lock()
         self._batch_allowed = True
+        self._egress = guard_for(store.denied_egress, config.endpoint_field)
 
     async def connect(self) -> None:
         """Fetches the store's keys and builds a client with them.
@@ -275,7 +295,7 @@ class AwsClient(SecretsClient):
         A client being replaced may still serve calls in flight, so it is dropped, not closed.
         """
         keys = await self._keys()
-        self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys))
+        self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys), self._egress)
         self._expires_at = keys.expires_at if keys else None
 
     async def _client(self) -> SecretsManagerClient:
@@ -382,7 +402,7 @@ class AwsClient(SecretsClient):
         attempt = 0
         while True:
             try:
-                return await _in_thread(call)
+                return await _in_thread(call, self._egress)
             except ClientError as exc:
                 attempt += 1
                 if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
@@ -391,6 +411,8 @@ class AwsClient(SecretsClient):
             await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
 
     def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
+        if (refused := _egress_refusal(exc) or _redirect(exc, self._config)) is not None:
+            return refused
         if isinstance(exc, ClientError):
             if _is_throttling(exc):
                 return ThrottledError(
@@ -449,5 +471,27 @@ def _is_throttling(exc: ClientError) -> bool:
     return _code(exc) in _THROTTLING_CODES or status == 429
 
 
-async def _in_thread(call: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
+def _egress_refusal(exc: ClientError | BotoCoreError) -> EgressRefused | None:
+    """botocore wraps whatever its HTTP layer raises; a refusal of the egress guard is unwrapped."""
+    error = getattr(exc, "kwargs", {}).get("error")
+    return error if isinstance(error, EgressRefused) else None
+
+
+def _redirect(exc: ClientError | BotoCoreError, config: AwsConfig) -> EgressRefused | None:
+    """botocore follows no redirect; an answer that asks for one is refused by name."""
+    if not isinstance(exc, ClientError):
+        return None
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    if not 300 <= status < 400:
+        return None
+    return EgressRefused(
+        f"{config.endpoint_field}: the endpoint answered with a redirect (HTTP {status}); "
+        "vaultsync does not follow redirects"
+    )
+
+
+async def _in_thread(call: Callable[[], T], egress: EgressGuard | None) -> T:
+    """The one way boto3 is called: on this module's threads, under the store's egress guard."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _EXECUTOR, functools.partial(run_guarded, egress, call)
+    )
