@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from vaultsync.constants import ORIGIN_MAX_LENGTH
 
 _HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
-_PORT = r"(:[0-9]{1,5})?"
+_PORT = r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
 HTTP_SCHEMES = ("http", "https")
 HTTPS_ONLY = ("https",)
 HOST_NAME_LIMIT = 253
@@ -36,11 +36,10 @@ def origin_pattern(schemes: tuple[str, ...]) -> str:
 
 
 def origin_rule(schemes: tuple[str, ...]) -> str:
-    """The words used in refusals, by the CRDs' CEL messages and by `check_origin`."""
-    scheme = " or ".join(f"{s}://" for s in schemes)
+    """The words of a refusal, the same in the CRDs' CEL messages and in `check_origin`."""
     return (
-        f"must be an origin: {scheme}host or {scheme}host:port, without user, path, "
-        f"query, fragment or spaces, at most {ORIGIN_MAX_LENGTH} characters"
+        f"must be an origin, scheme://host or scheme://host:port with scheme {' or '.join(schemes)}, "
+        f"without user, path, query, fragment or spaces, at most {ORIGIN_MAX_LENGTH} characters"
     )
 
 
