@@ -223,8 +223,6 @@ async def _web_identity(
             guard_for(store.denied_egress, config.endpoint_field),
         )
     except ClientError as exc:
-        if (redirect := _redirect(exc, config)) is not None:
-            raise redirect from None
         code = _code(exc)
         if _is_throttling(exc) or code == "IDPCommunicationError":
             raise ProviderError(f"{store}: STS is unavailable ({code}); retrying") from None
@@ -253,6 +251,7 @@ def _assume_role_with_web_identity(
         endpoint_url=config.endpoint or None,
         config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
     )
+    _refuse_redirects(sts, config.endpoint_field)
     try:
         return sts.assume_role_with_web_identity(
             RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token
@@ -272,7 +271,9 @@ def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerCl
             aws_session_token=keys.session_token,
             region_name=config.region,
         )
-    return session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
+    client = session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
+    _refuse_redirects(client, config.endpoint_field)
+    return client
 
 
 class AwsClient(SecretsClient):
@@ -411,7 +412,7 @@ class AwsClient(SecretsClient):
             await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
 
     def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
-        if (refused := _egress_refusal(exc) or _redirect(exc, self._config)) is not None:
+        if (refused := _egress_refusal(exc)) is not None:
             return refused
         if isinstance(exc, ClientError):
             if _is_throttling(exc):
@@ -477,17 +478,19 @@ def _egress_refusal(exc: ClientError | BotoCoreError) -> EgressRefused | None:
     return error if isinstance(error, EgressRefused) else None
 
 
-def _redirect(exc: ClientError | BotoCoreError, config: AwsConfig) -> EgressRefused | None:
-    """botocore follows no redirect; an answer that asks for one is refused by name."""
-    if not isinstance(exc, ClientError):
-        return None
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    if not 300 <= status < 400:
-        return None
-    return EgressRefused(
-        f"{config.endpoint_field}: the endpoint answered with a redirect (HTTP {status}); "
-        "vaultsync does not follow redirects"
-    )
+def _refuse_redirects(client: Any, field: str) -> None:
+    """botocore follows no redirect, but would parse a redirect's body as the answer; an answer
+    asking for a redirect is refused by name instead, before any parsing."""
+
+    def check(response_dict: Mapping[str, Any], **_: Any) -> None:
+        status = int(response_dict.get("status_code") or 0)
+        if 300 <= status < 400:
+            raise EgressRefused(
+                f"{field}: the endpoint answered with a redirect (HTTP {status}); "
+                "vaultsync does not follow redirects"
+            )
+
+    client.meta.events.register("before-parse", check)
 
 
 async def _in_thread(call: Callable[[], T], egress: EgressGuard | None) -> T:
