@@ -16,7 +16,9 @@ each backend's real server (OpenBao, moto, the Azure emulator).
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
+import re
 import socket
 import ssl
 import tempfile
@@ -209,3 +211,108 @@ async def test_a_redirect_from_sts_is_refused_and_never_followed(target: Countin
         server.shutdown()
         server.server_close()
     assert target.connections == 0
+
+
+class Forwarder:
+    """A TCP forwarder on `host` to a backend's real server, counting the connections it accepts."""
+
+    def __init__(self, host: str, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._listener = socket.create_server((host, 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.connections = 0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self._upstream)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+
+# (how the endpoint is written, where the forwarder listens, the ranges denied)
+BY_ADDRESS = ("127.0.0.2", "127.0.0.2", ("127.0.0.2/32",))
+BY_NAME = ("localhost", "127.0.0.1", ("127.0.0.0/8", "::1/128"))
+DENY_CASES = [
+    ("vault", BY_ADDRESS),
+    ("vault", BY_NAME),
+    ("aws", BY_ADDRESS),
+    ("aws", BY_NAME),
+    ("azurekv", BY_NAME),  # the emulator's certificate names localhost and 127.0.0.1 only
+]
+
+
+def upstream_of(provider: str, config: Mapping[str, Any]) -> str:
+    return str(
+        config["vaultUrl" if provider == "azurekv" else "server" if provider == "vault" else "endpoint"]
+    )
+
+
+def pointed_at(provider: str, config: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    keys = {"vault": ["server"], "aws": ["endpoint"], "azurekv": ["vaultUrl", "authorityHost"]}[provider]
+    return {**config, **dict.fromkeys(keys, origin)}
+
+
+@pytest.mark.parametrize(("provider", "case"), DENY_CASES, ids=[f"{p}-{c[0]}" for p, c in DENY_CASES])
+async def test_a_namespaced_store_is_refused_a_denied_address_and_a_cluster_store_is_not(
+    provider: str, case: tuple[str, str, tuple[str, ...]], backends: Backends
+) -> None:
+    host, listen, ranges = case
+    backend = backends.get("azure" if provider == "azurekv" else provider)
+    config = backend.provider_config()
+    key = f"egress/{provider}-{host.replace('.', '-')}"
+    backend.write(key, '{"reached": "yes"}')
+    forwarder = Forwarder(listen, upstream_of(provider, config))
+    scheme = urlsplit(upstream_of(provider, config)).scheme
+    config = pointed_at(provider, config, f"{scheme}://{host}:{forwarder.port}")
+    impl = PROVIDERS[provider]
+    denied = tuple(ipaddress.ip_network(r) for r in ranges)
+    namespaced = StoreContext(kind="SecretStore", name="egress", namespace="tenant", denied_egress=denied)
+    try:
+        with pytest.raises(EgressRefused) as caught:
+            client = await impl.new_client(impl.parse_config(config), namespaced, backend.credentials())
+            try:
+                await client.get_secret(RemoteRef(key))
+            finally:
+                await client.close()
+        assert forwarder.connections == 0
+        field = "vaultUrl" if provider == "azurekv" else "server" if provider == "vault" else "endpoint"
+        resolved = r"127\.0\.0\.\d+|::1" if host == "localhost" else r"127\.0\.0\.2"
+        assert caught.value.message.startswith(f"spec.provider.{provider}.{field}: resolves to ")
+        assert any(f"denied by --deny-egress-cidr {r}" in caught.value.message for r in ranges), (
+            caught.value.message
+        )
+        assert re.search(resolved, caught.value.message)
+
+        client = await impl.new_client(impl.parse_config(config), CLUSTER, backend.credentials())
+        try:
+            value = await client.get_secret(RemoteRef(key))
+        finally:
+            await client.close()
+        assert b"reached" in value.value
+        assert forwarder.connections >= 1
+    finally:
+        forwarder.close()
