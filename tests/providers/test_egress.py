@@ -213,6 +213,34 @@ async def test_a_redirect_from_sts_is_refused_and_never_followed(target: Countin
     assert target.connections == 0
 
 
+async def test_a_redirect_from_the_azure_token_endpoint_is_refused_and_never_followed(
+    target: CountingServer, tls: Path, backends: Backends
+) -> None:
+    """The vault (the emulator) asks for a token; the authority answers with a redirect."""
+    backend: Any = backends.get("azure")
+    elsewhere = f"http://{TARGET_HOST}:{target.server_address[1]}"
+    server, origin = redirector(302, elsewhere, tls)
+    trusted = backend.emulator.ca_pem + (tls / "ca.pem").read_bytes()
+    config = {
+        **backend.provider_config(),
+        "authorityHost": origin,
+        "caBundle": base64.b64encode(trusted).decode(),
+    }
+    impl = PROVIDERS["azurekv"]
+    try:
+        with pytest.raises(EgressRefused, match=r"^spec\.provider\.azurekv\.authorityHost: .*redirect"):
+            client = await impl.new_client(impl.parse_config(config), NAMESPACED, backend.credentials())
+            try:
+                await client.get_secret(RemoteRef("app-db"))
+            finally:
+                await client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.connections >= 1
+    assert target.connections == 0
+
+
 class Forwarder:
     """A TCP forwarder on `host` to a backend's real server, counting the connections it accepts."""
 

@@ -292,6 +292,12 @@ class AzureKeyVaultClient(SecretsClient):
         except ClientAuthenticationError as exc:
             if any(isinstance(e, CONNECTION_ERRORS) for e in _chain(exc)):
                 raise ProviderError(self._unreachable(exc)) from None
+            status = getattr(exc.response, "status_code", None) or 0
+            if 300 <= status < 400:  # azure-identity follows no redirect; say so by name
+                raise EgressRefused(
+                    f"{FIELD}.authorityHost: the token endpoint answered with a redirect "
+                    f"(HTTP {status}); vaultsync does not follow redirects"
+                ) from None
             raise AuthenticationError(
                 f"{store}: Azure refused {self._identity} for vault {vault}: "
                 f"{self._summary(exc)}; check the credentials under {FIELD}.auth and "

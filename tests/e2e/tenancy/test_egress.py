@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from kubernetes.client import ApiException
+
 from tests.e2e.conftest import GROUP, VERSION, Vaultsync
 from tests.e2e.tenancy.conftest import Bystander, RecordingServer, TenancyOperators, Tenant
 from tests.env.kube import KubeApi
