@@ -8,6 +8,7 @@ and it is tried here on the same inputs as the model.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,14 @@ GOOD_ORIGINS = [
 ]
 
 
-def crd_rule(crd: str, path: tuple[str, str]) -> str:
+@functools.cache
+def load_crd(name: str) -> Any:
+    return yaml.safe_load((CRD_DIR / name).read_text())
+
+
+def crd_rule(name: str, path: tuple[str, str]) -> str:
     """The regular expression in the CRD's CEL rule of one field."""
-    doc = yaml.safe_load((CRD_DIR / crd).read_text())
+    doc = load_crd(name)
     spec = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     prop = spec["properties"]["provider"]["properties"][path[0]]["properties"][path[1]]
     (rule,) = [v["rule"] for v in prop["x-kubernetes-validations"]]
