@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass
 
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
+from vaultsync.cache import CACHE_MAX_BYTES
 from vaultsync.constants import DEFAULT_DENY_EGRESS_CIDRS
+from vaultsync.schedule import MIN_REFRESH_SECONDS, parse_duration
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Config:
     event_burst: int
     verbose: bool
     deny_egress_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    min_refresh_interval: float = MIN_REFRESH_SECONDS
+    cache_max_bytes: int = CACHE_MAX_BYTES
 
     @property
     def clusterwide(self) -> bool:
@@ -40,6 +44,11 @@ class Config:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"VAULTSYNC_{name}", default)
+
+
+def duration(text: str) -> float:
+    """A Go duration flag (`10s`, `1m`); argparse names this function in its error."""
+    return parse_duration(text)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +122,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="address range (CIDR) that a namespaced SecretStore may not connect to (repeatable; "
         "added to VAULTSYNC_DENY_EGRESS_CIDRS, default: link-local and cloud metadata addresses)",
     )
+    parser.add_argument(
+        "--min-refresh-interval",
+        type=duration,
+        default=duration(_env("MIN_REFRESH_INTERVAL", f"{MIN_REFRESH_SECONDS:g}s")),
+        help="shorter refreshIntervals are raised to this (a Go duration; 0 keeps meaning sync once)",
+    )
+    parser.add_argument(
+        "--cache-max-bytes",
+        type=int,
+        default=int(_env("CACHE_MAX_BYTES", str(CACHE_MAX_BYTES))),
+        help="bytes of remote values the shared cache may hold; least recently used are evicted first",
+    )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
 
 
@@ -140,4 +161,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         event_burst=args.event_burst,
         verbose=args.verbose,
         deny_egress_cidrs=tuple(dict.fromkeys(args.deny_egress_cidrs)),
+        min_refresh_interval=args.min_refresh_interval,
+        cache_max_bytes=args.cache_max_bytes,
     )
