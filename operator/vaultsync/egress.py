@@ -53,6 +53,7 @@ from vaultsync.errors import EgressRefused
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 FLAG = "--deny-egress-cidr"
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: IPv4 in the last 32 bits
 
 _GUARD: contextvars.ContextVar[EgressGuard | None] = contextvars.ContextVar("vaultsync_egress", default=None)
 _urllib3_create_connection = urllib3.util.connection.create_connection
@@ -68,9 +69,14 @@ class EgressGuard:
     def check(self, address: str) -> None:
         """Raises `EgressRefused` if the IP address `address` is in a denied range."""
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        candidates = [ip]
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            candidates.append(ip.ipv4_mapped)
+        candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+        if isinstance(ip, ipaddress.IPv6Address):  # IPv4 addresses written as IPv6 ones
+            if ip.ipv4_mapped is not None:
+                candidates.append(ip.ipv4_mapped)
+            if ip.sixtofour is not None:
+                candidates.append(ip.sixtofour)
+            if ip in NAT64:
+                candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
         for candidate in candidates:
             for network in self.denied:
                 if candidate.version == network.version and candidate in network:

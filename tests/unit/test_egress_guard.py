@@ -41,6 +41,8 @@ def refusal(guard: EgressGuard, address: str) -> str:
         ("100.100.100.200", "100.100.100.200/32"),  # Alibaba Cloud
         ("168.63.129.16", "168.63.129.16/32"),  # Azure wireserver
         ("::ffff:169.254.169.254", "169.254.0.0/16"),  # IPv4 written as IPv6
+        ("64:ff9b::a9fe:a9fe", "169.254.0.0/16"),  # through a NAT64 gateway
+        ("2002:a9fe:a9fe::1", "169.254.0.0/16"),  # 6to4
         ("fe80::1%eth0", "fe80::/10"),  # with a scope
     ],
 )
