@@ -749,3 +749,16 @@ def test_an_aws_region_that_is_not_a_region_name_is_rejected_at_apply(
         apply(
             cluster, tmp_path, namespace, changed(store(SS, "aws", AWS), spec__provider__aws__region=region)
         )
+
+
+@pytest.mark.parametrize("tenant", ["..", "tenant/../other", "-tenant"])
+def test_an_azure_tenant_that_is_not_an_id_or_domain_is_rejected_at_apply(
+    cluster: Cluster, namespace: str, tmp_path: Path, tenant: str
+) -> None:
+    with pytest.raises(RuntimeError, match=r"spec\.provider\.azurekv\.tenantId: Invalid value"):
+        apply(
+            cluster,
+            tmp_path,
+            namespace,
+            changed(store(SS, "azurekv", AZURE), spec__provider__azurekv__tenantId=tenant),
+        )

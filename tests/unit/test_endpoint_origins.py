@@ -198,3 +198,14 @@ def test_the_origin_of_a_url_makes_the_default_port_explicit_for_comparison() ->
 
 def test_check_origin_keeps_the_origin_without_a_trailing_slash() -> None:
     assert check_origin("https://vault:8200/", HTTP_SCHEMES) == "https://vault:8200"
+
+
+@pytest.mark.parametrize("tenant", ["..", "a/../b", "tenant\n", "a/b", "-a", "a..b", "x" * 257])
+def test_an_azure_tenant_that_would_change_the_token_url_is_refused(tenant: str) -> None:
+    config = {**azure_vault_url("https://shop.vault.azure.net"), "tenantId": tenant}
+    assert refusal("azurekv", config).startswith("spec.provider.azurekv.tenantId: ")
+
+
+@pytest.mark.parametrize("tenant", ["7d1b4c3a-0000-4000-8000-00000000a2ce", "contoso.onmicrosoft.com"])
+def test_an_azure_tenant_id_or_domain_is_accepted(tenant: str) -> None:
+    PROVIDERS["azurekv"].parse_config({**azure_vault_url("https://shop.vault.azure.net"), "tenantId": tenant})

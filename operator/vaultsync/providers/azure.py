@@ -85,7 +85,9 @@ ASSERTION_REUSE_SECONDS = 60.0
 # Key Vault object names: 1-127 letters, digits and dashes; versions are 32 hex digits.
 # Both are checked before any request, so a key can never steer the URL path.
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-TENANT_ID = re.compile(r"^[0-9a-zA-Z.-]{1,256}$")
+# The tenant becomes a path segment of the token URL: no '/', no '..', no trailing newline.
+TENANT_ID_PATTERN = r"^[0-9a-zA-Z]([0-9a-zA-Z.-]*[0-9a-zA-Z])?$"
+TENANT_ID = re.compile(TENANT_ID_PATTERN)
 SECRET_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
 CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError, aiohttp.ClientError)
 # `validate()` reads this name: a 404 proves the token and the Get permission are accepted.
@@ -145,7 +147,7 @@ class AzureKeyVaultConfig(ConfigModel):
     @field_validator("tenant_id")
     @classmethod
     def _tenant(cls, tenant: str) -> str:
-        if tenant and not TENANT_ID.match(tenant):
+        if tenant and (not TENANT_ID.fullmatch(tenant) or ".." in tenant or len(tenant) > 256):
             raise ValueError("must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com")
         return tenant
 
