@@ -344,3 +344,26 @@ async def test_a_namespaced_store_is_refused_a_denied_address_and_a_cluster_stor
         assert forwarder.connections >= 1
     finally:
         forwarder.close()
+
+
+async def test_sts_under_a_namespaced_store_is_refused_a_denied_address(backends: Backends) -> None:
+    """Web identity: the STS call, the first one a store makes, is guarded like the others."""
+    backend: Any = backends.get("aws")
+    config = backend.web_identity_config()
+    forwarder = Forwarder("127.0.0.2", config["endpoint"])
+    config = pointed_at("aws", config, f"http://127.0.0.2:{forwarder.port}")
+    denied = (ipaddress.ip_network("127.0.0.2/32"),)
+    namespaced = StoreContext(kind="SecretStore", name="egress", namespace="tenant", denied_egress=denied)
+    impl = PROVIDERS["aws"]
+    try:
+        with pytest.raises(
+            EgressRefused, match=r"^spec\.provider\.aws\.endpoint: resolves to 127\.0\.0\.2, denied"
+        ):
+            await impl.new_client(impl.parse_config(config), namespaced, backend.credentials())
+        assert forwarder.connections == 0
+        with backend.authentication_off():  # moto cannot check the unsigned STS call
+            client = await impl.new_client(impl.parse_config(config), CLUSTER, backend.credentials())
+        await client.close()
+        assert forwarder.connections >= 1
+    finally:
+        forwarder.close()
