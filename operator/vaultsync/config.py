@@ -113,11 +113,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--deny-egress-cidr",
         action="append",
         dest="deny_egress_cidrs",
+        metavar="CIDR",
         type=_network,
         default=[
             _network(n)
             for n in _env("DENY_EGRESS_CIDRS", ",".join(DEFAULT_DENY_EGRESS_CIDRS)).split(",")
-            if n
+            if n.strip()
         ],
         help="address range (CIDR) that a namespaced SecretStore may not connect to (repeatable; "
         "added to VAULTSYNC_DENY_EGRESS_CIDRS, default: link-local and cloud metadata addresses)",
