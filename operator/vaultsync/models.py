@@ -18,6 +18,7 @@ from vaultsync.constants import GROUP
 from vaultsync.errors import InvalidSpec
 from vaultsync.providers.base import describe_validation_error
 from vaultsync.schedule import refresh_interval
+from vaultsync.targets import check_annotations, check_labels, check_name, check_type
 
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # The same limits as the CRD's schema (crds/externalsecrets.yaml), for objects stored before it.
@@ -94,12 +95,16 @@ class TemplateSpec(Model):
 
 
 class TargetSpec(Model):
-    name: str = ""
+    """The Secret to write; types, names and keys that belong to others are refused (targets.py)."""
+
+    name: Annotated[str, AfterValidator(check_name)] = ""
     creation_policy: Literal["Owner", "Merge", "Orphan"] = "Owner"
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
-    type: str = "Opaque"
-    labels: dict[str, MetadataValue] = Field(default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES)
-    annotations: dict[str, MetadataValue] = Field(
+    type: Annotated[str, AfterValidator(check_type)] = "Opaque"
+    labels: Annotated[dict[str, MetadataValue], AfterValidator(check_labels)] = Field(
+        default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES
+    )
+    annotations: Annotated[dict[str, MetadataValue], AfterValidator(check_annotations)] = Field(
         default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES
     )
     template: TemplateSpec | None = None
