@@ -7,12 +7,14 @@ sets. Both end up in one frozen `Config`, read once at start.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass
 
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
 from vaultsync.cache import CACHE_MAX_BYTES
 from vaultsync.constants import (
+    DEFAULT_DENY_EGRESS_CIDRS,
     TEMPLATE_CPU_SECONDS,
     TEMPLATE_MEMORY_MIB,
     TEMPLATE_OUTPUT_BYTES,
@@ -41,6 +43,7 @@ class Config:
     template_output_bytes: int
     template_workers: int
     verbose: bool
+    deny_egress_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     min_refresh_interval: float = MIN_REFRESH_SECONDS
     cache_max_bytes: int = CACHE_MAX_BYTES
 
@@ -131,6 +134,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="Events the operator may post at once before --events-per-second applies",
     )
     parser.add_argument(
+        "--deny-egress-cidr",
+        action="append",
+        dest="deny_egress_cidrs",
+        metavar="CIDR",
+        type=_network,
+        default=[
+            _network(n)
+            for n in _env("DENY_EGRESS_CIDRS", ",".join(DEFAULT_DENY_EGRESS_CIDRS)).split(",")
+            if n.strip()
+        ],
+        help="address range (CIDR) that a namespaced SecretStore may not connect to (repeatable; "
+        "added to VAULTSYNC_DENY_EGRESS_CIDRS, default: link-local and cloud metadata addresses)",
+    )
+    parser.add_argument(
         "--min-refresh-interval",
         type=duration,
         default=duration(_env("MIN_REFRESH_INTERVAL", f"{MIN_REFRESH_SECONDS:g}s")),
@@ -169,6 +186,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
 
 
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a CIDR range: {exc}") from None
+
+
 def from_arguments(args: argparse.Namespace) -> Config:
     return Config(
         operator_namespace=args.operator_namespace,
@@ -189,6 +213,7 @@ def from_arguments(args: argparse.Namespace) -> Config:
         template_output_bytes=args.template_output_bytes,
         template_workers=args.template_workers,
         verbose=args.verbose,
+        deny_egress_cidrs=tuple(dict.fromkeys(args.deny_egress_cidrs)),
         min_refresh_interval=args.min_refresh_interval,
         cache_max_bytes=args.cache_max_bytes,
     )

@@ -75,6 +75,22 @@ SECRET_SIZE_LIMIT = 1024 * 1024
 
 CONDITION_READY = "Ready"
 
+# Endpoint fields (vault.server, aws.endpoint, azurekv.vaultUrl, ...) hold an origin only:
+# "https://" + a 253-character host name + ":65535", with room to spare.
+ORIGIN_MAX_LENGTH = 300
+
+# Addresses a namespaced store may not reach unless the admin says otherwise
+# (--deny-egress-cidr, VAULTSYNC_DENY_EGRESS_CIDRS): link-local (IPv4 and IPv6, where
+# AWS, GCP, Azure, OpenStack and others serve instance metadata at 169.254.169.254), AWS's
+# IPv6 metadata address, Alibaba Cloud's metadata address and Azure's wireserver.
+DEFAULT_DENY_EGRESS_CIDRS = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254/128",
+    "100.100.100.200/32",
+    "168.63.129.16/32",
+)
+
 
 class Reason(StrEnum):
     """Reasons of the one `Ready` condition; users alert on these."""

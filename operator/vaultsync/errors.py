@@ -60,6 +60,14 @@ class ProviderError(RetryableError):
     reason = Reason.PROVIDER_ERROR
 
 
+class EgressRefused(ProviderError):
+    """A store's endpoint may not be reached: a denied address range or a redirect elsewhere.
+
+    Raised below the SDKs (at connect time or by a transport), so it is deliberately not an
+    `OSError`: urllib3, requests and aiohttp let it through instead of wrapping it.
+    """
+
+
 class ThrottledError(ProviderError):
     """The vault asked us to slow down; never a missing key."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -111,8 +112,11 @@ class StoreCredentials:
 class Stores:
     """Store bodies seen on the watch, and one client per store generation."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(
+        self, kube: Kube, denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    ) -> None:
         self._kube = kube
+        self._denied_egress = denied_egress  # applies to namespaced stores only
         self._bodies: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._clients: dict[str, ResolvedStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -145,7 +149,9 @@ class Stores:
 
     async def client_for(self, kind: str, body: Mapping[str, Any]) -> ResolvedStore:
         meta = body["metadata"]
-        context = StoreContext(kind=kind, name=meta["name"], namespace=meta.get("namespace"))
+        namespace = meta.get("namespace")
+        denied = self._denied_egress if namespace else ()
+        context = StoreContext(kind=kind, name=meta["name"], namespace=namespace, denied_egress=denied)
         identity = f"{meta.get('uid')}/{meta.get('generation')}"
         cache_key = f"{kind}/{context.namespace or ''}/{context.name}@{identity}"
         resolved = self._clients.get(cache_key)

@@ -98,7 +98,8 @@ DURATION = "refreshInterval must be a Go duration such as 30s, 5m or 1h30m, or 0
 SECRET_KEY = "secretKey must be a valid Secret key"
 DELIMITERS = "template.delimiters must be two different non-empty strings"
 EXACTLY_ONE = "provider must set exactly one of aws, vault, azurekv, fake"
-URL = "must be an http(s) URL"
+URL = "must be an origin, scheme://host or scheme://host:port with scheme http or https"
+HTTPS_URL = "must be an origin, scheme://host or scheme://host:port with scheme https"
 
 BAD_EXTERNAL_SECRETS = [
     rejected(changed(ES, spec__storeRef=DELETE), "spec.storeRef", "Required value", "no-store"),
@@ -350,7 +351,7 @@ BAD_STORES = [
     rejected(
         changed(store(SS, "azurekv", AZURE), spec__provider__azurekv__vaultUrl="http://shop.vault.azure.net"),
         "spec.provider.azurekv.vaultUrl",
-        "azurekv.vaultUrl must be an https URL",
+        f"azurekv.vaultUrl {HTTPS_URL}",
         "azure-plain-http",
     ),
     rejected(
@@ -365,7 +366,7 @@ BAD_STORES = [
     rejected(
         changed(store(SS, "azurekv", AZURE), spec__provider__azurekv__authorityHost="login.local"),
         "spec.provider.azurekv.authorityHost",
-        "azurekv.authorityHost must be an https URL",
+        f"azurekv.authorityHost {HTTPS_URL}",
         "azure-authority-host",
     ),
     rejected(
@@ -720,3 +721,103 @@ def test_status_the_operator_writes_is_kept_whole(cluster: Cluster, namespace: s
         "True",
         "Valid",
     ]
+
+
+# -- Endpoint fields take an origin only (see vaultsync.origins) -------------------------------
+
+ENDPOINTS = [
+    ("vault", VAULT, "server"),
+    ("aws", AWS, "endpoint"),
+    ("azurekv", AZURE, "vaultUrl"),
+    ("azurekv", AZURE, "authorityHost"),
+]
+BAD_ORIGINS = {
+    "path": "https://vault.example.com/v1/anything",
+    "fragment": "http://10.0.0.5:8080/steal#",
+    "query": "https://vault.example.com?x=1",
+    "userinfo": "https://vault.example.com@10.0.0.5",
+    "space": "https://vault.example.com ",
+    "newline": "https://vault.example.com\n",
+    "control character": "https://vault.example.com\u0007",
+    "non-http scheme": "ftp://vault.example.com",
+    "no scheme": "vault.example.com:8200",
+    "port out of range": "https://vault.example.com:65536",
+    "overlong": "https://" + "a" * 300 + ".com",
+}
+GOOD_ORIGINS = ["https://vault.example.com", "https://vault.example.com:8200/", "https://[fd00::1]:8200"]
+
+
+def dry_run(cluster: Cluster, tmp_path: Path, namespace: str, bodies: list[dict[str, Any]]) -> str:
+    """Server-side dry-run apply of many objects at once; kubectl's output, whether it failed or not."""
+    manifest = tmp_path / "objects.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": bodies}))
+    try:
+        return cluster.run_kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(manifest))
+    except RuntimeError as failed:
+        return str(failed)
+
+
+@pytest.mark.parametrize("kind", [SS, CSS])
+@pytest.mark.parametrize(("provider", "config", "field"), ENDPOINTS, ids=[e[2] for e in ENDPOINTS])
+def test_an_endpoint_that_is_not_an_origin_is_rejected_at_apply(
+    cluster: Cluster,
+    namespace: str,
+    tmp_path: Path,
+    kind: str,
+    provider: str,
+    config: dict[str, Any],
+    field: str,
+) -> None:
+    bodies = []
+    for i, value in enumerate(BAD_ORIGINS.values()):
+        body = changed(store(kind, provider, config), **{f"spec__provider__{provider}__{field}": value})
+        bodies.append(changed(body, metadata__name=f"{namespace}-bad-{i}"))
+    output = dry_run(cluster, tmp_path, namespace, bodies)
+    for i, form in enumerate(BAD_ORIGINS):
+        errors = [line for line in output.splitlines() if f'"{namespace}-bad-{i}" is invalid' in line]
+        assert errors, f"{form}: accepted\n{output}"
+        assert f"spec.provider.{provider}.{field}: " in errors[0], form
+        assert "must be an origin" in errors[0] or "Too long" in errors[0], errors[0]
+    assert "created (server dry run)" not in output
+
+
+@pytest.mark.parametrize("kind", [SS, CSS])
+@pytest.mark.parametrize(("provider", "config", "field"), ENDPOINTS, ids=[e[2] for e in ENDPOINTS])
+def test_an_origin_endpoint_is_accepted(
+    cluster: Cluster,
+    namespace: str,
+    tmp_path: Path,
+    kind: str,
+    provider: str,
+    config: dict[str, Any],
+    field: str,
+) -> None:
+    bodies = []
+    for i, value in enumerate(GOOD_ORIGINS):
+        body = changed(store(kind, provider, config), **{f"spec__provider__{provider}__{field}": value})
+        bodies.append(changed(body, metadata__name=f"{namespace}-good-{i}"))
+    output = dry_run(cluster, tmp_path, namespace, bodies)
+    assert output.count("created (server dry run)") == len(GOOD_ORIGINS), output
+
+
+@pytest.mark.parametrize("region", ["us-east-1.evil.example.com#", "us-east-1/x", "US-EAST-1"])
+def test_an_aws_region_that_is_not_a_region_name_is_rejected_at_apply(
+    cluster: Cluster, namespace: str, tmp_path: Path, region: str
+) -> None:
+    with pytest.raises(RuntimeError, match=r"spec\.provider\.aws\.region: Invalid value"):
+        apply(
+            cluster, tmp_path, namespace, changed(store(SS, "aws", AWS), spec__provider__aws__region=region)
+        )
+
+
+@pytest.mark.parametrize("tenant", ["..", "tenant/../other", "-tenant"])
+def test_an_azure_tenant_that_is_not_an_id_or_domain_is_rejected_at_apply(
+    cluster: Cluster, namespace: str, tmp_path: Path, tenant: str
+) -> None:
+    with pytest.raises(RuntimeError, match=r"spec\.provider\.azurekv\.tenantId: Invalid value"):
+        apply(
+            cluster,
+            tmp_path,
+            namespace,
+            changed(store(SS, "azurekv", AZURE), spec__provider__azurekv__tenantId=tenant),
+        )

@@ -27,16 +27,19 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 
+from vaultsync.egress import EgressGuard, guard_for, run_guarded
 from vaultsync.errors import (
     AuthenticationError,
+    EgressRefused,
     InvalidStoreConfig,
     ProviderError,
     SecretNotFound,
     ThrottledError,
     VaultsyncError,
 )
+from vaultsync.origins import HTTP_SCHEMES, check_origin
 from vaultsync.providers.base import (
     ConfigModel,
     Credentials,
@@ -65,6 +68,8 @@ REFRESH_MARGIN = 300.0  # renew temporary credentials this long before they expi
 
 # AWS's ClientRequestToken, which becomes the VersionId, is 32-64 of these;
 # stage labels (AWSCURRENT, AWSPREVIOUS, custom) are short names.
+REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+REGION_MAX_LENGTH = 64
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
 _THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
@@ -119,9 +124,20 @@ class AwsAuth(ConfigModel):
 
 
 class AwsConfig(ConfigModel):
-    region: str
+    # The region becomes part of AWS's host names (secretsmanager.<region>.amazonaws.com).
+    region: str = Field(pattern=REGION_PATTERN, max_length=REGION_MAX_LENGTH)
     endpoint: str = ""  # also used for STS, so one override reaches a local emulator
     auth: AwsAuth | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _origin(cls, endpoint: str) -> str:
+        return check_origin(endpoint, HTTP_SCHEMES) if endpoint else ""
+
+    @property
+    def endpoint_field(self) -> str:
+        """The field that says where requests go, for refusals to name."""
+        return f"{FIELD}.endpoint" if self.endpoint else f"{FIELD}.region"
 
 
 @dataclass(frozen=True, repr=False)  # repr=False: never print keys
@@ -203,7 +219,8 @@ async def _web_identity(
                 jwt.role_arn,
                 re.sub(r"[^\w+=,.@-]", "-", session_name)[:64],
                 token,
-            )
+            ),
+            guard_for(store.denied_egress, config.endpoint_field),
         )
     except ClientError as exc:
         code = _code(exc)
@@ -216,7 +233,7 @@ async def _web_identity(
             "audience, and that the cluster's OIDC issuer is an IAM identity provider"
         ) from None
     except BotoCoreError as exc:
-        raise ProviderError(f"{store}: cannot reach STS: {exc}") from None
+        raise _egress_refusal(exc) or ProviderError(f"{store}: cannot reach STS: {exc}") from None
     return AwsKeys(
         creds["AccessKeyId"],
         creds["SecretAccessKey"],
@@ -234,6 +251,7 @@ def _assume_role_with_web_identity(
         endpoint_url=config.endpoint or None,
         config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
     )
+    _refuse_redirects(sts, config.endpoint_field)
     try:
         return sts.assume_role_with_web_identity(
             RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token
@@ -253,7 +271,9 @@ def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerCl
             aws_session_token=keys.session_token,
             region_name=config.region,
         )
-    return session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
+    client = session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
+    _refuse_redirects(client, config.endpoint_field)
+    return client
 
 
 class AwsClient(SecretsClient):
@@ -268,6 +288,7 @@ class AwsClient(SecretsClient):
         self._expires_at: float | None = None
         self._lock = asyncio.Lock()
         self._batch_allowed = True
+        self._egress = guard_for(store.denied_egress, config.endpoint_field)
 
     async def connect(self) -> None:
         """Fetches the store's keys and builds a client with them.
@@ -275,7 +296,7 @@ class AwsClient(SecretsClient):
         A client being replaced may still serve calls in flight, so it is dropped, not closed.
         """
         keys = await self._keys()
-        self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys))
+        self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys), self._egress)
         self._expires_at = keys.expires_at if keys else None
 
     async def _client(self) -> SecretsManagerClient:
@@ -382,7 +403,7 @@ class AwsClient(SecretsClient):
         attempt = 0
         while True:
             try:
-                return await _in_thread(call)
+                return await _in_thread(call, self._egress)
             except ClientError as exc:
                 attempt += 1
                 if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
@@ -391,6 +412,8 @@ class AwsClient(SecretsClient):
             await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
 
     def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
+        if (refused := _egress_refusal(exc)) is not None:
+            return refused
         if isinstance(exc, ClientError):
             if _is_throttling(exc):
                 return ThrottledError(
@@ -449,5 +472,29 @@ def _is_throttling(exc: ClientError) -> bool:
     return _code(exc) in _THROTTLING_CODES or status == 429
 
 
-async def _in_thread(call: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, call)
+def _egress_refusal(exc: ClientError | BotoCoreError) -> EgressRefused | None:
+    """botocore wraps whatever its HTTP layer raises; a refusal of the egress guard is unwrapped."""
+    error = getattr(exc, "kwargs", {}).get("error")
+    return error if isinstance(error, EgressRefused) else None
+
+
+def _refuse_redirects(client: Any, field: str) -> None:
+    """botocore follows no redirect, but would parse a redirect's body as the answer; an answer
+    asking for a redirect is refused by name instead, before any parsing."""
+
+    def check(response_dict: Mapping[str, Any], **_: Any) -> None:
+        status = int(response_dict.get("status_code") or 0)
+        if 300 <= status < 400:
+            raise EgressRefused(
+                f"{field}: the endpoint answered with a redirect (HTTP {status}); "
+                "vaultsync does not follow redirects"
+            )
+
+    client.meta.events.register("before-parse", check)
+
+
+async def _in_thread(call: Callable[[], T], egress: EgressGuard | None) -> T:
+    """The one way boto3 is called: on this module's threads, under the store's egress guard."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _EXECUTOR, functools.partial(run_guarded, egress, call)
+    )

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 from azure.core.credentials import AccessToken
@@ -53,8 +54,10 @@ from azure.identity.aio import (
 from azure.keyvault.secrets.aio import SecretClient
 from pydantic import Field, field_validator, model_validator
 
+from vaultsync.egress import GuardedResolver, guard_for
 from vaultsync.errors import (
     AuthenticationError,
+    EgressRefused,
     InvalidSpec,
     InvalidStoreConfig,
     ProviderError,
@@ -62,6 +65,7 @@ from vaultsync.errors import (
     ThrottledError,
     VaultsyncError,
 )
+from vaultsync.origins import HTTPS_ONLY, check_origin
 from vaultsync.providers.base import (
     ConfigModel,
     Credentials,
@@ -81,7 +85,9 @@ ASSERTION_REUSE_SECONDS = 60.0
 # Key Vault object names: 1-127 letters, digits and dashes; versions are 32 hex digits.
 # Both are checked before any request, so a key can never steer the URL path.
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-TENANT_ID = re.compile(r"^[0-9a-zA-Z.-]{1,256}$")
+# The tenant becomes a path segment of the token URL: no '/', no '..', no trailing newline.
+TENANT_ID_PATTERN = r"^[0-9a-zA-Z]([0-9a-zA-Z.-]*[0-9a-zA-Z])?$"
+TENANT_ID = re.compile(TENANT_ID_PATTERN)
 SECRET_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
 CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError, aiohttp.ClientError)
 # `validate()` reads this name: a 404 proves the token and the Get permission are accepted.
@@ -93,6 +99,8 @@ PIPELINE_SETTINGS: dict[str, Any] = {
     "retry_backoff_max": 4,
     "connection_timeout": 10,
     "read_timeout": 30,
+    # A vault that answers with a redirect gets an error, not a request to the new place.
+    "permit_redirects": False,
 }
 
 
@@ -133,15 +141,13 @@ class AzureKeyVaultConfig(ConfigModel):
 
     @field_validator("vault_url", "authority_host")
     @classmethod
-    def _https(cls, url: str) -> str:
-        if url and not url.startswith("https://"):
-            raise ValueError("must be an https:// URL")
-        return url.rstrip("/")
+    def _https_origin(cls, url: str) -> str:
+        return check_origin(url, HTTPS_ONLY) if url else ""
 
     @field_validator("tenant_id")
     @classmethod
     def _tenant(cls, tenant: str) -> str:
-        if tenant and not TENANT_ID.match(tenant):
+        if tenant and (not TENANT_ID.fullmatch(tenant) or ".." in tenant or len(tenant) > 256):
             raise ValueError("must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com")
         return tenant
 
@@ -288,6 +294,12 @@ class AzureKeyVaultClient(SecretsClient):
         except ClientAuthenticationError as exc:
             if any(isinstance(e, CONNECTION_ERRORS) for e in _chain(exc)):
                 raise ProviderError(self._unreachable(exc)) from None
+            status = getattr(exc.response, "status_code", None) or 0
+            if 300 <= status < 400:  # azure-identity follows no redirect; say so by name
+                raise EgressRefused(
+                    f"{FIELD}.authorityHost: the token endpoint answered with a redirect "
+                    f"(HTTP {status}); vaultsync does not follow redirects"
+                ) from None
             raise AuthenticationError(
                 f"{store}: Azure refused {self._identity} for vault {vault}: "
                 f"{self._summary(exc)}; check the credentials under {FIELD}.auth and "
@@ -308,6 +320,11 @@ class AzureKeyVaultClient(SecretsClient):
     def _from_status(self, exc: HttpResponseError) -> VaultsyncError:
         vault, store = self._config.vault_url, self._store
         status = exc.status_code or 0
+        if 300 <= status < 400:
+            return EgressRefused(
+                f"{FIELD}.vaultUrl: vault {vault} answered with a redirect (HTTP {status}); "
+                "vaultsync does not follow redirects"
+            )
         if status == 403:
             return AuthenticationError(
                 f"{store}: {self._identity} may not read secrets in vault {vault} "
@@ -386,7 +403,7 @@ class AzureKeyVaultProvider(Provider):
         if config.auth.client_secret is not None:
             client_secret = await _client_secret(config.auth.client_secret, credentials)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=config.ssl_context()),
+            connector=_connector(config, store),
             trust_env=True,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
@@ -398,6 +415,19 @@ class AzureKeyVaultProvider(Provider):
             raise InvalidStoreConfig(f"{FIELD}.auth: {exc}") from None
         redact = (client_secret,) if client_secret else ()
         return AzureKeyVaultClient(config, credential, session, store, identity, redact)
+
+
+def _connector(config: AzureKeyVaultConfig, store: StoreContext) -> aiohttp.TCPConnector:
+    """A connector for the vault and the authority, resolving under the store's egress guard."""
+    vault = guard_for(store.denied_egress, f"{FIELD}.vaultUrl")
+    authority = guard_for(store.denied_egress, f"{FIELD}.authorityHost")
+    if vault is None or authority is None:
+        return aiohttp.TCPConnector(ssl=config.ssl_context())
+    vault.check_url(config.vault_url)  # aiohttp resolves no IP address, so those are checked now
+    authority.check_url(config.authority_host)
+    vault_host = urlsplit(config.vault_url).hostname or ""
+    resolver = GuardedResolver({vault_host: vault}, default=authority)
+    return aiohttp.TCPConnector(ssl=config.ssl_context(), resolver=resolver)
 
 
 async def _client_secret(auth: ClientSecretAuth, credentials: Credentials) -> str:

@@ -15,6 +15,7 @@ into reading another namespace's Secrets.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ class StoreContext:
     kind: str
     name: str
     namespace: str | None  # None for a ClusterSecretStore
+    # Address ranges this store's connections may not reach (see vaultsync.egress);
+    # the core sets it for namespaced stores only.
+    denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def may_use_operator_identity(self) -> bool:

@@ -32,9 +32,11 @@ import requests
 from pydantic import field_validator, model_validator
 
 from vaultsync.constants import SECRET_SIZE_LIMIT
+from vaultsync.egress import EgressGuard, guard_for, run_guarded
 from vaultsync.errors import (
     AuthenticationError,
     CredentialNotFound,
+    EgressRefused,
     InvalidSpec,
     InvalidStoreConfig,
     ProviderError,
@@ -43,6 +45,7 @@ from vaultsync.errors import (
     ThrottledError,
     VaultsyncError,
 )
+from vaultsync.origins import HTTP_SCHEMES, check_origin, origin_of
 from vaultsync.providers.base import (
     ConfigModel,
     Credentials,
@@ -150,10 +153,8 @@ class VaultConfig(ConfigModel):
 
     @field_validator("server")
     @classmethod
-    def _is_http_url(cls, server: str) -> str:
-        if not server.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return server.rstrip("/")
+    def _origin(cls, server: str) -> str:
+        return check_origin(server, HTTP_SCHEMES)
 
     @field_validator("path")
     @classmethod
@@ -205,12 +206,18 @@ class VaultClient(SecretsClient):
         self._store = store
         self._credentials = credentials
         self._ca_file = ca_file
+        self._egress = guard_for(store.denied_egress, f"{FIELD}.server")
+        session = requests.Session()
+        session.verify = ca_file if ca_file else True  # hvac takes a given session's verify
+        for scheme in ("http://", "https://"):
+            session.mount(scheme, SameOriginAdapter(config.server))
         self._hvac = hvac.Client(
             url=config.server,
             token="",  # never hvac's fallback to VAULT_TOKEN / ~/.vault-token
-            verify=ca_file if ca_file else True,
+            verify=session.verify,
             timeout=REQUEST_TIMEOUT_SECONDS,
             namespace=config.namespace or None,
+            session=session,
         )
         self._hvac.adapter.session.hooks["response"].append(_capped_body)
         self._lease: Lease | None = None
@@ -275,8 +282,8 @@ class VaultClient(SecretsClient):
         lease, self._lease = self._lease, None
         if lease is not None and self._config.auth.token is None:
             # Tokens this client created by logging in are revoked; a user's own token is not.
-            with contextlib.suppress(hvac.exceptions.VaultError, requests.RequestException):
-                await asyncio.to_thread(self._hvac.auth.token.revoke_self)
+            with contextlib.suppress(hvac.exceptions.VaultError, requests.RequestException, EgressRefused):
+                await self._thread(self._hvac.auth.token.revoke_self)
         await asyncio.to_thread(self._hvac.adapter.close)
         if self._ca_file:
             os.unlink(self._ca_file)
@@ -294,9 +301,14 @@ class VaultClient(SecretsClient):
                 raise  # the token is fine: its policy does not allow this read
         return await self._blocking(what, fn)
 
+    async def _thread(self, fn: Callable[[], T]) -> T:
+        """The one way hvac is called: in a worker thread, under the store's egress guard."""
+        egress: EgressGuard | None = self._egress
+        return await asyncio.to_thread(run_guarded, egress, fn)
+
     async def _blocking(self, what: str, fn: Callable[[], T], *, login: bool = False) -> T:
         try:
-            return await asyncio.to_thread(fn)
+            return await self._thread(fn)
         except (hvac.exceptions.VaultError, requests.RequestException) as exc:
             raise self._convert(exc, what, login=login) from None
 
@@ -321,7 +333,7 @@ class VaultClient(SecretsClient):
             if self._lease is not used:
                 return True  # another caller has already replaced it
             try:
-                await asyncio.to_thread(self._hvac.auth.token.lookup_self)
+                await self._thread(self._hvac.auth.token.lookup_self)
                 return False
             except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
                 await self._new_login()
@@ -342,7 +354,7 @@ class VaultClient(SecretsClient):
     async def _renew(self, lease: Lease, now: float) -> Lease | None:
         """A renewed lease, or None when Vault refuses or the token reached its max TTL."""
         try:
-            response = await asyncio.to_thread(self._hvac.auth.token.renew_self)
+            response = await self._thread(self._hvac.auth.token.renew_self)
         except (hvac.exceptions.VaultError, requests.RequestException):
             return None
         ttl = float(response["auth"]["lease_duration"])
@@ -457,6 +469,28 @@ class VaultClient(SecretsClient):
         reason = ", ".join(str(e) for e in exc.errors or [] if e)
         reason = _scrub(reason, self._sent_secrets)[:VAULT_REASON_LIMIT]
         return f" (Vault says: {reason})" if reason else ""
+
+
+class SameOriginAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, refusing any request to another origin than the configured server's.
+
+    requests follows redirects by default and sends hvac's `X-Vault-Token` header along to
+    wherever the server points; a redirect away from the server is refused here, before any
+    connection to its target, while a redirect within the server's origin still works.
+    """
+
+    def __init__(self, server: str) -> None:
+        super().__init__()
+        self._origin = origin_of(server)
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        target = origin_of(request.url or "")
+        if target != self._origin:
+            raise EgressRefused(
+                f"{FIELD}.server: the server redirected to {target}, another origin; vaultsync "
+                f"does not follow a redirect away from {FIELD}.server"
+            )
+        return super().send(request, *args, **kwargs)
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
