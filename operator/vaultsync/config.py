@@ -29,6 +29,7 @@ class Config:
     events_per_second: float
     event_burst: int
     verbose: bool
+    service_account: str = ""  # the operator's own ServiceAccount, in operator_namespace
 
     @property
     def clusterwide(self) -> bool:
@@ -98,6 +99,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="Events the operator may post at once before --events-per-second applies",
     )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
+    parser.add_argument(
+        "--service-account",
+        default=_env("SERVICE_ACCOUNT", ""),
+        help="the operator's own ServiceAccount (in --operator-namespace): a ClusterSecretStore's "
+        "Vault Kubernetes login without serviceAccountRef uses a token requested for it",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> Config:
@@ -116,4 +123,5 @@ def from_arguments(args: argparse.Namespace) -> Config:
         events_per_second=args.events_per_second,
         event_burst=args.event_burst,
         verbose=args.verbose,
+        service_account=args.service_account,
     )

@@ -47,6 +47,10 @@ SECRET_SIZE_LIMIT = 1024 * 1024
 
 CONDITION_READY = "Ready"
 
+# Every ServiceAccount token vaultsync requests (TokenRequest) lives this long: the API's
+# minimum, so a token a vault server keeps or leaks is useless ten minutes later.
+SERVICE_ACCOUNT_TOKEN_SECONDS = 600
+
 
 class Reason(StrEnum):
     """Reasons of the one `Ready` condition; users alert on these."""

@@ -24,14 +24,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import boto3
+import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.credentials import CredentialResolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import model_validator
 
 from vaultsync.errors import (
     AuthenticationError,
     InvalidStoreConfig,
+    PermissionDenied,
     ProviderError,
     SecretNotFound,
     ThrottledError,
@@ -47,6 +50,7 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    credential_text,
 )
 
 if TYPE_CHECKING:
@@ -179,10 +183,11 @@ async def _default_chain() -> None:
 
 
 async def _static_keys(keys: AwsStaticKeys, credentials: Credentials) -> AwsKeys:
-    key_id = await credentials.secret_value(keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
-    secret = await credentials.secret_value(keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey")
-    # Undecodable bytes become wrong keys, which AWS refuses with an actionable error.
-    return AwsKeys(key_id.decode(errors="replace").strip(), secret.decode(errors="replace").strip())
+    key_id = await credential_text(credentials, keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
+    secret = await credential_text(
+        credentials, keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey"
+    )
+    return AwsKeys(key_id, secret)
 
 
 async def _web_identity(
@@ -229,7 +234,7 @@ def _assume_role_with_web_identity(
     config: AwsConfig, role_arn: str, session_name: str, token: str
 ) -> CredentialsTypeDef:
     # The call is unsigned: the token is the proof, so no credentials are looked up.
-    sts = boto3.session.Session(region_name=config.region).client(
+    sts = _isolated_session(config, None).client(
         "sts",
         endpoint_url=config.endpoint or None,
         config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
@@ -242,17 +247,31 @@ def _assume_role_with_web_identity(
         sts.close()
 
 
+def _isolated_session(config: AwsConfig, keys: AwsKeys | None) -> boto3.session.Session:
+    """A session that can sign only with `keys`, and with nothing when they are None.
+
+    Its credential resolver has no providers, so it can never reach botocore's default chain
+    (environment, shared files, profiles, container and instance metadata), which is the
+    operator's own identity: boto3 reads an empty key as "none given" and would look there.
+    """
+    core = botocore.session.Session()
+    core.register_component("credential_provider", CredentialResolver(providers=[]))
+    if keys is not None:
+        if not (keys.access_key_id and keys.secret_access_key):
+            raise InvalidStoreConfig(f"{FIELD}.auth: the access key id or secret access key is empty")
+        core.set_credentials(keys.access_key_id, keys.secret_access_key, keys.session_token)
+    return boto3.session.Session(botocore_session=core, region_name=config.region)
+
+
 def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerClient:
-    """A boto3 client (building one reads model files, so this runs off the event loop)."""
+    """A boto3 client (building one reads model files, so this runs off the event loop).
+
+    `keys` None is the operator's default chain, which `new_client` allows a ClusterSecretStore only.
+    """
     if keys is None:
         session = boto3.session.Session(region_name=config.region)
     else:
-        session = boto3.session.Session(
-            aws_access_key_id=keys.access_key_id,
-            aws_secret_access_key=keys.secret_access_key,
-            aws_session_token=keys.session_token,
-            region_name=config.region,
-        )
+        session = _isolated_session(config, keys)
     return session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
 
 
@@ -275,6 +294,8 @@ class AwsClient(SecretsClient):
         A client being replaced may still serve calls in flight, so it is dropped, not closed.
         """
         keys = await self._keys()
+        if keys is None and not self._store.may_use_operator_identity:  # never the default chain
+            raise InvalidStoreConfig(f"{FIELD}.auth: required for a {self._store.kind}")
         self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys))
         self._expires_at = keys.expires_at if keys else None
 
@@ -419,7 +440,7 @@ class AwsClient(SecretsClient):
             return ThrottledError(f"{self._store}: AWS Secrets Manager throttled {what} ({code})")
         if code in _DENIED_CODES and ref is not None:
             # The identity was authenticated; this one secret is outside its policy.
-            return ProviderError(
+            return PermissionDenied(
                 f"{self._store}: AWS denied reading {what} ({code}): check that the store's "
                 "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
                 "key, if it uses a customer managed key)"
