@@ -103,17 +103,7 @@ class StoreCredentials:
             raise CredentialNotFound(
                 f"{field}.name: Secret {namespace}/{selector.name} does not exist"
             ) from None
-        data = body.get("data") or {}
-        if selector.key not in data:
-            raise CredentialNotFound(
-                f"{field}.key: Secret {namespace}/{selector.name} has no key {selector.key!r}"
-            )
-        try:
-            return base64.b64decode(data[selector.key] or "", validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raise InvalidStoreConfig(
-                f"{field}.key: key {selector.key!r} of Secret {namespace}/{selector.name} is not base64"
-            ) from None
+        return secret_key_bytes(body, namespace, selector, field)
 
     async def service_account_token(
         self, selector: ServiceAccountSelector, field: str, audiences: Sequence[str]
@@ -167,6 +157,24 @@ class _Refused:
     retry_at: float
     delay: float
     message: str
+
+
+def secret_key_bytes(
+    body: Mapping[str, Any], namespace: str, selector: SecretKeySelector, field: str
+) -> bytes:
+    """The decoded value of the selected key of a Secret's body; refuses a missing or
+    undecodable one naming the field, never passing on garbage as a credential."""
+    data = body.get("data") or {}
+    if selector.key not in data:
+        raise CredentialNotFound(
+            f"{field}.key: Secret {namespace}/{selector.name} has no key {selector.key!r}"
+        )
+    try:
+        return base64.b64decode(data[selector.key] or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidStoreConfig(
+            f"{field}.key: key {selector.key!r} of Secret {namespace}/{selector.name} is not base64"
+        ) from None
 
 
 class Stores:
