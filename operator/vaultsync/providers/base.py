@@ -21,7 +21,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -85,7 +85,10 @@ class ServiceAccountSelector(ConfigModel):
 
     name: str
     namespace: str | None = None
-    audiences: list[str] = Field(default_factory=list)
+    # Empty: the provider's own audience. As in the CRD: at most 8, each 1-253 characters.
+    audiences: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=8
+    )
 
 
 class Credentials(Protocol):
