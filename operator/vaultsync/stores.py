@@ -152,8 +152,9 @@ class StoreCredentials:
 
 @dataclass(frozen=True)
 class _Refused:
-    """A store whose login was refused: no new login before `retry_at` (monotonic)."""
+    """A store generation whose login was refused: no new login before `retry_at` (monotonic)."""
 
+    cache_key: str
     retry_at: float
     delay: float
     message: str
@@ -192,7 +193,7 @@ class Stores:
         self._bodies: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._clients: dict[str, ResolvedStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._refused: dict[str, _Refused] = {}
+        self._refused: dict[str, _Refused] = {}  # by store (kind/namespace/name), one generation each
         self._namespace_labels: dict[str, tuple[float, dict[str, str]]] = {}
 
     def observe(self, kind: str, body: Mapping[str, Any], deleted: bool) -> None:
@@ -200,6 +201,7 @@ class Stores:
         key = (kind, meta.get("namespace"), meta["name"])
         if deleted:
             self._bodies.pop(key, None)
+            self._refused.pop(f"{kind}/{meta.get('namespace') or ''}/{meta['name']}", None)
         else:
             self._bodies[key] = slim(body)
 
@@ -232,16 +234,16 @@ class Stores:
         async with lock:
             resolved = self._clients.get(cache_key)
             if resolved is None:
-                refused = self._refused.get(cache_key)
-                if refused is not None and time.monotonic() < refused.retry_at:
+                refused = self._refused.get(_store_of(cache_key))
+                if refused and refused.cache_key == cache_key and time.monotonic() < refused.retry_at:
                     raise StoreNotReady(refused.message)
                 try:
                     resolved = await self._new_client(context, body, cache_key)
                 except StoreLoginRefused as exc:
                     self._back_off(cache_key, exc.message)
                     raise
-                self._refused.pop(cache_key, None)
-                for old in [k for k in self._clients if k.split("@")[0] == cache_key.split("@")[0]]:
+                self._refused.pop(_store_of(cache_key), None)
+                for old in [k for k in self._clients if _store_of(k) == _store_of(cache_key)]:
                     await self._clients.pop(old).client.close()
                 self._clients[cache_key] = resolved
         return resolved
@@ -255,9 +257,12 @@ class Stores:
             await resolved.client.close()
 
     def _back_off(self, cache_key: str, message: str) -> None:
-        previous = self._refused.get(cache_key)
-        delay = min(previous.delay * 2, LOGIN_BACKOFF_MAX) if previous else LOGIN_BACKOFF_INITIAL
-        self._refused[cache_key] = _Refused(time.monotonic() + delay, delay, message)
+        previous = self._refused.get(_store_of(cache_key))
+        if previous is None or previous.cache_key != cache_key:  # a new generation starts afresh
+            delay = LOGIN_BACKOFF_INITIAL
+        else:
+            delay = min(previous.delay * 2, LOGIN_BACKOFF_MAX)
+        self._refused[_store_of(cache_key)] = _Refused(cache_key, time.monotonic() + delay, delay, message)
 
     async def close(self) -> None:
         for resolved in self._clients.values():
@@ -327,6 +332,11 @@ class Stores:
                 f"{context} is not ready: the {name} provider failed ({type(exc).__name__})"
             ) from None
         return ResolvedStore(context=context, provider=name, client=client, cache_key=cache_key)
+
+
+def _store_of(cache_key: str) -> str:
+    """`kind/namespace/name` of a client's cache key (`...@uid/generation`)."""
+    return cache_key.split("@")[0]
 
 
 def _not_ready(context: StoreContext, exc: VaultsyncError) -> StoreNotReady:
