@@ -29,6 +29,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import CredentialResolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 from pydantic import model_validator
 
 from vaultsync.errors import (
@@ -222,6 +223,8 @@ async def _web_identity(
         ) from None
     except BotoCoreError as exc:
         raise ProviderError(f"{store}: cannot reach STS: {exc}") from None
+    except ResponseParserError:  # a server that is not STS; its answer is not repeated
+        raise ProviderError(f"{store}: the STS endpoint's answer is not an STS response") from None
     return AwsKeys(
         creds["AccessKeyId"],
         creds["SecretAccessKey"],
@@ -313,7 +316,7 @@ class AwsClient(SecretsClient):
             kwargs["VersionId" if _VERSION_ID.fullmatch(ref.version) else "VersionStage"] = ref.version
         try:
             response = await self._call(functools.partial(sm.get_secret_value, **kwargs))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, ref) from None
         return _remote_value(response)
 
@@ -336,7 +339,7 @@ class AwsClient(SecretsClient):
         sm = await self._client()
         try:
             response = await self._call(functools.partial(sm.batch_get_secret_value, SecretIdList=keys))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             if isinstance(exc, ClientError) and _code(exc) in _DENIED_CODES:
                 # A least-privilege policy may grant GetSecretValue but not the batch call.
                 self._batch_allowed = False
@@ -372,7 +375,7 @@ class AwsClient(SecretsClient):
         sm = await self._client()
         try:
             response = await self._call(functools.partial(sm.describe_secret, SecretId=ref.key))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, ref) from None
         for version_id, stages in response.get("VersionIdsToStages", {}).items():
             if stage in stages:
@@ -391,7 +394,7 @@ class AwsClient(SecretsClient):
         except ClientError as exc:
             if _code(exc) not in _DENIED_CODES:
                 raise self._convert(exc, None) from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, None) from None
 
     async def close(self) -> None:
@@ -411,7 +414,9 @@ class AwsClient(SecretsClient):
             delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1)
             await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
 
-    def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
+    def _convert(
+        self, exc: ClientError | BotoCoreError | ResponseParserError, ref: RemoteRef | None
+    ) -> VaultsyncError:
         if isinstance(exc, ClientError):
             if _is_throttling(exc):
                 return ThrottledError(
@@ -422,6 +427,8 @@ class AwsClient(SecretsClient):
             error = exc.response.get("Error", {})
             return self._convert_code(_code(exc), error.get("Message", ""), ref)
         where = self._config.endpoint or f"region {self._config.region}"
+        if isinstance(exc, ResponseParserError):  # not an AWS answer; its body is not repeated
+            return ProviderError(f"{self._store}: {where} did not answer as AWS Secrets Manager")
         if isinstance(exc, NoCredentialsError):
             return AuthenticationError(f"{self._store}: no AWS credentials were found: {self._auth_hint}")
         return ProviderError(f"{self._store}: cannot reach AWS Secrets Manager at {where}: {exc}")
