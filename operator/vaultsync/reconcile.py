@@ -128,7 +128,7 @@ class Reconciler:
                 # The store's login was refused: its shared client is rebuilt (after a
                 # backoff). A denied or missing key (PermissionDenied, SecretNotFound) is this
                 # ExternalSecret's condition only and leaves the client to the others.
-                await self._stores.invalidate(resolved, exc)
+                await self._stores.invalidate(resolved)
             if isinstance(exc, SecretNotFound) and es.spec.target.deletion_policy == "Delete":
                 await self._remove_target(es)
             result = SyncResult(

@@ -248,12 +248,17 @@ class Stores:
                 self._clients[cache_key] = resolved
         return resolved
 
-    async def invalidate(self, resolved: ResolvedStore, error: AuthenticationError) -> None:
+    async def invalidate(self, resolved: ResolvedStore) -> None:
         """Drops a client whose login the vault refused; the next use logs in again, after a
         backoff. Only for a store-level refusal: a key's denial is `PermissionDenied`."""
         if self._clients.get(resolved.cache_key) is resolved:
             del self._clients[resolved.cache_key]
-            self._back_off(resolved.cache_key, _not_ready(resolved.context, error).message)
+            # Callers waiting out the backoff see the store's state, not the message of the
+            # ExternalSecret (of whichever namespace) that met the refusal.
+            message = (
+                f"{resolved.context}: the vault refused the store's credentials; logging in again shortly"
+            )
+            self._back_off(resolved.cache_key, message)
             await resolved.client.close()
 
     def _back_off(self, cache_key: str, message: str) -> None:
@@ -351,8 +356,8 @@ async def store_status(stores: Stores, kind: str, body: Mapping[str, Any]) -> di
         resolved = await stores.client_for(kind, body)
         try:
             await resolved.client.validate()
-        except AuthenticationError as exc:
-            await stores.invalidate(resolved, exc)
+        except AuthenticationError:
+            await stores.invalidate(resolved)
             raise
         ready, reason, message = "True", c.Reason.VALID, f"{resolved.context} is ready"
     except StoreNotReady as exc:

@@ -303,3 +303,38 @@ def test_an_azure_store_with_an_unusable_client_secret_is_refused_naming_the_fie
 def test_a_namespaced_azure_store_may_not_use_the_managed_identity() -> None:
     error = refusal("azurekv", {**AZURE_BASE, "auth": {"managedIdentity": {}}}, StaticCredentials())
     assert_refused(error, "spec.provider.azurekv.auth.managedIdentity", "ClusterSecretStore")
+
+
+def test_a_key_denied_after_the_token_was_replaced_is_still_only_permission_denied(
+    vault: VaultServer,
+) -> None:
+    """Vault revoked the store's token: one new login, and the retried read's 403 is the policy's."""
+    vault.request(
+        "PUT",
+        "sys/policies/acl/relogin-allowed",
+        {"policy": 'path "secret/data/allowed/*" { capabilities = ["read"] }'},
+    )
+    vault.request(
+        "POST", "auth/approle/role/relogin", {"token_policies": ["relogin-allowed"], "token_ttl": "1h"}
+    )
+    role_id = vault.request("GET", "auth/approle/role/relogin/role-id")["data"]["role_id"]
+    secret_id = vault.request("POST", "auth/approle/role/relogin/secret-id")["data"]["secret_id"]
+    vault.request("POST", "secret/data/forbidden/other", {"data": {"password": "pw-forbidden"}})
+    config = {
+        "server": vault.url,
+        "auth": {"appRole": {"roleId": role_id, "secretRef": {"name": "ar", "key": "id"}}},
+    }
+    credentials = StaticCredentials(secrets={("ar", "id"): secret_id.encode()})
+
+    async def scenario() -> int:
+        client = await connect("vault", config, credentials, CLUSTER)
+        assert isinstance(client, VaultClient)
+        try:
+            vault.request("PUT", "sys/leases/revoke-prefix/auth/approle/login", {})
+            with pytest.raises(PermissionDenied):
+                await client.get_secret(RemoteRef("forbidden/other"))
+            return client.logins
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == 2

@@ -264,7 +264,10 @@ class VaultClient(SecretsClient):
                 # The token is fine, its policy does not allow this read: the caller's problem,
                 # never a reason to drop (and revoke) a token other ExternalSecrets use.
                 raise PermissionDenied(exc.message) from None
-        return await self._blocking(what, fn)
+        try:
+            return await self._blocking(what, fn)
+        except AuthenticationError as exc:  # refused with a fresh token: the policy's doing
+            raise PermissionDenied(exc.message) from None
 
     async def _blocking(self, what: str, fn: Callable[[], T], *, login: bool = False) -> T:
         try:
