@@ -80,7 +80,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
     stores = Stores(kube, operator_account)
-    cache = FetchCache()
+    cache = FetchCache(max_bytes=config.cache_max_bytes)
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet
     )
@@ -90,6 +90,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         hmac_key,
         workers=config.workers,
         first_sync_max_age=config.first_sync_max_age,
+        min_refresh=config.min_refresh_interval,
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()

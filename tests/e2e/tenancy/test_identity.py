@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
+
 from tests.e2e.tenancy.conftest import Bystander, RecordingServer, TenancyOperators, Tenant
 from tests.env.kube import Cluster, KubeApi, bearer_token_api
 
