@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from kubernetes import client
 
+from tests.e2e.tenancy.recording import RecordingServer
 from tests.env.kube import Cluster, KubeApi
 from vaultsync.errors import InvalidStoreConfig, VaultsyncError
 from vaultsync.kube import Kube
@@ -33,40 +32,25 @@ FIELD = "spec.provider.vault.auth.kubernetes.serviceAccountRef"
 
 
 class FakeVault:
-    """A server posing as Vault (or STS): refuses every login and keeps the JWTs it was sent."""
+    """A server posing as Vault (or STS) that refuses every login; `jwts` are the tokens it got."""
 
     def __init__(self) -> None:
-        self.jwts: list[str] = []
-        recorder = self
+        self.server = RecordingServer()
+        self.server.respond_with(403, {"errors": ["permission denied"]})
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-                    jwt = parse_qs(body.decode()).get("WebIdentityToken", [""])[0]  # STS
-                else:
-                    jwt = json.loads(body or b"{}").get("jwt")  # Vault's Kubernetes login
-                if jwt:
-                    recorder.jwts.append(jwt)
-                reply = b'{"errors":["permission denied"]}'
-                self.send_response(403)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+    @property
+    def jwts(self) -> list[str]:
+        found: list[str] = []
+        for request in self.server.requests:
+            if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                found += parse_qs(request.body.decode()).get("WebIdentityToken", [])  # STS
+            elif b'"jwt"' in request.body:
+                found.append(json.loads(request.body)["jwt"])  # Vault's Kubernetes login
+        return found
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self.server.close()
 
 
 @pytest.fixture
