@@ -215,3 +215,66 @@ def test_a_namespaced_store_cannot_borrow_the_operators_identity(
         else:
             store_refused(tenant, field, "ClusterSecretStore")
         bystander.assert_still_syncing()
+
+
+@pytest.mark.parametrize(("value", "why"), UNUSABLE)
+def test_an_unusable_azure_client_secret_is_refused_before_anything_is_sent(
+    tenant: Tenant,
+    bystander: Bystander,
+    tenancy_operator: TenancyOperators,
+    tls_recording_server: RecordingServer,
+    value: bytes | None,
+    why: str,
+) -> None:
+    credential_secret(tenant, "azure-creds", {"secret": value})
+    auth = {"clientSecret": {"clientId": "app", "secretRef": {"name": "azure-creds", "key": "secret"}}}
+    azure = {
+        "vaultUrl": tls_recording_server.url,
+        "authorityHost": tls_recording_server.url,
+        "tenantId": "contoso.onmicrosoft.com",
+        "caBundle": tls_recording_server.ca_bundle,
+        "verifyChallengeResource": False,
+        "auth": auth,
+    }
+    with tenancy_operator():
+        use_store(tenant, {"azurekv": azure})
+        store_refused(tenant, "spec.provider.azurekv.auth.clientSecret.secretRef", why)
+        bystander.assert_still_syncing()
+    assert tls_recording_server.requests == []
+
+
+def test_a_cluster_store_logs_in_to_vault_as_the_operator_with_a_vault_audience_token(
+    tenancy_operator: TenancyOperators,
+    recording_server: RecordingServer,
+    kube_api: KubeApi,
+    cluster: Cluster,
+) -> None:
+    """Without serviceAccountRef, a ClusterSecretStore's Kubernetes login is the operator's own
+    ServiceAccount (--service-account), by TokenRequest for `vault`: never its API token."""
+    namespace = tenancy_operator.operator_namespace
+    kube_api.core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="vaultsync"))
+    )
+    recording_server.respond_with(403, {"errors": ["permission denied"]})
+    store = f"operator-login-{namespace}"
+    body = {
+        "apiVersion": "vaultsync.io/v1alpha1",
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": store},
+        "spec": {
+            "provider": {"vault": {"server": recording_server.url, "auth": {"kubernetes": {"role": "r"}}}}
+        },
+    }
+    kube_api.custom.create_cluster_custom_object("vaultsync.io", "v1alpha1", "clustersecretstores", body)
+    try:
+        with tenancy_operator("--service-account", "vaultsync"):
+            (login, *_) = recording_server.wait_for_requests(1)
+    finally:
+        kube_api.custom.delete_cluster_custom_object("vaultsync.io", "v1alpha1", "clustersecretstores", store)
+    jwt = json.loads(login.body)["jwt"]
+    assert claims(jwt)["sub"] == f"system:serviceaccount:{namespace}:vaultsync"
+    assert claims(jwt)["aud"] == ["vault"]
+    review = kube_api.authentication.create_token_review(
+        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=jwt))
+    )
+    assert review.status.authenticated is not True
