@@ -46,6 +46,7 @@ class Config:
     deny_egress_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     min_refresh_interval: float = MIN_REFRESH_SECONDS
     cache_max_bytes: int = CACHE_MAX_BYTES
+    service_account: str = ""  # the operator's own ServiceAccount, in operator_namespace
 
     @property
     def clusterwide(self) -> bool:
@@ -184,6 +185,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="render worker processes (started on first use; one namespace uses one at a time)",
     )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
+    parser.add_argument(
+        "--service-account",
+        default=_env("SERVICE_ACCOUNT", ""),
+        help="the operator's own ServiceAccount (in --operator-namespace): a ClusterSecretStore's "
+        "Vault Kubernetes login without serviceAccountRef uses a token requested for it",
+    )
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -216,4 +223,5 @@ def from_arguments(args: argparse.Namespace) -> Config:
         deny_egress_cidrs=tuple(dict.fromkeys(args.deny_egress_cidrs)),
         min_refresh_interval=args.min_refresh_interval,
         cache_max_bytes=args.cache_max_bytes,
+        service_account=args.service_account,
     )

@@ -90,6 +90,9 @@ DEFAULT_DENY_EGRESS_CIDRS = (
     "100.100.100.200/32",
     "168.63.129.16/32",
 )
+# Every ServiceAccount token vaultsync requests (TokenRequest) lives this long: the API's
+# minimum, so a token a vault server keeps or leaks is useless ten minutes later.
+SERVICE_ACCOUNT_TOKEN_SECONDS = 600
 
 
 class Reason(StrEnum):

@@ -78,6 +78,13 @@ class AuthenticationError(ProviderError):
     reason = Reason.STORE_NOT_READY
 
 
+class PermissionDenied(ProviderError):
+    """The vault accepted the store's identity, but its policy denies this one key.
+
+    It concerns the ExternalSecret that asked, never the store: a client shared with other
+    ExternalSecrets is kept (no logout, no new login, no token revoked)."""
+
+
 class SecretNotFound(PermanentError):
     """The remote key (or the pinned version) does not exist."""
 
@@ -108,6 +115,10 @@ class StoreNotFound(PermanentError):
 
 class StoreNotReady(RetryableError):
     reason = Reason.STORE_NOT_READY
+
+
+class StoreLoginRefused(StoreNotReady):
+    """The vault refused the store's own credentials at login; retried after a backoff."""
 
 
 class StoreNotAllowed(PermanentError):

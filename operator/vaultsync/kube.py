@@ -208,7 +208,11 @@ class Kube:
         return labels
 
     async def request_token(
-        self, namespace: str, service_account: str, audiences: Sequence[str], seconds: int = 600
+        self,
+        namespace: str,
+        service_account: str,
+        audiences: Sequence[str],
+        seconds: int = c.SERVICE_ACCOUNT_TOKEN_SECONDS,
     ) -> str:
         request = {
             "apiVersion": "authentication.k8s.io/v1",
@@ -219,6 +223,18 @@ class Kube:
         body = await self._json("create", "serviceaccounts/token", "POST", path, request)
         token: str = body["status"]["token"]
         return token
+
+    async def api_server_accepts(self, token: str) -> bool:
+        """Whether the API server itself authenticates `token` (a TokenReview without audiences
+        checks it against the API server's own audiences)."""
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        path = _path("apis", "authentication.k8s.io", "v1", "tokenreviews")
+        body = await self._json("create", "tokenreviews", "POST", path, review)
+        return bool((body.get("status") or {}).get("authenticated"))
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Posts an Event if the budget allows; otherwise counts it as dropped."""

@@ -136,6 +136,9 @@ class Reconciler:
             )
         except VaultsyncError as exc:
             if isinstance(exc, AuthenticationError) and resolved is not None:
+                # The store's login was refused: its shared client is rebuilt (after a
+                # backoff). A denied or missing key (PermissionDenied, SecretNotFound) is this
+                # ExternalSecret's condition only and leaves the client to the others.
                 await self._stores.invalidate(resolved)
             message = exc.message
             if isinstance(exc, SecretNotFound) and es.spec.target.deletion_policy == "Delete":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import ipaddress
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from vaultsync.errors import (
     KubeError,
     KubeNotFound,
     ProviderError,
+    StoreLoginRefused,
     StoreNotAllowed,
     StoreNotFound,
     StoreNotReady,
@@ -43,6 +45,9 @@ from vaultsync.providers.base import (
 )
 
 NAMESPACE_LABELS_TTL = 30.0
+# After a store's login is refused, no new login for this long, doubling up to the maximum.
+LOGIN_BACKOFF_INITIAL = 5.0
+LOGIN_BACKOFF_MAX = 60.0
 PLURALS = {
     c.KIND_SECRET_STORE: c.SECRET_STORES,
     c.KIND_CLUSTER_SECRET_STORE: c.CLUSTER_SECRET_STORES,
@@ -60,11 +65,22 @@ class ResolvedStore:
 
 
 class StoreCredentials:
-    """`Credentials` bound to one store; enforces whose Secrets and ServiceAccounts it may use."""
+    """`Credentials` bound to one store; enforces whose Secrets and ServiceAccounts it may use.
 
-    def __init__(self, kube: Kube, store: StoreContext) -> None:
+    Every token it requests has the provider's audience and lives ten minutes, and is checked
+    with a TokenReview before a provider may send it anywhere: a token the API server would
+    accept is never handed to a vault server, which a tenant's store may point at any host.
+    The review is the API server's own answer, so it covers every `--api-audiences` value and
+    any audience a tenant might guess; comparing against a list of audiences discovered once
+    (the mounted token's `aud`, the issuer) could miss one and does not exist out of cluster.
+    """
+
+    def __init__(
+        self, kube: Kube, store: StoreContext, operator_account: tuple[str, str] | None = None
+    ) -> None:
         self._kube = kube
         self._store = store
+        self._operator_account = operator_account  # (namespace, name) of the operator's own
 
     def _namespace(self, requested: str | None, field: str) -> str:
         if self._store.namespace is None:
@@ -88,38 +104,103 @@ class StoreCredentials:
             raise CredentialNotFound(
                 f"{field}.name: Secret {namespace}/{selector.name} does not exist"
             ) from None
-        data = body.get("data") or {}
-        if selector.key not in data:
-            raise CredentialNotFound(
-                f"{field}.key: Secret {namespace}/{selector.name} has no key {selector.key!r}"
-            )
-        return base64.b64decode(data[selector.key])
+        return secret_key_bytes(body, namespace, selector, field)
 
     async def service_account_token(
         self, selector: ServiceAccountSelector, field: str, audiences: Sequence[str]
     ) -> str:
         namespace = self._namespace(selector.namespace, field)
+        chosen = list(selector.audiences or audiences)
         try:
-            return await self._kube.request_token(
-                namespace, selector.name, selector.audiences or list(audiences)
-            )
+            return await self._token(namespace, selector.name, chosen, field)
         except KubeNotFound:
             raise CredentialNotFound(
                 f"{field}.name: ServiceAccount {namespace}/{selector.name} does not exist"
             ) from None
 
+    async def operator_token(self, field: str, audiences: Sequence[str]) -> str:
+        if not self._store.may_use_operator_identity:
+            raise InvalidStoreConfig(
+                f"{field}: required in a namespaced {self._store}; only a ClusterSecretStore may "
+                "use the operator's own ServiceAccount"
+            )
+        if self._operator_account is None:
+            raise CredentialNotFound(
+                f"{field}: omitted, so the operator's own ServiceAccount is used, but the operator "
+                "was not told its name (--service-account / VAULTSYNC_SERVICE_ACCOUNT)"
+            )
+        namespace, name = self._operator_account
+        try:
+            return await self._token(namespace, name, list(audiences), field)
+        except KubeNotFound:
+            raise CredentialNotFound(
+                f"{field}: the operator's ServiceAccount {namespace}/{name} does not exist"
+            ) from None
+
+    async def _token(self, namespace: str, name: str, audiences: list[str], field: str) -> str:
+        if not audiences or not all(a.strip() for a in audiences):
+            # No audience means the API server's own: a token any Kubernetes client accepts.
+            raise InvalidStoreConfig(f"{field}.audiences: each audience must be a non-empty string")
+        token = await self._kube.request_token(namespace, name, audiences)
+        if await self._kube.api_server_accepts(token):
+            raise InvalidStoreConfig(
+                f"{field}.audiences: the Kubernetes API server accepts tokens for {audiences}, so "
+                "a vault server receiving one could act as the ServiceAccount in the cluster; "
+                "use an audience only the vault accepts (the default is the provider's own)"
+            )
+        return token
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A store generation whose login was refused: no new login before `retry_at` (monotonic)."""
+
+    cache_key: str
+    retry_at: float
+    delay: float
+    message: str
+
+
+def secret_key_bytes(
+    body: Mapping[str, Any], namespace: str, selector: SecretKeySelector, field: str
+) -> bytes:
+    """The decoded value of the selected key of a Secret's body; refuses a missing or
+    undecodable one naming the field, never passing on garbage as a credential."""
+    data = body.get("data") or {}
+    if selector.key not in data:
+        raise CredentialNotFound(
+            f"{field}.key: Secret {namespace}/{selector.name} has no key {selector.key!r}"
+        )
+    try:
+        return base64.b64decode(data[selector.key] or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidStoreConfig(
+            f"{field}.key: key {selector.key!r} of Secret {namespace}/{selector.name} is not base64"
+        ) from None
+
 
 class Stores:
-    """Store bodies seen on the watch, and one client per store generation."""
+    """Store bodies seen on the watch, and one client per store generation.
+
+    A client is shared by every ExternalSecret that uses its store, so only a refused
+    login drops it (`invalidate`); an error about one key never does. After a refused
+    login the store is not logged in again before a backoff has passed, however many
+    ExternalSecrets ask in the meantime.
+    """
 
     def __init__(
-        self, kube: Kube, denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+        self,
+        kube: Kube,
+        operator_account: tuple[str, str] | None = None,
+        denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
     ) -> None:
         self._kube = kube
+        self._operator_account = operator_account
         self._denied_egress = denied_egress  # applies to namespaced stores only
         self._bodies: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._clients: dict[str, ResolvedStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refused: dict[str, _Refused] = {}  # by store (kind/namespace/name), one generation each
         self._namespace_labels: dict[str, tuple[float, dict[str, str]]] = {}
 
     def observe(self, kind: str, body: Mapping[str, Any], deleted: bool) -> None:
@@ -127,6 +208,7 @@ class Stores:
         key = (kind, meta.get("namespace"), meta["name"])
         if deleted:
             self._bodies.pop(key, None)
+            self._refused.pop(f"{kind}/{meta.get('namespace') or ''}/{meta['name']}", None)
         else:
             self._bodies[key] = slim(body)
 
@@ -161,17 +243,40 @@ class Stores:
         async with lock:
             resolved = self._clients.get(cache_key)
             if resolved is None:
-                resolved = await self._new_client(context, body, cache_key)
-                for old in [k for k in self._clients if k.split("@")[0] == cache_key.split("@")[0]]:
+                refused = self._refused.get(_store_of(cache_key))
+                if refused and refused.cache_key == cache_key and time.monotonic() < refused.retry_at:
+                    raise StoreNotReady(refused.message)
+                try:
+                    resolved = await self._new_client(context, body, cache_key)
+                except StoreLoginRefused as exc:
+                    self._back_off(cache_key, exc.message)
+                    raise
+                self._refused.pop(_store_of(cache_key), None)
+                for old in [k for k in self._clients if _store_of(k) == _store_of(cache_key)]:
                     await self._clients.pop(old).client.close()
                 self._clients[cache_key] = resolved
         return resolved
 
     async def invalidate(self, resolved: ResolvedStore) -> None:
-        """Drops a client whose credentials were refused, so the next use logs in again."""
+        """Drops a client whose login the vault refused; the next use logs in again, after a
+        backoff. Only for a store-level refusal: a key's denial is `PermissionDenied`."""
         if self._clients.get(resolved.cache_key) is resolved:
             del self._clients[resolved.cache_key]
+            # Callers waiting out the backoff see the store's state, not the message of the
+            # ExternalSecret (of whichever namespace) that met the refusal.
+            message = (
+                f"{resolved.context}: the vault refused the store's credentials; logging in again shortly"
+            )
+            self._back_off(resolved.cache_key, message)
             await resolved.client.close()
+
+    def _back_off(self, cache_key: str, message: str) -> None:
+        previous = self._refused.get(_store_of(cache_key))
+        if previous is None or previous.cache_key != cache_key:  # a new generation starts afresh
+            delay = LOGIN_BACKOFF_INITIAL
+        else:
+            delay = min(previous.delay * 2, LOGIN_BACKOFF_MAX)
+        self._refused[_store_of(cache_key)] = _Refused(cache_key, time.monotonic() + delay, delay, message)
 
     async def close(self) -> None:
         for resolved in self._clients.values():
@@ -228,9 +333,10 @@ class Stores:
             )
         try:
             config = provider.parse_config(raw)
-            client = await provider.new_client(config, context, StoreCredentials(self._kube, context))
+            credentials = StoreCredentials(self._kube, context, self._operator_account)
+            client = await provider.new_client(config, context, credentials)
         except AuthenticationError as exc:
-            raise _not_ready(context, exc) from None
+            raise StoreLoginRefused(_not_ready(context, exc).message) from None
         except (ProviderError, KubeError):
             raise  # transient: the ExternalSecret reports ProviderError and retries
         except VaultsyncError as exc:
@@ -240,6 +346,11 @@ class Stores:
                 f"{context} is not ready: the {name} provider failed ({type(exc).__name__})"
             ) from None
         return ResolvedStore(context=context, provider=name, client=client, cache_key=cache_key)
+
+
+def _store_of(cache_key: str) -> str:
+    """`kind/namespace/name` of a client's cache key (`...@uid/generation`)."""
+    return cache_key.split("@")[0]
 
 
 def _not_ready(context: StoreContext, exc: VaultsyncError) -> StoreNotReady:

@@ -56,6 +56,7 @@ CLUSTER_PERMISSIONS = {
     *(("", "namespaces", v) for v in ("get", "list", "watch")),
     *(("vaultsync.io", "clustersecretstores", v) for v in ("get", "list", "watch", "patch")),
     ("vaultsync.io", "clustersecretstores/status", "patch"),
+    ("authentication.k8s.io", "tokenreviews", "create"),
 }
 
 
@@ -110,6 +111,7 @@ def test_every_value_set_renders_a_hardened_operator_deployment(name: str, tmp_p
     assert {"--health-port=8080", "--metrics-port=9090"} <= set(operator["args"])
     env = {e["name"]: e for e in operator["env"]}
     assert env["VAULTSYNC_OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == ("metadata.namespace")
+    assert env["VAULTSYNC_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.serviceAccountName"
     assert pod["serviceAccountName"] == FULLNAME
 
 
@@ -156,6 +158,20 @@ def test_namespaced_mode_grants_namespaced_rights_only_in_the_listed_namespaces(
             "verbs": ["get", "update", "patch"],
         }
     ]
+    # A token of its own ServiceAccount (for Vault), and of no other ServiceAccount there.
+    own_token = only(manifests, "Role", f"{FULLNAME}-own-token")
+    assert own_token["metadata"]["namespace"] == "vaultsync"
+    assert own_token["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": [FULLNAME],
+            "verbs": ["create"],
+        }
+    ]
+    assert (
+        only(manifests, "RoleBinding", f"{FULLNAME}-own-token")["roleRef"]["name"] == f"{FULLNAME}-own-token"
+    )
     args = container(manifests)["args"]
     assert [a for a in args if a.startswith("--namespace")] == [f"--namespace={ns}" for ns in WATCHED]
 

@@ -6,12 +6,14 @@ made, and slow the client down. This proxy forwards every request unchanged
 `X-Amz-Target` header of AWS JSON APIs, the `Action` of AWS query APIs such as
 STS, else method and path), and can answer
 the next N requests itself with a canned error, such as AWS's throttling reply,
-so the client's real HTTP stack parses a real response.
+so the client's real HTTP stack parses a real response. It also keeps the access
+key id of every signed request (`access_keys`), to prove whose identity a client used.
 """
 
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "host"})
+SIGV4_KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class RecordingProxy:
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._canned: list[CannedReply] = []
+        self._access_keys: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -56,6 +60,21 @@ class RecordingProxy:
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+
+    def requests(self) -> int:
+        with self._lock:
+            return sum(self._calls.values())
+
+    def access_keys(self) -> list[str]:
+        """The access key id of each SigV4-signed request, in order."""
+        with self._lock:
+            return list(self._access_keys)
+
+    def _record_signer(self, authorization: str) -> None:
+        found = SIGV4_KEY_ID.search(authorization)
+        if found:
+            with self._lock:
+                self._access_keys.append(found.group(1))
 
     def refuse_next(self, count: int, reply: CannedReply) -> None:
         """Answer the next `count` requests with `reply` instead of forwarding them."""
@@ -82,6 +101,7 @@ class RecordingProxy:
 
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy._record_signer(self.headers.get("Authorization", ""))
                 action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
                 operation = self.headers.get("X-Amz-Target") or action or f"{self.command} {self.path}"
                 canned = proxy._next_canned(operation)

@@ -26,6 +26,7 @@ from vaultsync.errors import (
     CredentialNotFound,
     InvalidSpec,
     InvalidStoreConfig,
+    PermissionDenied,
     ProviderError,
     SecretNotFound,
 )
@@ -144,10 +145,12 @@ async def test_a_missing_or_empty_client_secret_names_the_secret_ref(
 async def test_an_app_the_vault_does_not_permit_is_told_which_role_it_needs(
     azure: AzureBackend,
 ) -> None:
+    """Entra ID issued the token, so a 403 is the vault's policy, not a refused login: it is
+    `PermissionDenied`, which never makes the operator drop a client other ExternalSecrets share."""
     name, value = key(), secret()
     azure.write(name, value)
     async with connected(azure, azure.no_access_config()) as client:
-        with pytest.raises(AuthenticationError) as info:
+        with pytest.raises(PermissionDenied) as info:
             await client.get_secret(RemoteRef(name))
     assert "Key Vault Secrets User" in info.value.message
     assert str(NAMESPACED) in info.value.message

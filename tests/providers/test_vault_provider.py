@@ -28,13 +28,13 @@ from vaultsync.errors import (
     CredentialNotFound,
     InvalidSpec,
     InvalidStoreConfig,
+    PermissionDenied,
     ProviderError,
     SecretNotFound,
     VaultsyncError,
 )
 from vaultsync.kube import Kube
 from vaultsync.providers import PROVIDERS
-from vaultsync.providers import vault as vault_provider
 from vaultsync.providers.base import Credentials, RemoteRef, StoreContext
 from vaultsync.providers.vault import VaultClient, VaultProvider
 from vaultsync.stores import StoreCredentials
@@ -390,7 +390,7 @@ def test_a_revoked_token_is_replaced_by_one_new_login_shared_by_concurrent_reads
     assert login_count(audit) == 2
 
 
-def test_a_policy_that_denies_the_path_is_an_authentication_error_without_a_new_login(
+def test_a_policy_that_denies_the_path_is_permission_denied_without_a_new_login(
     vault: VaultServer, audit: Audit
 ) -> None:
     vault.request(
@@ -401,10 +401,10 @@ def test_a_policy_that_denies_the_path_is_an_authentication_error_without_a_new_
     role_id, secret_id = approle(vault, "narrow", token_policies=["only-allowed"])
     put(vault, "forbidden/x", {"v": "pw-denied"})
 
-    async def scenario() -> tuple[AuthenticationError, int]:
+    async def scenario() -> tuple[PermissionDenied, int]:
         client = await connect(approle_config(vault, role_id), secret_id_credentials(secret_id))
         try:
-            with pytest.raises(AuthenticationError) as caught:
+            with pytest.raises(PermissionDenied) as caught:
                 await client.get_secret(RemoteRef("forbidden/x"))
             return caught.value, client.logins
         finally:
@@ -686,13 +686,13 @@ def test_kubernetes_auth_logs_in_with_a_token_requested_for_the_store_s_service_
     cluster: Cluster,
     kube_api: KubeApi,
     namespace: str,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Vault checks each token with the API server's TokenReview, as it does in a cluster.
 
-    The ClusterSecretStore case stands in for the operator's mounted token with a file holding
-    a token requested for the same ServiceAccount.
+    The Vault role expects the audience `vault`, which is what vaultsync asks for by default;
+    the ClusterSecretStore case logs in as the operator's own ServiceAccount ("app" stands in
+    for it) with a token requested for that audience, not the operator's mounted API token.
     """
     for name in ("vault-reviewer", "app", "stranger"):
         kube_api.core.create_namespaced_service_account(
@@ -750,20 +750,9 @@ def test_kubernetes_auth_logs_in_with_a_token_requested_for_the_store_s_service_
         def config(service_account: str | None) -> dict[str, Any]:
             auth: dict[str, Any] = {"mountPath": mount, "role": "shop"}
             if service_account:
-                auth["serviceAccountRef"] = {"name": service_account, "audiences": ["vault"]}
+                auth["serviceAccountRef"] = {"name": service_account}  # the audience is vault's
             return {"server": vault.url, "auth": {"kubernetes": auth}}
 
-        operator_token = tmp_path / "token"
-        operator_token.write_text(
-            kube_api.core.create_namespaced_service_account_token(
-                "app",
-                namespace,
-                client.AuthenticationV1TokenRequest(
-                    spec=client.V1TokenRequestSpec(audiences=["vault"], expiration_seconds=600)
-                ),
-            ).status.token
-        )
-        monkeypatch.setattr(vault_provider, "OPERATOR_TOKEN_FILE", str(operator_token))
         monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
 
         async def scenario() -> tuple[bytes, int, bytes, AuthenticationError]:
@@ -777,7 +766,9 @@ def test_kubernetes_auth_logs_in_with_a_token_requested_for_the_store_s_service_
                     logins = vault_client.logins
                 finally:
                     await vault_client.close()
-                as_operator = await connect(config(None), StaticCredentials(), CLUSTER_STORE)
+                # The operator's own ServiceAccount ("app" here), through a TokenRequest.
+                operator = StoreCredentials(kube, CLUSTER_STORE, operator_account=(namespace, "app"))
+                as_operator = await connect(config(None), operator, CLUSTER_STORE)
                 try:
                     operator_value = (await as_operator.get_secret(RemoteRef("k8s/db"))).value
                 finally:

@@ -289,6 +289,7 @@ def test_both_store_kinds_share_one_provider_schema() -> None:
     assert {rule["fieldPath"] for rule in namespaced_only} == {
         ".aws.auth",
         ".vault.auth",
+        ".vault.auth.kubernetes.serviceAccountRef",
         ".azurekv.auth.managedIdentity",
     }
     assert (

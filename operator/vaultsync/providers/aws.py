@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import boto3
+import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.credentials import CredentialResolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 from pydantic import Field, field_validator, model_validator
 
 from vaultsync.egress import EgressGuard, guard_for, run_guarded
@@ -34,6 +37,7 @@ from vaultsync.errors import (
     AuthenticationError,
     EgressRefused,
     InvalidStoreConfig,
+    PermissionDenied,
     ProviderError,
     SecretNotFound,
     ThrottledError,
@@ -50,6 +54,7 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    credential_text,
 )
 
 if TYPE_CHECKING:
@@ -195,10 +200,11 @@ async def _default_chain() -> None:
 
 
 async def _static_keys(keys: AwsStaticKeys, credentials: Credentials) -> AwsKeys:
-    key_id = await credentials.secret_value(keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
-    secret = await credentials.secret_value(keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey")
-    # Undecodable bytes become wrong keys, which AWS refuses with an actionable error.
-    return AwsKeys(key_id.decode(errors="replace").strip(), secret.decode(errors="replace").strip())
+    key_id = await credential_text(credentials, keys.access_key_id, f"{FIELD}.auth.secretRef.accessKeyId")
+    secret = await credential_text(
+        credentials, keys.secret_access_key, f"{FIELD}.auth.secretRef.secretAccessKey"
+    )
+    return AwsKeys(key_id, secret)
 
 
 async def _web_identity(
@@ -234,6 +240,8 @@ async def _web_identity(
         ) from None
     except BotoCoreError as exc:
         raise _egress_refusal(exc) or ProviderError(f"{store}: cannot reach STS: {exc}") from None
+    except ResponseParserError:  # a server that is not STS; its answer is not repeated
+        raise ProviderError(f"{store}: the STS endpoint's answer is not an STS response") from None
     return AwsKeys(
         creds["AccessKeyId"],
         creds["SecretAccessKey"],
@@ -246,7 +254,7 @@ def _assume_role_with_web_identity(
     config: AwsConfig, role_arn: str, session_name: str, token: str
 ) -> CredentialsTypeDef:
     # The call is unsigned: the token is the proof, so no credentials are looked up.
-    sts = boto3.session.Session(region_name=config.region).client(
+    sts = _isolated_session(config, None).client(
         "sts",
         endpoint_url=config.endpoint or None,
         config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
@@ -260,17 +268,31 @@ def _assume_role_with_web_identity(
         sts.close()
 
 
+def _isolated_session(config: AwsConfig, keys: AwsKeys | None) -> boto3.session.Session:
+    """A session that can sign only with `keys`, and with nothing when they are None.
+
+    Its credential resolver has no providers, so it can never reach botocore's default chain
+    (environment, shared files, profiles, container and instance metadata), which is the
+    operator's own identity: boto3 reads an empty key as "none given" and would look there.
+    """
+    core = botocore.session.Session()
+    core.register_component("credential_provider", CredentialResolver(providers=[]))
+    if keys is not None:
+        if not (keys.access_key_id and keys.secret_access_key):
+            raise InvalidStoreConfig(f"{FIELD}.auth: the access key id or secret access key is empty")
+        core.set_credentials(keys.access_key_id, keys.secret_access_key, keys.session_token)
+    return boto3.session.Session(botocore_session=core, region_name=config.region)
+
+
 def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerClient:
-    """A boto3 client (building one reads model files, so this runs off the event loop)."""
+    """A boto3 client (building one reads model files, so this runs off the event loop).
+
+    `keys` None is the operator's default chain, which `new_client` allows a ClusterSecretStore only.
+    """
     if keys is None:
         session = boto3.session.Session(region_name=config.region)
     else:
-        session = boto3.session.Session(
-            aws_access_key_id=keys.access_key_id,
-            aws_secret_access_key=keys.secret_access_key,
-            aws_session_token=keys.session_token,
-            region_name=config.region,
-        )
+        session = _isolated_session(config, keys)
     client = session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
     _refuse_redirects(client, config.endpoint_field)
     return client
@@ -296,6 +318,8 @@ class AwsClient(SecretsClient):
         A client being replaced may still serve calls in flight, so it is dropped, not closed.
         """
         keys = await self._keys()
+        if keys is None and not self._store.may_use_operator_identity:  # never the default chain
+            raise InvalidStoreConfig(f"{FIELD}.auth: required for a {self._store.kind}")
         self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys), self._egress)
         self._expires_at = keys.expires_at if keys else None
 
@@ -313,7 +337,7 @@ class AwsClient(SecretsClient):
             kwargs["VersionId" if _VERSION_ID.fullmatch(ref.version) else "VersionStage"] = ref.version
         try:
             response = await self._call(functools.partial(sm.get_secret_value, **kwargs))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, ref) from None
         return _remote_value(response)
 
@@ -336,7 +360,7 @@ class AwsClient(SecretsClient):
         sm = await self._client()
         try:
             response = await self._call(functools.partial(sm.batch_get_secret_value, SecretIdList=keys))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             if isinstance(exc, ClientError) and _code(exc) in _DENIED_CODES:
                 # A least-privilege policy may grant GetSecretValue but not the batch call.
                 self._batch_allowed = False
@@ -372,7 +396,7 @@ class AwsClient(SecretsClient):
         sm = await self._client()
         try:
             response = await self._call(functools.partial(sm.describe_secret, SecretId=ref.key))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, ref) from None
         for version_id, stages in response.get("VersionIdsToStages", {}).items():
             if stage in stages:
@@ -391,7 +415,7 @@ class AwsClient(SecretsClient):
         except ClientError as exc:
             if _code(exc) not in _DENIED_CODES:
                 raise self._convert(exc, None) from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, None) from None
 
     async def close(self) -> None:
@@ -411,7 +435,9 @@ class AwsClient(SecretsClient):
             delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1)
             await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
 
-    def _convert(self, exc: ClientError | BotoCoreError, ref: RemoteRef | None) -> VaultsyncError:
+    def _convert(
+        self, exc: ClientError | BotoCoreError | ResponseParserError, ref: RemoteRef | None
+    ) -> VaultsyncError:
         if (refused := _egress_refusal(exc)) is not None:
             return refused
         if isinstance(exc, ClientError):
@@ -424,6 +450,8 @@ class AwsClient(SecretsClient):
             error = exc.response.get("Error", {})
             return self._convert_code(_code(exc), error.get("Message", ""), ref)
         where = self._config.endpoint or f"region {self._config.region}"
+        if isinstance(exc, ResponseParserError):  # not an AWS answer; its body is not repeated
+            return ProviderError(f"{self._store}: {where} did not answer as AWS Secrets Manager")
         if isinstance(exc, NoCredentialsError):
             return AuthenticationError(f"{self._store}: no AWS credentials were found: {self._auth_hint}")
         return ProviderError(f"{self._store}: cannot reach AWS Secrets Manager at {where}: {exc}")
@@ -442,7 +470,7 @@ class AwsClient(SecretsClient):
             return ThrottledError(f"{self._store}: AWS Secrets Manager throttled {what} ({code})")
         if code in _DENIED_CODES and ref is not None:
             # The identity was authenticated; this one secret is outside its policy.
-            return ProviderError(
+            return PermissionDenied(
                 f"{self._store}: AWS denied reading {what} ({code}): check that the store's "
                 "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
                 "key, if it uses a customer managed key)"
@@ -472,7 +500,7 @@ def _is_throttling(exc: ClientError) -> bool:
     return _code(exc) in _THROTTLING_CODES or status == 429
 
 
-def _egress_refusal(exc: ClientError | BotoCoreError) -> EgressRefused | None:
+def _egress_refusal(exc: Exception) -> EgressRefused | None:
     """botocore wraps whatever its HTTP layer raises; a refusal of the egress guard is unwrapped."""
     error = getattr(exc, "kwargs", {}).get("error")
     return error if isinstance(error, EgressRefused) else None

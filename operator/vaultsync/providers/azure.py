@@ -60,6 +60,7 @@ from vaultsync.errors import (
     EgressRefused,
     InvalidSpec,
     InvalidStoreConfig,
+    PermissionDenied,
     ProviderError,
     SecretNotFound,
     ThrottledError,
@@ -76,6 +77,7 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    credential_text,
 )
 
 FIELD = "spec.provider.azurekv"
@@ -326,7 +328,9 @@ class AzureKeyVaultClient(SecretsClient):
                 "vaultsync does not follow redirects"
             )
         if status == 403:
-            return AuthenticationError(
+            # Entra ID issued the token, so the identity is proven; the vault's RBAC or access
+            # policy denies it this read. Not a login failure: the shared client is kept.
+            return PermissionDenied(
                 f"{store}: {self._identity} may not read secrets in vault {vault} "
                 f"({self._summary(exc)}); check that it holds the 'Key Vault Secrets User' role "
                 "on the vault (RBAC) or a Get permission for secrets (access policy)"
@@ -409,10 +413,12 @@ class AzureKeyVaultProvider(Provider):
             auto_decompress=False,
         )
         try:
-            credential, identity = _credential(config, credentials, client_secret, session)
-        except ValueError as exc:  # azure-identity's own checks of ids and URLs
+            credential, identity = _credential(config, store, credentials, client_secret, session)
+        except BaseException as exc:
             await session.close()
-            raise InvalidStoreConfig(f"{FIELD}.auth: {exc}") from None
+            if isinstance(exc, ValueError):  # azure-identity's own checks of ids and URLs
+                raise InvalidStoreConfig(f"{FIELD}.auth: {exc}") from None
+            raise
         redact = (client_secret,) if client_secret else ()
         return AzureKeyVaultClient(config, credential, session, store, identity, redact)
 
@@ -431,19 +437,12 @@ def _connector(config: AzureKeyVaultConfig, store: StoreContext) -> aiohttp.TCPC
 
 
 async def _client_secret(auth: ClientSecretAuth, credentials: Credentials) -> str:
-    field = f"{FIELD}.auth.clientSecret.secretRef"
-    raw = await credentials.secret_value(auth.secret_ref, field)
-    try:
-        client_secret = raw.decode().strip()
-    except UnicodeDecodeError:
-        raise InvalidStoreConfig(f"{field}: the client secret is not UTF-8 text") from None
-    if not client_secret:
-        raise InvalidStoreConfig(f"{field}: the client secret is empty")
-    return client_secret
+    return await credential_text(credentials, auth.secret_ref, f"{FIELD}.auth.clientSecret.secretRef")
 
 
 def _credential(
     config: AzureKeyVaultConfig,
+    store: StoreContext,
     credentials: Credentials,
     client_secret: str,
     session: aiohttp.ClientSession,
@@ -476,6 +475,8 @@ def _credential(
             f"the workload identity of app {workload.client_id!r} (ServiceAccount {selector.name!r})",
         )
     assert auth.managed_identity is not None
+    if not store.may_use_operator_identity:  # the only path to the operator's own identity
+        raise InvalidStoreConfig(f"{FIELD}.auth.managedIdentity: a ClusterSecretStore only")
     client_id = auth.managed_identity.client_id
     common.pop("authority", None)  # the operator's environment says where its identity's tokens come from
     return (

@@ -9,7 +9,10 @@ are the core's job, so every provider gets them for free and identically.
 Providers reach the cluster (credential Secrets, ServiceAccount tokens) only
 through `Credentials`, which the core binds to the store: a namespaced store's
 `Credentials` refuse any namespace but its own, so no provider can be tricked
-into reading another namespace's Secrets.
+into reading another namespace's Secrets, and refuse the operator's own
+ServiceAccount. Credential text goes through `credential_text`, which refuses
+an empty value: SDKs read "" as "nothing given" and fall back to their default
+chain, which is the operator's own identity.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -86,7 +89,10 @@ class ServiceAccountSelector(ConfigModel):
 
     name: str
     namespace: str | None = None
-    audiences: list[str] = Field(default_factory=list)
+    # Empty: the provider's own audience. As in the CRD: at most 8, each 1-253 characters.
+    audiences: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=8
+    )
 
 
 class Credentials(Protocol):
@@ -99,7 +105,33 @@ class Credentials(Protocol):
 
     async def service_account_token(
         self, selector: ServiceAccountSelector, field: str, audiences: Sequence[str]
-    ) -> str: ...
+    ) -> str:
+        """A token of the selected ServiceAccount for `selector.audiences`, else `audiences`
+        (the provider's own audience, never the API server's)."""
+        ...
+
+    async def operator_token(self, field: str, audiences: Sequence[str]) -> str:
+        """A token of the operator's own ServiceAccount for `audiences`; ClusterSecretStores only."""
+        ...
+
+
+async def credential_text(credentials: Credentials, selector: SecretKeySelector, field: str) -> str:
+    """A credential held in a Secret, as text: UTF-8, surrounding whitespace removed, never empty.
+
+    Refused here rather than passed on: boto3, hvac and azure-identity read an empty
+    credential as "none given" and look for one elsewhere, in the operator's environment.
+    """
+    raw = await credentials.secret_value(selector, field)
+    where = f"key {selector.key!r} of Secret {selector.name!r}"
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise InvalidStoreConfig(f"{field}: {where} is not UTF-8 text") from None
+    if not text:
+        raise InvalidStoreConfig(f"{field}: {where} is empty")
+    if not text.isprintable():
+        raise InvalidStoreConfig(f"{field}: {where} contains control characters")
+    return text
 
 
 class SecretsClient(ABC):

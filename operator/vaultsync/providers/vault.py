@@ -35,10 +35,10 @@ from vaultsync.constants import SECRET_SIZE_LIMIT
 from vaultsync.egress import EgressGuard, guard_for, run_guarded
 from vaultsync.errors import (
     AuthenticationError,
-    CredentialNotFound,
     EgressRefused,
     InvalidSpec,
     InvalidStoreConfig,
+    PermissionDenied,
     ProviderError,
     SecretNotFound,
     SecretTooLarge,
@@ -56,11 +56,13 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    credential_text,
 )
 
 FIELD = "spec.provider.vault"
-# The operator's own ServiceAccount token, mounted (and rotated) by the kubelet.
-OPERATOR_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# The audience of every ServiceAccount token sent to Vault unless the store names others;
+# the Vault role must expect it (`audience=vault`). Never the API server's own audience.
+VAULT_AUDIENCE = "vault"
 # Renew a token once this fraction of its lease has passed (Vault Agent does the same).
 RENEW_AT_FRACTION = 2 / 3
 REQUEST_TIMEOUT_SECONDS = 15
@@ -118,7 +120,8 @@ class KubernetesAuth(ConfigModel):
     """Kubernetes login with a token requested for a ServiceAccount (TokenRequest).
 
     Without `serviceAccountRef`, a ClusterSecretStore logs in as the operator's own
-    ServiceAccount (its mounted token); a namespaced SecretStore must name one of its own.
+    ServiceAccount (a token requested for the Vault audience, never its mounted API token);
+    a namespaced SecretStore must name one of its own.
     """
 
     mount_path: str = "kubernetes"
@@ -296,10 +299,15 @@ class VaultClient(SecretsClient):
         used = await self._ensure_token()
         try:
             return await self._blocking(what, fn)
-        except AuthenticationError:
+        except AuthenticationError as exc:
             if not await self._replace_refused(used):
-                raise  # the token is fine: its policy does not allow this read
-        return await self._blocking(what, fn)
+                # The token is fine, its policy does not allow this read: the caller's problem,
+                # never a reason to drop (and revoke) a token other ExternalSecrets use.
+                raise PermissionDenied(exc.message) from None
+        try:
+            return await self._blocking(what, fn)
+        except AuthenticationError as exc:  # refused with a fresh token: the policy's doing
+            raise PermissionDenied(exc.message) from None
 
     async def _thread(self, fn: Callable[[], T]) -> T:
         """The one way hvac is called: in a worker thread, under the store's egress guard."""
@@ -338,8 +346,12 @@ class VaultClient(SecretsClient):
             except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
                 await self._new_login()
                 return True
-            except (hvac.exceptions.VaultError, requests.RequestException):
-                return False  # cannot tell; report the original refusal
+            except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+                # Cannot tell whether the token still works: transient, keep the client.
+                raise ProviderError(
+                    f"{self._store}: Vault at {self._config.server} refused a read and then "
+                    f"failed to say whether the store's token is valid ({type(exc).__name__})"
+                ) from None
 
     async def _new_login(self) -> Lease:
         """Logs in; the caller holds the auth lock."""
@@ -367,13 +379,14 @@ class VaultClient(SecretsClient):
         auth_field = f"{FIELD}.auth"
         self._sent_secrets.clear()  # only the credentials of the current login are kept
         if auth.token is not None:
-            raw = await self._credentials.secret_value(auth.token.secret_ref, f"{auth_field}.token.secretRef")
-            token = raw.decode().strip()
-            return await self._lookup_token(token, f"the token in {auth_field}.token.secretRef")
+            token_field = f"{auth_field}.token.secretRef"
+            token = await credential_text(self._credentials, auth.token.secret_ref, token_field)
+            return await self._lookup_token(token, f"the token in {token_field}")
         if auth.app_role is not None:
             role = auth.app_role
-            raw = await self._credentials.secret_value(role.secret_ref, f"{auth_field}.appRole.secretRef")
-            secret_id = raw.decode().strip()
+            secret_id = await credential_text(
+                self._credentials, role.secret_ref, f"{auth_field}.appRole.secretRef"
+            )
             self._sent_secrets.add(secret_id)
             return await self._login_with(
                 f"AppRole login at auth/{role.path.strip('/')} (role id from {auth_field}.appRole)",
@@ -386,13 +399,12 @@ class VaultClient(SecretsClient):
             )
         assert auth.kubernetes is not None
         kube = auth.kubernetes
+        account_field = f"{auth_field}.kubernetes.serviceAccountRef"
         if kube.service_account_ref is None:
-            jwt = await asyncio.to_thread(_operator_token)
+            jwt = await self._credentials.operator_token(account_field, [VAULT_AUDIENCE])
         else:
             jwt = await self._credentials.service_account_token(
-                kube.service_account_ref,
-                f"{auth_field}.kubernetes.serviceAccountRef",
-                kube.service_account_ref.audiences,
+                kube.service_account_ref, account_field, [VAULT_AUDIENCE]
             )
         self._sent_secrets.add(jwt)
         return await self._login_with(
@@ -543,18 +555,6 @@ class VaultProvider(Provider):
             await client.close()
             raise
         return client
-
-
-def _operator_token() -> str:
-    try:
-        with open(OPERATOR_TOKEN_FILE) as token_file:
-            return token_file.read().strip()
-    except OSError:
-        raise CredentialNotFound(
-            f"{FIELD}.auth.kubernetes.serviceAccountRef is omitted, so the operator's own "
-            f"ServiceAccount token is used, but {OPERATOR_TOKEN_FILE} cannot be read "
-            "(is automountServiceAccountToken off?)"
-        ) from None
 
 
 def _write_ca_file(ca_bundle: str) -> str | None:

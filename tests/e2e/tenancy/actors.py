@@ -79,6 +79,7 @@ def create_tenant(admin: KubeApi, kubeconfig: Path) -> Tenant:
     issued = admin.core.create_namespaced_service_account_token(TENANT_ACCOUNT, namespace, request)
     token = str(issued.status.token)
     api = kube.bearer_token_api(kubeconfig, token)
+
     # RBAC reaches the authorizer through an informer: wait until the binding is in force.
     def binding_in_force() -> None:
         try:

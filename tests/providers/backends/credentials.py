@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from vaultsync.errors import CredentialNotFound
 from vaultsync.providers.base import SecretKeySelector, ServiceAccountSelector
 
+OPERATOR = "<operator>"  # the name under which `tokens` holds the operator's own token
+
 
 @dataclass
 class TokenRequest:
@@ -40,5 +42,12 @@ class StaticCredentials:
     ) -> str:
         if selector.name not in self.tokens:
             raise CredentialNotFound(f"{field}: ServiceAccount {selector.name!r} not found")
-        self.requests.append(TokenRequest(selector.name, tuple(audiences)))
+        self.requests.append(TokenRequest(selector.name, tuple(selector.audiences or audiences)))
         return self.tokens[selector.name]
+
+    async def operator_token(self, field: str, audiences: Sequence[str]) -> str:
+        """The operator's own ServiceAccount is the entry `OPERATOR` of `tokens`."""
+        if OPERATOR not in self.tokens:
+            raise CredentialNotFound(f"{field}: the operator's ServiceAccount is not known")
+        self.requests.append(TokenRequest(OPERATOR, tuple(audiences)))
+        return self.tokens[OPERATOR]
