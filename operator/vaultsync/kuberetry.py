@@ -13,7 +13,8 @@ twice cannot do more than sending it once:
   as "maybe my own first attempt" (the HMAC key, a target Secret); an Event's POST never.
 
 Waits grow exponentially with full jitter so replicas do not retry in step, a server's
-Retry-After is honoured but capped, and the whole request has a time budget. The pure
+Retry-After is honoured (jitter added on top, never less) but capped, and the whole
+request has a time budget. The pure
 functions here are the policy; `kube.Kube` applies it.
 """
 
@@ -43,11 +44,12 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, ceiling)
 
     def wait_for(self, status: int | None, retry_after: str | None, retry: int) -> float:
-        """Seconds before resend `retry`: the server's Retry-After (capped) if it gave one,
-        else the jittered backoff."""
+        """Seconds before resend `retry`: the server's Retry-After (capped) plus the jittered
+        backoff, so clients turned away together do not come back together; without a
+        Retry-After, the jittered backoff alone."""
         asked = parse_retry_after(retry_after)
         if asked is not None:
-            return min(asked, self.max_retry_after)
+            return min(asked + self.backoff(retry), self.max_retry_after)
         if status == 429:  # throttled without a hint: at least a second, like client-go
             return max(1.0, self.backoff(retry))
         return self.backoff(retry)

@@ -158,6 +158,6 @@ def test_resends_are_bounded_by_count_retry_after_cap_and_budget(
             await kube.read_secret(namespace, "plain")
         assert time.monotonic() - started < 1.5
         assert proxy.sent("GET") == ["429", "429"]  # a third send would start after the 1 s budget
-        assert raised.value.retry_after == 0.8  # the caller's requeue honours the server too
+        assert 0.8 <= raised.value.retry_after < 1.0  # the caller's requeue honours the server too
 
     _with_proxy(cluster, over_budget, tight)

@@ -23,9 +23,11 @@ def test_backoff_doubles_under_a_cap_with_full_jitter() -> None:
 
 def test_retry_after_is_honoured_up_to_the_cap_and_nonsense_is_ignored() -> None:
     policy = RetryPolicy()
-    assert policy.wait_for(429, "3", 0) == 3.0
+    assert 3.0 <= policy.wait_for(429, "3", 0) <= 3.0 + c.KUBE_RETRY_BASE_SECONDS
     assert policy.wait_for(429, "86400", 0) == c.KUBE_RETRY_AFTER_CAP_SECONDS
-    assert policy.wait_for(503, "2", 5) == 2.0
+    assert 2.0 <= policy.wait_for(503, "2", 5) <= 2.0 + c.KUBE_RETRY_MAX_DELAY_SECONDS
+    waits = {policy.wait_for(429, "1", 2) for _ in range(20)}
+    assert len(waits) > 1 and min(waits) >= 1.0  # never sooner than asked, not all at once
     assert 1.0 <= policy.wait_for(429, None, 0) <= c.KUBE_RETRY_MAX_DELAY_SECONDS
     for nonsense in ("-1", "nan", "Wed, 21 Oct 2015 07:28:00 GMT", ""):
         assert parse_retry_after(nonsense) is None
