@@ -16,6 +16,7 @@ which implements it, costs ~43 MiB of resident memory (docs/benchmarks.md), so
   kopf log in again when it passes, and after a 401.
 
 The plugin's stderr and output are never logged or quoted: they may hold the token.
+PyYAML is kopf's dependency (its own kubeconfig login parses the file with it).
 """
 
 from __future__ import annotations
