@@ -34,6 +34,34 @@ ANNOTATION_AUTO_RELOAD = f"{GROUP}/auto-reload"
 ANNOTATION_RESTARTED_AT = f"{GROUP}/restarted-at"
 ANNOTATION_RESTART_FINGERPRINT = f"{GROUP}/restart-fingerprint"
 ANNOTATION_SEEN_FINGERPRINTS = f"{GROUP}/seen-fingerprints"
+# On a Secret that creationPolicy Merge writes into: which ExternalSecret's keys it holds.
+ANNOTATION_MERGED_BY = f"{GROUP}/merged-by"
+
+# Target Secrets a tenant may not ask for (targets.py says why). Types: these exactly, and
+# any type in these DNS domains (or their subdomains) except the built-in types listed.
+REFUSED_SECRET_TYPES = (
+    "kubernetes.io/service-account-token",
+    "bootstrap.kubernetes.io/token",
+    "helm.sh/release.v1",
+)
+RESERVED_TYPE_DOMAINS = ("kubernetes.io", "k8s.io", "helm.sh")
+BUILTIN_SECRET_TYPES = (
+    "Opaque",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/dockercfg",
+    "kubernetes.io/dockerconfigjson",
+    "kubernetes.io/ssh-auth",
+    "kubernetes.io/tls",
+)
+# Label and annotation keys in these domains (or subdomains) belong to Kubernetes or to
+# vaultsync itself; app.kubernetes.io/ is the users' own, except managed-by.
+RESERVED_METADATA_DOMAINS = ("kubernetes.io", "k8s.io", GROUP)
+USER_METADATA_PREFIX = "app.kubernetes.io/"
+# Helm finds its release records by this name prefix and by the label owner=helm.
+HELM_RELEASE_NAME_PREFIX = "sh.helm.release.v1."
+HELM_OWNER_LABEL = ("owner", "helm")
+# creationPolicy Merge writes only into Secrets of this type.
+MERGEABLE_SECRET_TYPE = "Opaque"
 
 # kopf keeps its progress here; a prefix of our own keeps it recognisable.
 KOPF_PERSISTENCE_PREFIX = f"kopf.{GROUP}"
@@ -75,3 +103,19 @@ class Reason(StrEnum):
     # Store conditions.
     VALID = "Valid"
     INVALID_CONFIG = "InvalidConfig"
+
+
+# Templates: what one tenant's `spec.target.template` may cost (docs/security/templates.md).
+# The source size and key count are also the CRD's maxLength and maxProperties.
+TEMPLATE_MAX_KEYS = 256
+TEMPLATE_MAX_SOURCE_BYTES = 64 * 1024
+TEMPLATE_CPU_SECONDS = 1.0
+TEMPLATE_MEMORY_MIB = 64
+TEMPLATE_OUTPUT_BYTES = SECRET_SIZE_LIMIT
+TEMPLATE_WORKERS = 2
+# A render is killed after this many times its CPU limit in wall-clock time: the worker runs
+# at a lower priority, so on a busy node its CPU second may take several.
+TEMPLATE_WALL_CLOCK_FACTOR = 10
+# `*` and `**` refuse integers longer than this, before computing them (Python prints at
+# most 4300 digits of an int anyway, about 14,300 bits).
+TEMPLATE_MAX_INT_BITS = 16 * 1024

@@ -32,6 +32,8 @@ def _deleted(event: kopf.RawEvent) -> bool:
 @kopf.on.event(c.GROUP, c.VERSION, c.EXTERNAL_SECRETS, registry=REGISTRY)
 async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.observe(event["object"], deleted=_deleted(event))
+    if _deleted(event):
+        await memo.reconciler.released(event["object"])
 
 
 @kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=REGISTRY)

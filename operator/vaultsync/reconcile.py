@@ -35,7 +35,10 @@ from vaultsync.fingerprints import data_hmac
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
 from vaultsync.models import ExternalSecret
+from vaultsync.providers.base import RemoteRef, RemoteValue
+from vaultsync.renderer import TemplateRenderer
 from vaultsync.stores import ResolvedStore, Stores
+from vaultsync.targets import check_merge_target, created_by, every_key_gone, merged_secret, released_secret
 from vaultsync.templating import build_data, remote_refs
 
 log = logging.getLogger(__name__)
@@ -72,11 +75,13 @@ class Reconciler:
         stores: Stores,
         cache: FetchCache,
         hmac_key: bytes,
+        renderer: TemplateRenderer,
         on_rotated: RotationListener | None = None,
     ) -> None:
         self._kube = kube
         self._stores = stores
         self._cache = cache
+        self._renderer = renderer
         self._key = hmac_key
         self._on_rotated = on_rotated
 
@@ -93,13 +98,16 @@ class Reconciler:
 
         `trust_target`: the Secret watch saw no change since the target was last checked, so
         when the data is what the status says was written, the Secret need not be read again.
+        A Merge target carries no vaultsync labels, so the watch never sees it: always read.
         """
+        trust_target = trust_target and es.spec.target.creation_policy != "Merge"
         resolved: ResolvedStore | None = None
         refs = remote_refs(es.spec)
         remote_keys = frozenset(r.key for r in refs)
         versions: dict[str, str] = {}
         fingerprint: str | None = None
         applied = _Applied(written=False, rotated=False)
+        fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError] = {}
         try:
             resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
             fetched = await self._cache.get(
@@ -112,6 +120,9 @@ class Reconciler:
                 requested_by=f"{es.namespace}/{es.name}",
             )
             data, versions = build_data(es.spec, fetched)
+            template = es.spec.target.template
+            if template is not None and template.data:
+                data = await self._renderer.render(es.namespace, template, data)
             fingerprint = data_hmac(self._key, data)
             _check_size(data)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
@@ -126,11 +137,15 @@ class Reconciler:
         except VaultsyncError as exc:
             if isinstance(exc, AuthenticationError) and resolved is not None:
                 await self._stores.invalidate(resolved)
+            message = exc.message
             if isinstance(exc, SecretNotFound) and es.spec.target.deletion_policy == "Delete":
-                await self._remove_target(es)
+                if every_key_gone(fetched):
+                    await self._remove_target(es)
+                else:
+                    message += "; deletionPolicy Delete keeps the Secret until every remote key is gone"
             result = SyncResult(
                 exc.reason,
-                exc.message,
+                message,
                 retry_after=getattr(exc, "retry_after", None),
                 store_key=resolved.cache_key if resolved else None,
                 remote_keys=remote_keys,
@@ -166,24 +181,21 @@ class Reconciler:
         if existing is None:
             return _Applied(written=True, rotated=False)
 
-        labels: dict[str, str] = existing["metadata"].get("labels") or {}
-        owner = labels.get(c.LABEL_OWNER_NAME)
-        managed = labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY_VALUE
-        if policy != "Merge" and not (managed and owner == es.name):
+        if policy == "Merge":
+            check_merge_target(existing, es.name, es.uid)
+            desired = merged_secret(existing, _encode(data), _annotations(data, fingerprint), es.name)
+        elif created_by(existing, es.name):
+            desired = self._updated_secret(es, existing, data, fingerprint)
+        else:
             raise TargetConflict(
                 f"spec.target.name: Secret {namespace}/{name} exists and was not created by this "
                 "ExternalSecret; vaultsync does not take over Secrets it did not create "
                 "(creationPolicy: Merge writes into an existing Secret)"
             )
-        if policy == "Merge" and managed and owner not in (None, es.name):
-            raise TargetConflict(
-                f"spec.target.name: Secret {namespace}/{name} is managed by ExternalSecret {owner!r}"
-            )
-        desired = self._updated_secret(es, existing, data, fingerprint)
         if _same(existing, desired):
             return _Applied(written=False, rotated=False)
         rotated = (existing.get("data") or {}) != desired.get("data")
-        if existing.get("type", "Opaque") != desired["type"]:  # type is immutable: recreate
+        if existing.get("type", "Opaque") != desired["type"]:  # immutable: recreate (never Merge's)
             await self._kube.delete_secret(namespace, name, existing["metadata"]["uid"])
             desired["metadata"].pop("resourceVersion", None)
             desired["metadata"].pop("uid", None)
@@ -255,53 +267,58 @@ class Reconciler:
     def _updated_secret(
         self, es: ExternalSecret, existing: Body, data: Mapping[str, bytes], fingerprint: str
     ) -> Body:
+        """A Secret vaultsync created, as Owner or Orphan want it (Merge: `targets.merged_secret`)."""
         target = es.spec.target
         meta = dict(existing["metadata"])
         annotations = dict(meta.get("annotations") or {})
-        if target.creation_policy == "Merge":
-            previous = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
-            merged = {k: v for k, v in (existing.get("data") or {}).items() if k not in previous}
-            merged.update(_encode(data))
-            new_data = merged
-            secret_type = existing.get("type", "Opaque")
-        else:
-            new_data = _encode(data)
-            secret_type = target.type
-            if target.creation_policy == "Owner":
-                meta["ownerReferences"] = self._new_secret(es, data, fingerprint)["metadata"][
-                    "ownerReferences"
-                ]
+        if target.creation_policy == "Owner":
+            meta["ownerReferences"] = self._new_secret(es, data, fingerprint)["metadata"]["ownerReferences"]
         meta["labels"] = {**(meta.get("labels") or {}), **target.labels, **self._labels(es)}
         meta["annotations"] = {
             **annotations,
             **target.annotations,
             **_annotations(data, fingerprint),
         }
-        return {**existing, "metadata": meta, "type": secret_type, "data": new_data}
+        return {**existing, "metadata": meta, "type": target.type, "data": _encode(data)}
 
     def _labels(self, es: ExternalSecret) -> dict[str, str]:
         return {c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_OWNER_NAME: es.name}
 
     async def _remove_target(self, es: ExternalSecret) -> None:
-        """deletionPolicy Delete: the remote key is gone, so the Secret (or our keys) go too."""
+        """deletionPolicy Delete, every remote key gone: the Secret goes if vaultsync created it
+        (and it is not a Merge target); Merge takes back only the keys it wrote."""
         try:
             existing = await self._kube.read_secret(es.namespace, es.target_name)
         except KubeNotFound:
             return
-        labels = existing["metadata"].get("labels") or {}
-        if labels.get(c.LABEL_OWNER_NAME) != es.name:
-            return
         if es.spec.target.creation_policy != "Merge":
-            await self._kube.delete_secret(es.namespace, es.target_name, existing["metadata"]["uid"])
-            SECRET_WRITES.labels(operation="delete").inc()
+            if created_by(existing, es.name):
+                await self._kube.delete_secret(es.namespace, es.target_name, existing["metadata"]["uid"])
+                SECRET_WRITES.labels(operation="delete").inc()
             return
-        annotations = existing["metadata"].get("annotations") or {}
-        ours = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
-        existing["data"] = {k: v for k, v in (existing.get("data") or {}).items() if k not in ours}
-        annotations.pop(c.ANNOTATION_MANAGED_KEYS, None)
-        annotations.pop(c.ANNOTATION_DATA_FINGERPRINT, None)
-        await self._kube.replace_secret(es.namespace, es.target_name, existing)
-        SECRET_WRITES.labels(operation="update").inc()
+        await self._release(existing, es.name)
+
+    async def released(self, body: Mapping[str, Any]) -> None:
+        """A deleted ExternalSecret with creationPolicy Merge takes back the keys it wrote; the
+        Secret, its type, labels and other keys stay. (Owner targets go by garbage collection,
+        Orphan targets stay.) Without a finalizer this is best effort: deleted while the
+        operator is down, the keys stay, as in External Secrets Operator."""
+        meta = body["metadata"]
+        target = (body.get("spec") or {}).get("target") or {}
+        if target.get("creationPolicy") != "Merge":
+            return
+        try:
+            existing = await self._kube.read_secret(meta["namespace"], target.get("name") or meta["name"])
+        except KubeNotFound:
+            return
+        await self._release(existing, meta["name"])
+
+    async def _release(self, existing: Body, es_name: str) -> None:
+        released = released_secret(existing, es_name)
+        if released is not None:
+            meta = existing["metadata"]
+            await self._kube.replace_secret(meta["namespace"], meta["name"], released)
+            SECRET_WRITES.labels(operation="update").inc()
 
     # Status and Events ---------------------------------------------------------------------
 

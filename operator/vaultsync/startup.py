@@ -28,7 +28,9 @@ from vaultsync.errors import VaultsyncError
 from vaultsync.kube import Kube
 from vaultsync.reconcile import Reconciler
 from vaultsync.registry import REGISTRY
+from vaultsync.renderer import TemplateRenderer
 from vaultsync.rollout import Rollouts
+from vaultsync.sandbox import Limits
 from vaultsync.scheduler import Scheduler
 from vaultsync.stores import PLURALS, Stores, store_status
 
@@ -79,21 +81,28 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     kube = Kube(event_budget=TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     stores = Stores(kube)
-    cache = FetchCache()
+    cache = FetchCache(max_bytes=config.cache_max_bytes)
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet
     )
-    reconciler = Reconciler(kube, stores, cache, hmac_key, on_rotated=rollouts.secret_rotated)
+    renderer = TemplateRenderer(
+        Limits(config.template_cpu_seconds, config.template_memory_mib, config.template_output_bytes),
+        config.template_workers,
+    )
+    reconciler = Reconciler(kube, stores, cache, hmac_key, renderer, on_rotated=rollouts.secret_rotated)
     scheduler = Scheduler(
         reconciler,
         hmac_key,
         workers=config.workers,
         first_sync_max_age=config.first_sync_max_age,
+        min_refresh=config.min_refresh_interval,
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
     start_http_server(config.metrics_port)
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
+    memo.renderer = renderer
+    memo.reconciler = reconciler
     memo.housekeeping = asyncio.create_task(
         _housekeeping(kube, stores, cache, config.operator_namespace, hmac_key)
     )
@@ -134,5 +143,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.housekeeping.cancel()
     await memo.scheduler.stop()  # first, so no new rotation reaches the rollouts
     await memo.rollouts.stop()
+    await memo.renderer.close()
     await memo.stores.close()
     await memo.kube.close()

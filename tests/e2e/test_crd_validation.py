@@ -515,7 +515,66 @@ def named(body: dict[str, Any], cluster_scoped: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize(("body", "field", "message"), BAD_EXTERNAL_SECRETS + BAD_STORES)
+# Targets that grant cluster access or belong to Kubernetes, Helm or vaultsync (targets.py).
+BAD_TARGETS = [
+    rejected(
+        changed(ES, spec__target={"type": "kubernetes.io/service-account-token"}),
+        "spec.target.type",
+        "target.type 'kubernetes.io/service-account-token' is refused: the cluster would mint",
+        "sa-token-type",
+    ),
+    rejected(
+        changed(ES, spec__target={"type": "bootstrap.kubernetes.io/token"}),
+        "spec.target.type",
+        "is refused: it is a node-bootstrap credential",
+        "bootstrap-type",
+    ),
+    rejected(
+        changed(ES, spec__target={"type": "helm.sh/release.v1"}),
+        "spec.target.type",
+        "is refused: it is a Helm release record",
+        "helm-type",
+    ),
+    rejected(
+        changed(ES, spec__target={"type": "kubernetes.io/new"}),
+        "spec.target.type",
+        "belong to Kubernetes and Helm",
+        "reserved-type",
+    ),
+    rejected(
+        changed(ES, spec__target={"name": "sh.helm.release.v1.shop.v2"}),
+        "spec.target.name",
+        "Helm reads such Secrets as its release records",
+        "helm-name",
+    ),
+    rejected(
+        changed(ES, spec__target={"labels": {"team": "a", "vaultsync.io/external-secret": "x"}}),
+        "spec.target.labels",
+        "target.labels key 'vaultsync.io/external-secret' is refused",
+        "vaultsync-label",
+    ),
+    rejected(
+        changed(ES, spec__target={"labels": {"app.kubernetes.io/managed-by": "vaultsync"}}),
+        "spec.target.labels",
+        "target.labels key 'app.kubernetes.io/managed-by' is refused",
+        "managed-by-label",
+    ),
+    rejected(
+        changed(ES, spec__target={"labels": {"owner": "helm"}}),
+        "spec.target.labels",
+        "target.labels owner=helm is refused",
+        "helm-owner-label",
+    ),
+    rejected(
+        changed(ES, spec__target={"annotations": {"kubernetes.io/service-account.name": "default"}}),
+        "spec.target.annotations",
+        "target.annotations key 'kubernetes.io/service-account.name' is refused",
+        "sa-annotation",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "message"), BAD_EXTERNAL_SECRETS + BAD_STORES + BAD_TARGETS)
 def test_bad_spec_is_rejected_at_apply_with_field_and_reason(
     cluster: Cluster,
     namespace: str,
