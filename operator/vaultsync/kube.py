@@ -143,8 +143,10 @@ class Kube:
         )
 
     async def close(self) -> None:
-        for task in self._retired:
+        retired = list(self._retired)
+        for task in retired:
             task.cancel()
+        await asyncio.gather(*retired, return_exceptions=True)
         await self._session.close()
 
     def _expiring(self) -> bool:
@@ -162,7 +164,10 @@ class Kube:
         async with self._relogin_lock:
             if self._info is not seen:
                 return
-            fresh = await asyncio.to_thread(connection_info)  # an exec plugin may take seconds
+            try:
+                fresh = await asyncio.to_thread(connection_info)  # an exec plugin may take seconds
+            except kopf.LoginError as exc:  # its messages name fields, never credentials
+                raise KubeError(f"login: {exc}") from None
             if fresh == self._info:
                 return
             old, self._info = self._session, fresh
