@@ -70,6 +70,16 @@ KOPF_PERSISTENCE_PREFIX = f"kopf.{GROUP}"
 HMAC_KEY_SECRET = "vaultsync-hmac-key"
 HMAC_KEY_FIELD = "key"
 
+# Kubernetes API requests: retries of 429, 5xx and broken connections (docs/reliability.md).
+KUBE_RETRY_ATTEMPTS = 6  # sends per request, the first included
+KUBE_RETRY_BASE_SECONDS = 0.25  # backoff before the first resend, doubling, full jitter
+KUBE_RETRY_MAX_DELAY_SECONDS = 8.0
+KUBE_RETRY_AFTER_CAP_SECONDS = 30.0  # a server's Retry-After is honoured up to this
+KUBE_RETRY_BUDGET_SECONDS = 45.0  # no resend would start later than this after the first send
+# Kubeconfig `exec` credential plugins (client.authentication.k8s.io/v1).
+EXEC_PLUGIN_TIMEOUT_SECONDS = 60.0
+EXEC_PLUGIN_OUTPUT_LIMIT = 1024 * 1024
+
 # A Secret's whole object may not exceed 1 MiB in etcd; leave room for metadata.
 SECRET_SIZE_LIMIT = 1024 * 1024
 

@@ -165,6 +165,16 @@ class KubeError(RetryableError):
     """Any other API server failure (5xx, timeouts, connection refused)."""
 
 
+class KubeInvalid(PermanentError):
+    """The API server refused a write as invalid (422); the message names the fields, not values."""
+
+    reason = Reason.INVALID_SPEC
+
+
+class HmacKeyUnusable(PermanentError):
+    """The operator's HMAC key Secret exists but holds no usable key; it is never overwritten."""
+
+
 def crash_fields(exc: BaseException) -> dict[str, Any]:
     """What may be logged of an unexpected exception: its type and frames, never its
     message, as an SDK's or a response's message may quote a secret value."""

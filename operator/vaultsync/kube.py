@@ -3,16 +3,20 @@
 One place to see what the operator reads and writes (which is what its RBAC
 must allow), to count writes, and to convert HTTP failures into the
 operator's own errors. Requests go through one aiohttp session with kopf's
-credentials (`kopf.ConnectionInfo`: kubeconfig or the pod's ServiceAccount),
-and bodies stay plain JSON dicts. The official `kubernetes` client is not
-used: importing it costs about 43 MiB of resident memory, a third of the
-operator's budget, for a dozen REST calls.
+credentials (`kopf.ConnectionInfo`: the pod's ServiceAccount, or the kubeconfig,
+including `exec` plugins through `kubeexec`), and bodies stay plain JSON dicts.
+Throttling, 5xx and broken connections are retried as `kuberetry` decides.
+The official `kubernetes` client is not used: importing it costs about 43 MiB
+of resident memory, a third of the operator's budget, for a dozen REST calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import binascii
 import json
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +29,21 @@ import kopf
 
 from vaultsync import constants as c
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND, TokenBucket
-from vaultsync.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound, VaultsyncError
-from vaultsync.metrics import EVENTS_DROPPED, KUBE_REQUESTS
+from vaultsync.errors import (
+    HmacKeyUnusable,
+    KubeConflict,
+    KubeError,
+    KubeForbidden,
+    KubeInvalid,
+    KubeNotFound,
+    VaultsyncError,
+)
+from vaultsync.kubeexec import kubeconfig_exec
+from vaultsync.kuberetry import RetryPolicy, retryable_status
+from vaultsync.kubestatus import invalid_fields
+from vaultsync.metrics import EVENTS_DROPPED, KUBE_REQUESTS, KUBE_RETRIES
+
+log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 
@@ -40,6 +57,9 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 REQUEST_TIMEOUT_SECONDS = 60.0
+# Credentials are renewed this long before they expire, so no request carries a dead token.
+EXPIRY_MARGIN_SECONDS = 10.0
+HMAC_KEY_MIN_BYTES = 32
 
 
 def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
@@ -49,10 +69,13 @@ def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.Conne
     the operator's own requests always act as the same identity.
     """
     settings = settings or kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        return info
+    info = kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise kopf.LoginError("no credentials: neither a ServiceAccount token nor a kubeconfig was found")
-    return info
+    return kubeconfig_exec(info)
 
 
 @dataclass(frozen=True)
@@ -98,11 +121,15 @@ class Kube:
         info: kopf.ConnectionInfo | None = None,
         connections: int = 8,
         event_budget: TokenBucket | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._info = info or connection_info()
         self._connections = connections
         self._event_budget = event_budget or TokenBucket(rate=EVENTS_PER_SECOND, burst=EVENT_BURST)
+        self._retry = retry or RetryPolicy()
         self._session = self._new_session(self._info)
+        self._relogin_lock = asyncio.Lock()
+        self._retired: set[asyncio.Task[None]] = set()
 
     def _new_session(self, info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -116,16 +143,39 @@ class Kube:
         )
 
     async def close(self) -> None:
+        retired = list(self._retired)
+        for task in retired:
+            task.cancel()
+        await asyncio.gather(*retired, return_exceptions=True)
         await self._session.close()
 
-    async def _relogin(self) -> None:
-        """A ServiceAccount token is rotated on disk; after a 401, read the credentials again."""
-        fresh = connection_info()
-        if fresh.as_http_headers() == self._info.as_http_headers():
-            return
-        old, self._info = self._session, fresh
-        self._session = self._new_session(fresh)
-        await old.close()
+    def _expiring(self) -> bool:
+        expiration = self._info.expiration
+        if expiration is None:
+            return False
+        if expiration.tzinfo is None:
+            expiration = expiration.replace(tzinfo=UTC)
+        return (expiration - datetime.now(UTC)).total_seconds() < EXPIRY_MARGIN_SECONDS
+
+    async def _relogin(self, seen: kopf.ConnectionInfo) -> None:
+        """Credentials again: a ServiceAccount token rotated on disk, or an exec plugin's token
+        that expired or got a 401. `seen` is what the failed request used: when concurrent
+        requests all fail, the first logs in and the others use its result."""
+        async with self._relogin_lock:
+            if self._info is not seen:
+                return
+            try:
+                fresh = await asyncio.to_thread(connection_info)  # an exec plugin may take seconds
+            except kopf.LoginError as exc:  # its messages name fields, never credentials
+                raise KubeError(f"login: {exc}") from None
+            if fresh == self._info:
+                return
+            old, self._info = self._session, fresh
+            self._session = self._new_session(fresh)
+            # Requests in flight finish on the old session; it closes once they must have.
+            task = asyncio.create_task(_close_later(old))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
 
     async def _request(
         self,
@@ -135,33 +185,64 @@ class Kube:
         path: str,
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
+        *,
+        idempotent: bool,
     ) -> bytes:
-        """One request; returns the response body, read whole so the connection is reused."""
+        """One request, resent as `kuberetry` allows; returns the response body, read whole
+        so the connection is reused. `idempotent`: sending it twice does what once does
+        (see kuberetry's docstring for which requests are)."""
         KUBE_REQUESTS.labels(verb=verb, resource=what).inc()
         data = None if body is None else json.dumps(body).encode()
         headers = None if body is None else {"Content-Type": content_type}
-        status, reason, payload = await self._send(verb, what, method, path, data, headers)
-        if status == 401:
-            await self._relogin()
-            status, reason, payload = await self._send(verb, what, method, path, data, headers)
-        if status >= 400:
-            raise _convert(status, reason, verb, what)
-        return payload
+        clock = asyncio.get_running_loop()
+        started, sends, relogged = clock.time(), 0, False
+        while True:
+            if self._expiring():
+                await self._relogin(self._info)
+            info = self._info
+            sends += 1
+            status: int | None = None
+            retry_after: str | None = None
+            try:
+                answer = await self._send(method, path, data, headers)
+            except _Failed as failed:
+                error: VaultsyncError = KubeError(f"{verb} {what}: API server unreachable ({failed.kind})")
+                resend = idempotent or not failed.sent
+            else:
+                status, reason, retry_after, payload = answer
+                if status == 401 and not relogged:
+                    relogged = True
+                    await self._relogin(info)
+                    continue
+                if status < 400:
+                    return payload
+                error = _convert(status, reason, verb, what, payload)
+                resend = retryable_status(status, idempotent)
+            wait = self._retry.wait_for(status, retry_after, sends - 1)
+            if (
+                not resend
+                or sends >= self._retry.attempts
+                or clock.time() - started + wait > self._retry.budget
+            ):
+                if status == 429 and isinstance(error, KubeError):
+                    error.retry_after = wait
+                raise error
+            KUBE_RETRIES.labels(verb=verb, resource=what, cause=str(status or "connection")).inc()
+            await asyncio.sleep(wait)
 
     async def _send(
-        self,
-        verb: str,
-        what: str,
-        method: str,
-        path: str,
-        data: bytes | None,
-        headers: dict[str, str] | None,
-    ) -> tuple[int, str, bytes]:
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None
+    ) -> tuple[int, str, str | None, bytes]:
+        """(status, reason, Retry-After, body); _Failed says whether the request may have
+        reached the server."""
         try:
             async with self._session.request(method, path, data=data, headers=headers) as response:
-                return response.status, response.reason or "", await response.read()
+                payload = await response.read()
+                return response.status, response.reason or "", response.headers.get("Retry-After"), payload
+        except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+            raise _Failed(type(exc).__name__, sent=False) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise KubeError(f"{verb} {what}: API server unreachable ({type(exc).__name__})") from None
+            raise _Failed(type(exc).__name__, sent=True) from None
 
     async def _json(
         self,
@@ -171,39 +252,60 @@ class Kube:
         path: str,
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
+        *,
+        idempotent: bool,
     ) -> Body:
-        result: Body = json.loads(await self._request(verb, what, method, path, body, content_type))
+        payload = await self._request(verb, what, method, path, body, content_type, idempotent=idempotent)
+        result: Body = json.loads(payload)
         return result
 
     # Secrets -------------------------------------------------------------------------------
 
     async def read_secret(self, namespace: str, name: str) -> Body:
-        return await self._json("get", "secrets", "GET", _core(namespace, "secrets", name))
+        return await self._json("get", "secrets", "GET", _core(namespace, "secrets", name), idempotent=True)
 
     async def create_secret(self, namespace: str, body: Body) -> Body:
-        return await self._json("create", "secrets", "POST", _core(namespace, "secrets"), body)
+        """Resent after a 5xx or a broken connection: a 409 may then be the first attempt's
+        success, and every caller reads the Secret on KubeConflict."""
+        return await self._json(
+            "create", "secrets", "POST", _core(namespace, "secrets"), body, idempotent=True
+        )
 
     async def replace_secret(self, namespace: str, name: str, body: Body) -> Body:
         """Full replace, guarded by the body's resourceVersion (409 if someone else wrote first)."""
-        return await self._json("update", "secrets", "PUT", _core(namespace, "secrets", name), body)
+        if not body.get("metadata", {}).get("resourceVersion"):
+            raise ValueError("replace_secret needs the body's resourceVersion")
+        return await self._json(
+            "update", "secrets", "PUT", _core(namespace, "secrets", name), body, idempotent=True
+        )
 
     async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
+        """Deletes that very object (uid precondition); one already gone is not an error, so a
+        resend after a lost answer succeeds."""
         options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
-        await self._request("delete", "secrets", "DELETE", _core(namespace, "secrets", name), options)
+        path = _core(namespace, "secrets", name)
+        try:
+            await self._request("delete", "secrets", "DELETE", path, options, idempotent=True)
+        except KubeNotFound:
+            return
 
     # vaultsync's own resources -------------------------------------------------------------
 
     async def read_custom(self, plural: str, namespace: str | None, name: str) -> Body:
-        return await self._json("get", plural, "GET", _custom(plural, namespace, name))
+        return await self._json("get", plural, "GET", _custom(plural, namespace, name), idempotent=True)
 
     async def patch_status(self, plural: str, namespace: str | None, name: str, status: Body) -> None:
         path = _custom(plural, namespace, name, "status")
-        await self._request("patch", f"{plural}/status", "PATCH", path, {"status": status}, MERGE_PATCH)
+        await self._request(
+            "patch", f"{plural}/status", "PATCH", path, {"status": status}, MERGE_PATCH, idempotent=True
+        )
 
     # Namespaces, tokens, events ------------------------------------------------------------
 
     async def namespace_labels(self, name: str) -> dict[str, str]:
-        body = await self._json("get", "namespaces", "GET", _path("api", "v1", "namespaces", name))
+        body = await self._json(
+            "get", "namespaces", "GET", _path("api", "v1", "namespaces", name), idempotent=True
+        )
         labels: dict[str, str] = body.get("metadata", {}).get("labels") or {}
         return labels
 
@@ -220,7 +322,8 @@ class Kube:
             "spec": {"audiences": list(audiences), "expirationSeconds": seconds},
         }
         path = _core(namespace, "serviceaccounts", service_account, "token")
-        body = await self._json("create", "serviceaccounts/token", "POST", path, request)
+        # A TokenRequest stores nothing: a second one only mints a second token.
+        body = await self._json("create", "serviceaccounts/token", "POST", path, request, idempotent=True)
         token: str = body["status"]["token"]
         return token
 
@@ -266,29 +369,54 @@ class Kube:
             "reportingInstance": "vaultsync",
             "action": reason,
         }
-        await self._request("create", "events", "POST", _core(namespace, "events"), event)
+        # Not resent after a 5xx: Events use generateName, so a resend may post a duplicate.
+        await self._request("create", "events", "POST", _core(namespace, "events"), event, idempotent=False)
 
     async def ensure_hmac_key(self, namespace: str) -> bytes:
-        """The operator's data-HMAC key: created once, random, kept in its own namespace."""
+        """The operator's data-HMAC key, random, kept in a Secret of its own namespace.
+
+        Never overwritten: replicas starting together race on the create, one wins and the
+        others get 409 and read the winner's key (so does a resent create whose first
+        attempt got through). A key Secret that cannot be used stops the start.
+        """
         try:
             body = await self.read_secret(namespace, c.HMAC_KEY_SECRET)
         except KubeNotFound:
-            fresh = base64.b64encode(secrets.token_bytes(32)).decode()
-            secret = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": c.HMAC_KEY_SECRET,
-                    "labels": {"app.kubernetes.io/part-of": "vaultsync"},
-                },
-                "type": "Opaque",
-                "data": {c.HMAC_KEY_FIELD: fresh},
-            }
-            try:
-                body = await self.create_secret(namespace, secret)
-            except KubeConflict:  # another replica created it first
-                body = await self.read_secret(namespace, c.HMAC_KEY_SECRET)
-        return base64.b64decode(body["data"][c.HMAC_KEY_FIELD])
+            return await self._create_hmac_key(namespace, secrets.token_bytes(HMAC_KEY_MIN_BYTES))
+        return _hmac_key(namespace, body)
+
+    async def keep_hmac_key(self, namespace: str, key: bytes) -> bytes:
+        """A running operator puts its key back if the Secret was deleted, so nothing that was
+        fingerprinted with it changes. Returns the stored key (another replica's, if it
+        differs, which is logged: that replica fingerprints with another key)."""
+        try:
+            stored = _hmac_key(namespace, await self.read_secret(namespace, c.HMAC_KEY_SECRET))
+        except KubeNotFound:
+            stored = await self._create_hmac_key(namespace, key)
+            log.warning("HMAC key Secret was missing and is restored", extra={"secret": c.HMAC_KEY_SECRET})
+        if stored != key:
+            log.error(
+                "HMAC key Secret holds a key this process does not use; restart it to adopt the stored key",
+                extra={"secret": c.HMAC_KEY_SECRET},
+            )
+        return stored
+
+    async def _create_hmac_key(self, namespace: str, key: bytes) -> bytes:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": c.HMAC_KEY_SECRET,
+                "labels": {"app.kubernetes.io/part-of": "vaultsync"},
+            },
+            "type": "Opaque",
+            "data": {c.HMAC_KEY_FIELD: base64.b64encode(key).decode()},
+        }
+        try:
+            body = await self.create_secret(namespace, secret)
+        except KubeConflict:  # another replica created it first: its key wins
+            body = await self.read_secret(namespace, c.HMAC_KEY_SECRET)
+        return _hmac_key(namespace, body)
 
     # Workloads -----------------------------------------------------------------------------
 
@@ -296,19 +424,54 @@ class Kube:
         """Every Deployment, StatefulSet and DaemonSet of a namespace, as (kind, body)."""
         out: list[tuple[str, Body]] = []
         for kind, plural in WORKLOAD_KINDS.items():
-            body = await self._json("list", plural, "GET", _apps(namespace, kind))
+            body = await self._json("list", plural, "GET", _apps(namespace, kind), idempotent=True)
             out.extend((kind, item) for item in body.get("items", []))
         return out
 
     async def read_workload(self, kind: str, namespace: str, name: str) -> Body:
-        return await self._json("get", WORKLOAD_KINDS[kind], "GET", _apps(namespace, kind, name))
+        return await self._json(
+            "get", WORKLOAD_KINDS[kind], "GET", _apps(namespace, kind, name), idempotent=True
+        )
 
     async def patch_workload(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         path = _apps(namespace, kind, name)
-        await self._request("patch", WORKLOAD_KINDS[kind], "PATCH", path, patch, STRATEGIC_MERGE_PATCH)
+        # The patch sets annotation values (no list appends): sending it twice is sending it once.
+        await self._request(
+            "patch", WORKLOAD_KINDS[kind], "PATCH", path, patch, STRATEGIC_MERGE_PATCH, idempotent=True
+        )
 
 
-def _convert(status: int, reason: str, verb: str, what: str) -> VaultsyncError:
+def _hmac_key(namespace: str, body: Body) -> bytes:
+    encoded = (body.get("data") or {}).get(c.HMAC_KEY_FIELD) or ""
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < HMAC_KEY_MIN_BYTES:
+        raise HmacKeyUnusable(
+            f"Secret {namespace}/{c.HMAC_KEY_SECRET}: data.{c.HMAC_KEY_FIELD}: must hold at least "
+            f"{HMAC_KEY_MIN_BYTES} random bytes in base64; vaultsync never overwrites it: delete "
+            "the Secret and a new key is made"
+        )
+    return key
+
+
+class _Failed(Exception):
+    """No HTTP answer; `sent`: the request may have reached the server."""
+
+    def __init__(self, kind: str, *, sent: bool) -> None:
+        super().__init__(kind)
+        self.kind, self.sent = kind, sent
+
+
+async def _close_later(session: aiohttp.ClientSession) -> None:
+    try:
+        await asyncio.sleep(REQUEST_TIMEOUT_SECONDS)
+    finally:
+        await session.close()
+
+
+def _convert(status: int, reason: str, verb: str, what: str, payload: bytes = b"") -> VaultsyncError:
     if status == 404:
         return KubeNotFound(f"{verb} {what}: not found")
     if status == 409:
@@ -316,5 +479,8 @@ def _convert(status: int, reason: str, verb: str, what: str) -> VaultsyncError:
     if status == 403:
         return KubeForbidden(f"{verb} {what}: forbidden; the operator's RBAC must allow '{verb}' on '{what}'")
     if status == 422:
-        return KubeError(f"{verb} {what}: rejected by the API server as invalid ({reason})")
+        fields = "; ".join(invalid_fields(payload)) or "no field named"
+        return KubeInvalid(f"{verb} {what}: rejected by the API server as invalid: {fields}")
+    if status == 429:
+        return KubeError(f"{verb} {what}: throttled by the API server (429), retries spent")
     return KubeError(f"{verb} {what}: API server answered {status} {reason}")

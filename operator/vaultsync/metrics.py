@@ -35,6 +35,11 @@ KUBE_REQUESTS = Counter(
     "Kubernetes API requests by verb and resource.",
     ["verb", "resource"],
 )
+KUBE_RETRIES = Counter(
+    "vaultsync_kube_retries_total",
+    "Kubernetes API requests resent, by verb, resource and cause (HTTP status or 'connection').",
+    ["verb", "resource", "cause"],
+)
 EVENTS_DROPPED = Counter(
     "vaultsync_events_dropped_total",
     "Events not posted because the Event budget (--events-per-second, --event-burst) was spent.",

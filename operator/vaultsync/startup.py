@@ -104,15 +104,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
     memo.renderer = renderer
     memo.reconciler = reconciler
-    memo.housekeeping = asyncio.create_task(_housekeeping(kube, stores, cache))
+    memo.housekeeping = asyncio.create_task(
+        _housekeeping(kube, stores, cache, config.operator_namespace, hmac_key)
+    )
     log.info("vaultsync started", extra={"operatorNamespace": config.operator_namespace})
 
 
-async def _housekeeping(kube: Kube, stores: Stores, cache: FetchCache) -> None:
+async def _housekeeping(kube: Kube, stores: Stores, cache: FetchCache, namespace: str, key: bytes) -> None:
     """Stores that are not ready are retried, so fixing a credential Secret heals them;
-    cached values nobody refreshed for hours are dropped, so memory follows what is in use."""
+    cached values nobody refreshed for hours are dropped, so memory follows what is in use;
+    a deleted HMAC key Secret is put back with the key in use, so no fingerprint changes."""
     while True:
         await asyncio.sleep(STORE_RECHECK_SECONDS)
+        try:
+            await kube.keep_hmac_key(namespace, key)
+        except VaultsyncError as exc:
+            log.warning("HMAC key Secret not checked", extra={"detail": exc.message})
         for kind, body in stores.not_ready():
             await update_store_status(kube, stores, kind, body)
         cache.prune(CACHE_RETENTION_SECONDS)
