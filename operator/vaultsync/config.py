@@ -29,6 +29,7 @@ class Config:
     events_per_second: float
     event_burst: int
     verbose: bool
+    enable_fake_provider: bool = False
 
     @property
     def clusterwide(self) -> bool:
@@ -98,6 +99,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="Events the operator may post at once before --events-per-second applies",
     )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
+    parser.add_argument(
+        "--enable-fake-provider",
+        action="store_true",
+        default=_env("ENABLE_FAKE_PROVIDER", "") == "true",
+        help="serve stores with spec.provider.fake (values in the store's own spec): "
+        "for development and tests only; off by default",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> Config:
@@ -116,4 +124,5 @@ def from_arguments(args: argparse.Namespace) -> Config:
         events_per_second=args.events_per_second,
         event_burst=args.event_burst,
         verbose=args.verbose,
+        enable_fake_provider=args.enable_fake_provider,
     )

@@ -42,6 +42,9 @@ KOPF_PERSISTENCE_PREFIX = f"kopf.{GROUP}"
 HMAC_KEY_SECRET = "vaultsync-hmac-key"
 HMAC_KEY_FIELD = "key"
 
+# The provider whose "remote" values are written in the store itself: off unless enabled.
+FAKE_PROVIDER = "fake"
+
 # A Secret's whole object may not exceed 1 MiB in etcd; leave room for metadata.
 SECRET_SIZE_LIMIT = 1024 * 1024
 

@@ -78,7 +78,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     kube = Kube(event_budget=TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
-    stores = Stores(kube)
+    stores = Stores(kube, enable_fake_provider=config.enable_fake_provider)
     cache = FetchCache()
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet

@@ -111,8 +111,9 @@ class StoreCredentials:
 class Stores:
     """Store bodies seen on the watch, and one client per store generation."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, *, enable_fake_provider: bool = False) -> None:
         self._kube = kube
+        self._enable_fake = enable_fake_provider
         self._bodies: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._clients: dict[str, ResolvedStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -214,6 +215,13 @@ class Stores:
         if len(spec.provider) != 1:
             raise StoreNotReady(f"{context} is invalid: spec.provider must name exactly one provider")
         ((name, raw),) = spec.provider.items()
+        if name == c.FAKE_PROVIDER and not self._enable_fake:
+            raise StoreNotReady(
+                f"{context} is invalid: spec.provider.{name}: the fake provider is disabled; "
+                "it serves values written in the store itself, for development and tests only "
+                "(start the operator with --enable-fake-provider, "
+                "VAULTSYNC_ENABLE_FAKE_PROVIDER=true, to allow it)"
+            )
         provider = PROVIDERS.get(name)
         if provider is None:
             known = ", ".join(sorted(PROVIDERS))

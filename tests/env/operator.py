@@ -68,6 +68,8 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "VAULTSYNC_OPERATOR_NAMESPACE": namespace,
+            # The tests' stores are mostly `fake`; a test of the default passes "false".
+            "VAULTSYNC_ENABLE_FAKE_PROVIDER": "true",
             "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]),
             **(env or {}),
         }
