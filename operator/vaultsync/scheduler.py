@@ -37,7 +37,7 @@ from typing import Any
 
 from vaultsync import constants as c
 from vaultsync.errors import InvalidSpec, crash_fields
-from vaultsync.fingerprints import data_hmac
+from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
 from vaultsync.providers.base import RemoteRef
@@ -163,7 +163,8 @@ class Scheduler:
         ours = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
         data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items() if k in ours}
         fingerprint = annotations.get(c.ANNOTATION_DATA_FINGERPRINT)
-        return set(data) == ours and fingerprint == data_hmac(self._key, data)
+        key = namespace_key(self._key, body["metadata"]["namespace"])
+        return set(data) == ours and fingerprint == data_hmac(key, data)
 
     def remote_changed(self, store_key: str, ref: RemoteRef) -> None:
         """A shared read saw a new value: everyone using that key refreshes from it now."""
