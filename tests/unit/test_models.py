@@ -371,3 +371,8 @@ def test_a_namespace_name_is_matched_exactly_not_as_a_pattern() -> None:
     assert not listed.allows("evil-team-a", {})
     assert not listed.allows("team-a-evil", {})
     assert not listed.allows("TEAM-A", {})
+
+
+def test_a_condition_with_neither_field_allows_nothing() -> None:
+    """The CRD refuses it; an object from before that rule must still not open the store."""
+    assert not condition({}).allows("shop", {"tier": "prod"})
