@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from vaultsync import __version__
+from vaultsync import __version__, logsafety
 from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.registry import REGISTRY, UnstoredMemories
 
@@ -31,9 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_operator(config: Config) -> int:
     from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
 
-    kopf.configure(verbose=config.verbose, log_format=kopf.LogFormat.JSON)
-    if not config.verbose:  # one line per watch event is noise at ten thousand objects
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    configure_logging(config.verbose)
     asyncio.run(
         kopf.operator(
             registry=REGISTRY,
@@ -47,6 +45,14 @@ def run_operator(config: Config) -> int:
         )
     )
     return 0
+
+
+def configure_logging(verbose: bool) -> None:
+    """JSON lines on stderr; `verbose` is DEBUG, yet never the SDKs' (see `logsafety`)."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON)
+    logsafety.install()
+    if not verbose:  # one line per watch event is noise at ten thousand objects
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def _peering(config: Config) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
+from vaultsync.cache import CACHE_MAX_BYTES
+from vaultsync.schedule import MIN_REFRESH_SECONDS, parse_duration
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Config:
     events_per_second: float
     event_burst: int
     verbose: bool
+    min_refresh_interval: float = MIN_REFRESH_SECONDS
+    cache_max_bytes: int = CACHE_MAX_BYTES
     enable_fake_provider: bool = False
 
     @property
@@ -38,6 +42,11 @@ class Config:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"VAULTSYNC_{name}", default)
+
+
+def duration(text: str) -> float:
+    """A Go duration flag (`10s`, `1m`); argparse names this function in its error."""
+    return parse_duration(text)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +107,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(_env("EVENT_BURST", str(EVENT_BURST))),
         help="Events the operator may post at once before --events-per-second applies",
     )
+    parser.add_argument(
+        "--min-refresh-interval",
+        type=duration,
+        default=duration(_env("MIN_REFRESH_INTERVAL", f"{MIN_REFRESH_SECONDS:g}s")),
+        help="shorter refreshIntervals are raised to this (a Go duration; 0 keeps meaning sync once)",
+    )
+    parser.add_argument(
+        "--cache-max-bytes",
+        type=int,
+        default=int(_env("CACHE_MAX_BYTES", str(CACHE_MAX_BYTES))),
+        help="bytes of remote values the shared cache may hold; least recently used are evicted first",
+    )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
     parser.add_argument(
         "--enable-fake-provider",
@@ -124,5 +145,7 @@ def from_arguments(args: argparse.Namespace) -> Config:
         events_per_second=args.events_per_second,
         event_burst=args.event_burst,
         verbose=args.verbose,
+        min_refresh_interval=args.min_refresh_interval,
+        cache_max_bytes=args.cache_max_bytes,
         enable_fake_provider=args.enable_fake_provider,
     )

@@ -22,6 +22,14 @@ CACHE_LOOKUPS = Counter(
     "Remote value lookups by result: hit, shared (joined an in-flight read) or miss.",
     ["result"],
 )
+CACHE_BYTES = Gauge(
+    "vaultsync_cache_bytes",
+    "Bytes of remote values held by the shared cache (capped by --cache-max-bytes).",
+)
+CACHE_EVICTIONS = Counter(
+    "vaultsync_cache_evictions_total",
+    "Cached values dropped, least recently used first, to stay under --cache-max-bytes.",
+)
 KUBE_REQUESTS = Counter(
     "vaultsync_kube_requests_total",
     "Kubernetes API requests by verb and resource.",

@@ -17,9 +17,17 @@ from pydantic.alias_generators import to_camel
 from vaultsync.constants import GROUP
 from vaultsync.errors import InvalidSpec
 from vaultsync.providers.base import describe_validation_error
-from vaultsync.schedule import parse_duration
+from vaultsync.schedule import refresh_interval
 
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# The same limits as the CRD's schema (crds/externalsecrets.yaml), for objects stored before it.
+MAX_DATA_ITEMS = 512
+MAX_DATA_FROM_ITEMS = 64
+MAX_REMOTE_KEY_LENGTH = 2048
+MAX_PROPERTY_LENGTH = 1024
+MAX_VERSION_LENGTH = 256
+MAX_TARGET_METADATA_ENTRIES = 64
+MAX_TARGET_METADATA_VALUE_LENGTH = 4096
 _SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
 SECRET_KEY_RULE = "letters, digits, '-', '_' and '.', at most 253, not '.' or '..' or starting with '..'"
 
@@ -50,12 +58,13 @@ class StoreRef(Model):
 
 
 class RemoteRefSpec(Model):
-    key: str = Field(min_length=1)
-    property: str = ""
-    version: str = ""
+    key: str = Field(min_length=1, max_length=MAX_REMOTE_KEY_LENGTH)
+    property: str = Field(default="", max_length=MAX_PROPERTY_LENGTH)
+    version: str = Field(default="", max_length=MAX_VERSION_LENGTH)
 
 
 SecretKey = Annotated[str, AfterValidator(_check_secret_key)]
+MetadataValue = Annotated[str, Field(max_length=MAX_TARGET_METADATA_VALUE_LENGTH)]
 
 
 class DataItem(Model):
@@ -64,8 +73,8 @@ class DataItem(Model):
 
 
 class ExtractSpec(Model):
-    key: str = Field(min_length=1)
-    version: str = ""
+    key: str = Field(min_length=1, max_length=MAX_REMOTE_KEY_LENGTH)
+    version: str = Field(default="", max_length=MAX_VERSION_LENGTH)
 
 
 class DataFromItem(Model):
@@ -89,8 +98,10 @@ class TargetSpec(Model):
     creation_policy: Literal["Owner", "Merge", "Orphan"] = "Owner"
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     type: str = "Opaque"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, MetadataValue] = Field(default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES)
+    annotations: dict[str, MetadataValue] = Field(
+        default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES
+    )
     template: TemplateSpec | None = None
 
 
@@ -98,18 +109,19 @@ class ExternalSecretSpec(Model):
     store_ref: StoreRef
     refresh_interval: str = "1h"
     target: TargetSpec = Field(default_factory=TargetSpec)
-    data: list[DataItem] = Field(default_factory=list)
-    data_from: list[DataFromItem] = Field(default_factory=list)
+    data: list[DataItem] = Field(default_factory=list, max_length=MAX_DATA_ITEMS)
+    data_from: list[DataFromItem] = Field(default_factory=list, max_length=MAX_DATA_FROM_ITEMS)
 
     @field_validator("refresh_interval")
     @classmethod
     def _is_duration(cls, value: str) -> str:
-        parse_duration(value)
+        refresh_interval(value)
         return value
 
     @property
     def refresh_seconds(self) -> float:
-        return parse_duration(self.refresh_interval)
+        """As written, before the operator's floor (`schedule.clamped`) applies."""
+        return refresh_interval(self.refresh_interval)
 
 
 class ExternalSecret(Model):

@@ -2,20 +2,35 @@
 
 Vaults commonly store one JSON document per secret (`{"username": .., "password": ..}`).
 This is shared by every provider, so `property` means the same thing everywhere.
-Errors name the key and the property path, never the value.
+Errors name the key and the property path, never the value. A property *name*
+found in the value (not written in the spec) may itself be secret-ish (an
+API key used as a map key), so it is shown only as `masked_name` does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from vaultsync.errors import PropertyNotFound
 
 
+def masked_name(name: str) -> str:
+    """A name read from a remote value, as it may appear in a message: a hash and a length.
+
+    `printf %s NAME | sha256sum` shows which of your names it is; the name itself never
+    reaches status, Events or logs.
+    """
+    digest = hashlib.sha256(name.encode("utf-8", errors="surrogateescape")).hexdigest()[:12]
+    return f"sha256:{digest} ({len(name)} characters)"
+
+
 def _load_json(value: bytes, key: str, field: str) -> Any:
     try:
         return json.loads(value)
+    except RecursionError:
+        raise PropertyNotFound(_too_deep(key, field)) from None
     except (ValueError, UnicodeDecodeError):
         raise PropertyNotFound(
             f"{field}: the value of remote key {key!r} is not a JSON document, "
@@ -23,10 +38,20 @@ def _load_json(value: bytes, key: str, field: str) -> Any:
         ) from None
 
 
-def _encode(value: Any) -> bytes:
+def _too_deep(key: str, field: str) -> str:
+    return (
+        f"{field}: the value of remote key {key!r} nests JSON too deeply to be parsed "
+        "(Python's recursion limit)"
+    )
+
+
+def _encode(value: Any, key: str, field: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    except RecursionError:
+        raise PropertyNotFound(_too_deep(key, field)) from None
 
 
 def select_property(value: bytes, prop: str, *, key: str, field: str) -> bytes:
@@ -39,7 +64,7 @@ def select_property(value: bytes, prop: str, *, key: str, field: str) -> bytes:
         return value
     document = _load_json(value, key, field)
     if isinstance(document, dict) and prop in document:
-        return _encode(document[prop])
+        return _encode(document[prop], key, field)
     current = document
     for part in prop.split("."):
         if isinstance(current, dict) and part in current:
@@ -48,7 +73,7 @@ def select_property(value: bytes, prop: str, *, key: str, field: str) -> bytes:
             current = current[int(part)]
         else:
             raise PropertyNotFound(f"{field}: remote key {key!r} has no property {prop!r}")
-    return _encode(current)
+    return _encode(current, key, field)
 
 
 def extract_all(value: bytes, *, key: str, field: str) -> dict[str, bytes]:
@@ -58,4 +83,4 @@ def extract_all(value: bytes, *, key: str, field: str) -> dict[str, bytes]:
         raise PropertyNotFound(
             f"{field}: the value of remote key {key!r} is not a JSON object, so it cannot be extracted"
         )
-    return {str(name): _encode(item) for name, item in document.items()}
+    return {str(name): _encode(item, key, field) for name, item in document.items()}

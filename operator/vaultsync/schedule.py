@@ -22,6 +22,12 @@ _UNIT_SECONDS = {
 }
 
 JITTER_FRACTION = 0.1
+# A tenant's refreshInterval is clamped up to the floor (--min-refresh-interval), so a
+# "5ms" cannot turn the operator into a load generator against a shared vault, and
+# refused above the ceiling, so "99999999999h" cannot overflow a timestamp.
+MIN_REFRESH_SECONDS = 10.0
+MAX_REFRESH_SECONDS = 366 * 24 * 3600.0
+MAX_REFRESH_TEXT = "8784h (366 days)"
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 300.0
 
@@ -40,6 +46,19 @@ def parse_duration(text: str) -> float:
     if pos == 0 or pos != len(text):
         raise ValueError("must be a duration such as 30s, 5m, 1h30m, or 0 to sync once")
     return total
+
+
+def refresh_interval(text: str) -> float:
+    """Seconds of a `refreshInterval`, refused above the ceiling (and when infinite)."""
+    seconds = parse_duration(text)
+    if not seconds <= MAX_REFRESH_SECONDS:  # also catches inf and nan
+        raise ValueError(f"must be at most {MAX_REFRESH_TEXT}, or 0 to sync once")
+    return seconds
+
+
+def clamped(interval: float, floor: float) -> float:
+    """The interval actually used: 0 stays 0 (sync once), anything shorter than `floor` is `floor`."""
+    return 0.0 if interval <= 0 else max(interval, floor)
 
 
 def jittered(interval: float, rng: random.Random | None = None) -> float:

@@ -42,7 +42,7 @@ from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
 from vaultsync.providers.base import RemoteRef
 from vaultsync.reconcile import Reconciler, SyncResult
-from vaultsync.schedule import backoff, jittered, next_on_grid
+from vaultsync.schedule import MIN_REFRESH_SECONDS, backoff, clamped, jittered, next_on_grid
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,14 @@ class Scheduler:
         workers: int = 32,
         first_sync_max_age: float = 30.0,
         clock: Any = time.monotonic,
+        min_refresh: float = MIN_REFRESH_SECONDS,
     ) -> None:
         self._reconciler = reconciler
         self._key = hmac_key
         self._workers = workers
         self._first_sync_max_age = first_sync_max_age
         self._clock = clock
+        self._min_refresh = min_refresh
         self._tracked: dict[Key, _Tracked] = {}
         self._heap: list[tuple[float, int, Key]] = []
         self._seq = itertools.count()
@@ -257,7 +259,7 @@ class Scheduler:
             es = None
             result = await self._reconciler.report_invalid(tracked.body, exc)
         if es is not None:
-            interval = es.spec.refresh_seconds
+            interval = clamped(es.spec.refresh_seconds, self._min_refresh)
             next_refresh = jittered(interval) if interval > 0 else None
             started = time.perf_counter()
             token = tracked.force_token if force else None
@@ -326,7 +328,7 @@ class Scheduler:
 
     def _refresh(self, body: Mapping[str, Any]) -> float:
         try:
-            return parse_external_secret(body).spec.refresh_seconds
+            return clamped(parse_external_secret(body).spec.refresh_seconds, self._min_refresh)
         except InvalidSpec:
             return 0.0
 

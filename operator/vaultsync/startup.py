@@ -79,7 +79,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     kube = Kube(event_budget=TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     stores = Stores(kube, enable_fake_provider=config.enable_fake_provider)
-    cache = FetchCache()
+    cache = FetchCache(max_bytes=config.cache_max_bytes)
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet
     )
@@ -89,6 +89,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         hmac_key,
         workers=config.workers,
         first_sync_max_age=config.first_sync_max_age,
+        min_refresh=config.min_refresh_interval,
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()

@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vaultsync.errors import InvalidSpec, TemplateError, VaultsyncError
 from vaultsync.models import SECRET_KEY_RULE, ExternalSecretSpec, TemplateSpec, is_valid_secret_key
-from vaultsync.properties import extract_all, select_property
+from vaultsync.properties import extract_all, masked_name, select_property
 from vaultsync.providers.base import RemoteRef, RemoteValue
 
 TEMPLATE_FIELD = "spec.target.template.data"
@@ -113,8 +113,8 @@ def build_data(
         for name, value in extract_all(raw, key=item.extract.key, field=field).items():
             if not is_valid_secret_key(name):
                 raise InvalidSpec(
-                    f"{field}: property {name!r} of remote key {item.extract.key!r} is not a valid "
-                    f"Secret key ({SECRET_KEY_RULE})"
+                    f"{field}: property {masked_name(name)} of remote key {item.extract.key!r} "
+                    f"is not a valid Secret key ({SECRET_KEY_RULE})"
                 )
             data[name] = value
     for i, entry in enumerate(spec.data):

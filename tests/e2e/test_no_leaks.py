@@ -73,8 +73,9 @@ def test_values_never_appear_in_logs_events_status_or_metrics(
         logs = operator.logs()
 
     assert "sync failed" in logs and "synced" in logs  # the log really covers both paths
-    audit = [json.loads(line)["audit"] for line in logs.splitlines() if '"provider read"' in line]
-    assert {"db", "plain"} <= {key for entry in audit for key in entry["keys"]}  # who read what
+    # Who read what: provider reads, and values served from the cache or a shared read.
+    audit = [json.loads(line)["audit"] for line in logs.splitlines() if '"audit"' in line]
+    assert {"db", "plain"} <= {key for entry in audit for key in entry["keys"]}
     assert all(entry["store"] == f"SecretStore {namespace}/fake" for entry in audit)
     assert any(f"{namespace}/ok" in entry["requestedBy"] for entry in audit)
     statuses = json.dumps([vs.get_external_secret(n).get("status") for n in ["ok", *failing]])

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from vaultsync.cache import MAX_BATCH, FetchCache
-from vaultsync.errors import ProviderError, SecretNotFound, VaultsyncError
-from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient
+import pytest
+from prometheus_client import REGISTRY
+
+from vaultsync.cache import ENTRY_OVERHEAD_BYTES, MAX_BATCH, MAX_VALUE_BYTES, FetchCache
+from vaultsync.errors import ProviderError, SecretNotFound, SecretTooLarge, VaultsyncError
+from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
 
 T = TypeVar("T")
 DB = RemoteRef("prod/db")
@@ -356,3 +360,150 @@ def test_pruning_drops_values_not_read_for_a_while() -> None:
         assert client.batches == [[DB], [API], [DB]]
 
     run(scenario)
+
+
+# Limits: a byte cap with LRU eviction, values too large for a Secret, audit of cache reads.
+
+
+def sized_vault(size: int, *names: str) -> CountingClient:
+    return CountingClient({name: RemoteValue(name[-1].encode() * size, "1") for name in names})
+
+
+def entry_bytes(store: str, ref: RemoteRef, size: int) -> int:
+    return size + len(store) + len(ref.key) + len(ref.version) + ENTRY_OVERHEAD_BYTES
+
+
+def test_the_cache_evicts_the_least_recently_used_value_to_stay_under_its_byte_cap() -> None:
+    a, b, c = RemoteRef("k/a"), RemoteRef("k/b"), RemoteRef("k/c")
+    one = entry_bytes("s", a, 1000)
+
+    async def scenario() -> None:
+        cache, client = FetchCache(clock=Clock(), max_bytes=2 * one), sized_vault(1000, "k/a", "k/b", "k/c")
+        await cache.get("s", "fake", client, [a], 60.0)
+        await cache.get("s", "fake", client, [b], 60.0)
+        await cache.get("s", "fake", client, [a], 60.0)  # a is now the most recently used
+        assert client.batches == [[a], [b]]
+        await cache.get("s", "fake", client, [c], 60.0)  # evicts b, not a
+        assert cache.size == 2 * one <= 2 * one
+        await cache.get("s", "fake", client, [a], 60.0)
+        assert client.batches == [[a], [b], [c]]
+        await cache.get("s", "fake", client, [b], 60.0)
+        assert client.batches == [[a], [b], [c], [b]]
+
+    run(scenario)
+
+
+def test_the_cache_size_metric_follows_insertions_evictions_and_pruning() -> None:
+    a, b = RemoteRef("k/a"), RemoteRef("k/b")
+
+    async def scenario() -> None:
+        clock = Clock()
+        cache, client = FetchCache(clock=clock, max_bytes=10**6), sized_vault(5000, "k/a", "k/b")
+        evicted = REGISTRY.get_sample_value("vaultsync_cache_evictions_total") or 0.0
+        await cache.get("s", "fake", client, [a, b], 60.0)
+        assert REGISTRY.get_sample_value("vaultsync_cache_bytes") == 2 * entry_bytes("s", a, 5000)
+        cache.forget_store("s")
+        assert REGISTRY.get_sample_value("vaultsync_cache_bytes") == 0
+        small = FetchCache(clock=clock, max_bytes=entry_bytes("s", a, 5000))
+        await small.get("s", "fake", client, [a], 60.0)
+        await small.get("s", "fake", client, [b], 60.0)
+        assert REGISTRY.get_sample_value("vaultsync_cache_evictions_total") == evicted + 1
+        assert REGISTRY.get_sample_value("vaultsync_cache_bytes") == small.size == entry_bytes("s", b, 5000)
+
+    run(scenario)
+
+
+def test_a_thousand_large_values_never_hold_more_than_the_cap() -> None:
+    refs = [RemoteRef(f"k/{i}") for i in range(1000)]
+
+    async def scenario() -> None:
+        cap = 2 * 1024 * 1024
+        cache = FetchCache(clock=Clock(), max_bytes=cap)
+        client = CountingClient({r.key: RemoteValue(b"x" * 100_000, "1") for r in refs})
+        for chunk in range(0, 1000, 50):
+            await cache.get("s", "fake", client, refs[chunk : chunk + 50], 60.0)
+            assert cache.size <= cap
+
+    run(scenario)
+
+
+def test_eviction_does_not_break_single_flight() -> None:
+    a, b = RemoteRef("k/a"), RemoteRef("k/b")
+
+    async def scenario() -> None:
+        cache = FetchCache(max_bytes=1)  # every value is evicted as soon as it is kept
+        client = sized_vault(10, "k/a", "k/b")
+        client.delay = 0.01
+        results = await asyncio.gather(*(cache.get("s", "fake", client, [a, b], 60.0) for _ in range(50)))
+        assert client.batches == [[a, b]]
+        assert all(r[a] == RemoteValue(b"a" * 10, "1") for r in results)
+        assert cache.size == 0
+
+    run(scenario)
+
+
+def test_a_value_larger_than_a_secret_can_hold_is_refused_naming_the_key_and_never_cached() -> None:
+    async def scenario() -> None:
+        client = CountingClient({"prod/huge": RemoteValue(SECRET.encode() * (MAX_VALUE_BYTES // 10), "1")})
+        cache = FetchCache(clock=Clock())
+        huge = RemoteRef("prod/huge")
+        (result,) = (await cache.get("s", "fake", client, [huge], 60.0)).values()
+        assert isinstance(result, SecretTooLarge)
+        assert "'prod/huge'" in result.message
+        assert SECRET not in result.message
+        assert cache.size == 0
+        await cache.get("s", "fake", client, [huge], 60.0)
+        assert client.calls == 2
+
+    run(scenario)
+
+
+def test_a_value_of_exactly_the_limit_is_kept() -> None:
+    async def scenario() -> None:
+        client = CountingClient({"prod/big": RemoteValue(b"x" * MAX_VALUE_BYTES, "1")})
+        (result,) = (await FetchCache().get("s", "fake", client, [RemoteRef("prod/big")], 60.0)).values()
+        assert isinstance(result, RemoteValue)
+
+    run(scenario)
+
+
+def test_a_value_served_from_the_cache_is_audited_with_who_asked(caplog: pytest.LogCaptureFixture) -> None:
+    store = StoreContext("ClusterSecretStore", "shared", None)
+
+    async def scenario() -> None:
+        cache, client = FetchCache(clock=Clock()), vault()
+        await cache.get("s", "fake", client, [DB], 60.0, context=store, requested_by="team-a/app")
+        caplog.clear()
+        await cache.get("s", "fake", client, [DB, API], 60.0, context=store, requested_by="tenant/es")
+
+    with caplog.at_level(logging.INFO, logger="vaultsync.audit"):
+        run(scenario)
+    lines = {r.getMessage(): r.audit for r in caplog.records}  # type: ignore[attr-defined]
+    assert lines["cache read"] == {
+        "store": "ClusterSecretStore shared",
+        "provider": "fake",
+        "keys": ["prod/db"],
+        "requestedBy": ["tenant/es"],
+        "source": "hit",
+    }
+    assert lines["provider read"]["keys"] == ["prod/api"]
+    assert "db-v1" not in caplog.text
+
+
+def test_joining_a_read_in_flight_is_audited_for_the_joiner(caplog: pytest.LogCaptureFixture) -> None:
+    store = StoreContext("SecretStore", "aws", "team-a")
+
+    async def scenario() -> None:
+        cache, client = FetchCache(), vault(delay=0.2)
+        first = asyncio.ensure_future(
+            cache.get("s", "fake", client, [DB], 60.0, context=store, requested_by="team-a/one")
+        )
+        await asyncio.sleep(0.02)  # the read is flushed and in flight
+        await cache.get("s", "fake", client, [DB], 60.0, context=store, requested_by="team-a/two")
+        await first
+
+    with caplog.at_level(logging.INFO, logger="vaultsync.audit"):
+        run(scenario)
+    shared = [r.audit for r in caplog.records if r.getMessage() == "cache read"]  # type: ignore[attr-defined]
+    assert [a["requestedBy"] for a in shared] == [["team-a/two"]]
+    assert shared[0]["source"] == "shared"

@@ -6,7 +6,16 @@ import random
 
 import pytest
 
-from vaultsync.schedule import BACKOFF_MAX_SECONDS, backoff, jittered, next_on_grid, parse_duration
+from vaultsync.schedule import (
+    BACKOFF_MAX_SECONDS,
+    MIN_REFRESH_SECONDS,
+    backoff,
+    clamped,
+    jittered,
+    next_on_grid,
+    parse_duration,
+    refresh_interval,
+)
 
 
 class _Fixed(random.Random):
@@ -118,3 +127,23 @@ def test_after_a_restart_the_next_refresh_resumes_on_the_old_grid(now: float, ex
 
 def test_a_sync_time_in_the_future_is_itself_the_next_refresh() -> None:
     assert next_on_grid(synced_at=2000.0, interval=60.0, now=1000.0) == 2000.0
+
+
+@pytest.mark.parametrize(
+    ("interval", "floor", "used"),
+    [(0.005, 10.0, 10.0), (1.0, 10.0, 10.0), (10.0, 10.0, 10.0), (3600.0, 10.0, 3600.0), (0.0, 10.0, 0.0)],
+)
+def test_a_refresh_interval_shorter_than_the_floor_is_raised_to_it_and_zero_still_means_once(
+    interval: float, floor: float, used: float
+) -> None:
+    assert clamped(interval, floor) == used
+
+
+def test_the_default_floor_is_ten_seconds() -> None:
+    assert MIN_REFRESH_SECONDS == 10.0
+
+
+@pytest.mark.parametrize("text", ["99999999999h", "8784h1s", "9" * 400 + "h"])
+def test_a_refresh_interval_beyond_the_ceiling_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="at most 8784h"):
+        refresh_interval(text)

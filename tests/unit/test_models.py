@@ -147,6 +147,18 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("dataFrom.1.extract.key", ..., "spec.dataFrom[1].extract.key"),
         ("refreshInterval", "1d", "spec.refreshInterval"),
         ("refreshInterval", "-5m", "spec.refreshInterval"),
+        ("refreshInterval", "99999999999h", "spec.refreshInterval"),
+        ("refreshInterval", "8785h", "spec.refreshInterval"),
+        ("refreshInterval", "9" * 400 + "h", "spec.refreshInterval"),
+        ("data", [{"secretKey": f"k{i}", "remoteRef": {"key": "k"}} for i in range(513)], "spec.data"),
+        ("dataFrom", [{"extract": {"key": "k"}}] * 65, "spec.dataFrom"),
+        ("data.0.remoteRef.key", "k" * 2049, "spec.data[0].remoteRef.key"),
+        ("data.0.remoteRef.property", "p" * 1025, "spec.data[0].remoteRef.property"),
+        ("data.0.remoteRef.version", "v" * 257, "spec.data[0].remoteRef.version"),
+        ("dataFrom.0.extract.key", "k" * 2049, "spec.dataFrom[0].extract.key"),
+        ("target.labels", {f"l{i}": "v" for i in range(65)}, "spec.target.labels"),
+        ("target.annotations", {f"a{i}": "v" for i in range(65)}, "spec.target.annotations"),
+        ("target.annotations", {"a": "v" * 4097}, "spec.target.annotations.a"),
         ("target.creationPolicy", "Own", "spec.target.creationPolicy"),
         ("target.deletionPolicy", "Keep", "spec.target.deletionPolicy"),
         ("target.labels", {"team": 5}, "spec.target.labels.team"),
@@ -189,6 +201,13 @@ def test_a_secret_key_that_kubernetes_refuses_is_rejected_by_the_model_too(
     # The CRD's CEL rules reject these at apply time; the model is the second line.
     exc = invalid(_set(path, value))
     assert str(exc).startswith(field)
+
+
+def test_the_longest_refresh_interval_is_a_year_and_it_does_not_overflow_a_timestamp() -> None:
+    es = parse_external_secret(body({"storeRef": {"name": "aws"}, "refreshInterval": "8784h"}))
+    assert es.spec.refresh_seconds == 366 * 24 * 3600.0
+    message = str(invalid(_set("refreshInterval", "99999999999h")))
+    assert "8784h" in message
 
 
 def test_every_bad_field_is_named_not_only_the_first() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from vaultsync.constants import Reason
 from vaultsync.errors import PropertyNotFound
-from vaultsync.properties import extract_all, select_property
+from vaultsync.properties import extract_all, masked_name, select_property
 
 SECRET = "s3cr3t-Zebra-Quokka-42"
 FIELD = "spec.data[0].remoteRef.property"
@@ -128,3 +129,31 @@ def test_extract_refuses_anything_but_a_json_object_without_echoing_it(raw: byte
     assert message.startswith("spec.dataFrom[0].extract: ")
     assert "'prod/db'" in message
     assert SECRET not in message
+
+
+def deeply_nested(depth: int) -> bytes:
+    return b'{"db": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("prop", ["db", "db.0", ""], ids=["property", "path", "extract"])
+def test_json_nested_past_the_recursion_limit_is_a_clean_error_naming_the_field(prop: str) -> None:
+    with pytest.raises(PropertyNotFound) as caught:
+        if prop:
+            select_property(deeply_nested(100_000), prop, key="prod/db", field=FIELD)
+        else:
+            extract_all(deeply_nested(100_000), key="prod/db", field="spec.dataFrom[0].extract")
+    message = str(caught.value)
+    assert message.startswith(("spec.data[0].remoteRef.property: ", "spec.dataFrom[0].extract: "))
+    assert "'prod/db'" in message
+    assert "too deeply" in message
+
+
+def test_json_nested_within_the_limit_is_still_selected() -> None:
+    assert select_property(deeply_nested(200), "db", key="prod/db", field=FIELD).startswith(b"[[")
+
+
+def test_a_masked_name_shows_a_hash_and_a_length_never_the_name() -> None:
+    shown = masked_name(SECRET)
+    assert SECRET not in shown
+    assert SECRET[:6] not in shown
+    assert shown == f"sha256:{hashlib.sha256(SECRET.encode()).hexdigest()[:12]} ({len(SECRET)} characters)"

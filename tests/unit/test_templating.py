@@ -13,6 +13,7 @@ import pytest
 from vaultsync.constants import Reason
 from vaultsync.errors import InvalidSpec, PropertyNotFound, ProviderError, SecretNotFound, TemplateError
 from vaultsync.models import ExternalSecretSpec, TemplateSpec
+from vaultsync.properties import masked_name
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.templating import build_data, remote_refs, render
 
@@ -284,6 +285,18 @@ def test_an_extracted_property_that_is_not_a_valid_secret_key_is_an_invalid_spec
     assert message.startswith("spec.dataFrom[0].extract: ")
     assert "'prod/app'" in message
     assert SECRET not in message
+    assert masked_name(name) in message
+
+
+def test_a_property_name_that_is_itself_a_secret_is_never_quoted_in_full() -> None:
+    es = spec(dataFrom=[{"extract": {"key": "prod/app"}}])
+    name = f"token {SECRET}"  # a space makes it an invalid Secret key
+    with pytest.raises(InvalidSpec) as caught:
+        build_data(es, values({"prod/app": json.dumps({name: "x"})}))
+    message = str(caught.value)
+    assert SECRET not in message
+    assert SECRET[:8] not in message
+    assert f"({len(name)} characters)" in message
 
 
 def test_a_template_error_during_build_is_reported_with_its_key() -> None:

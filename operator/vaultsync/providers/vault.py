@@ -31,6 +31,7 @@ import hvac.exceptions
 import requests
 from pydantic import field_validator, model_validator
 
+from vaultsync.constants import SECRET_SIZE_LIMIT
 from vaultsync.errors import (
     AuthenticationError,
     CredentialNotFound,
@@ -38,6 +39,7 @@ from vaultsync.errors import (
     InvalidStoreConfig,
     ProviderError,
     SecretNotFound,
+    SecretTooLarge,
     ThrottledError,
     VaultsyncError,
 )
@@ -61,6 +63,36 @@ RENEW_AT_FRACTION = 2 / 3
 REQUEST_TIMEOUT_SECONDS = 15
 # Vault's own reason, quoted in our messages to make them actionable, is cut to this length.
 VAULT_REASON_LIMIT = 200
+# A response body is read at most this far: a value that fits a Secret (1 MiB), JSON-escaped.
+RESPONSE_LIMIT = 4 * SECRET_SIZE_LIMIT
+RESPONSE_CHUNK = 64 * 1024
+
+
+class ResponseTooLarge(requests.RequestException):
+    """A response body over RESPONSE_LIMIT, refused while it was being read."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"response of {size} bytes or more")
+        self.size = size
+
+
+def _capped_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A response hook: reads the body in chunks and stops past RESPONSE_LIMIT, so an
+    oversized value is never held whole (requests would otherwise read it all at once)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > RESPONSE_LIMIT:
+        response.close()
+        raise ResponseTooLarge(int(declared))
+    chunks, size = [], 0
+    for chunk in response.iter_content(RESPONSE_CHUNK):
+        size += len(chunk)
+        if size > RESPONSE_LIMIT:
+            response.close()
+            raise ResponseTooLarge(size)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)
+    return response
+
 
 T = TypeVar("T")
 
@@ -180,6 +212,7 @@ class VaultClient(SecretsClient):
             timeout=REQUEST_TIMEOUT_SECONDS,
             namespace=config.namespace or None,
         )
+        self._hvac.adapter.session.hooks["response"].append(_capped_body)
         self._lease: Lease | None = None
         self._auth_lock = asyncio.Lock()
         # Credentials sent to Vault, scrubbed from any text Vault sends back.
@@ -386,6 +419,12 @@ class VaultClient(SecretsClient):
         refusal of the credentials, like a 403.
         """
         vault = f"{self._store}: Vault at {self._config.server}"
+        if isinstance(exc, ResponseTooLarge):
+            return SecretTooLarge(
+                f"{vault}: the response for {what} is {exc.size} bytes or more, over the "
+                f"{RESPONSE_LIMIT} byte limit for a value that must fit a Kubernetes Secret; "
+                "it was not read further"
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             return ProviderError(
                 f"{vault}: TLS failed for {what}: check that {FIELD}.caBundle holds the CA "
