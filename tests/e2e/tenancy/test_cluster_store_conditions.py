@@ -173,3 +173,14 @@ def test_namespaces_and_a_selector_in_one_condition_admit_a_namespace_matching_e
     tenant.vs.wait_data("listed", {"password": STORE_VALUE})
     use(neighbour, store, "selected-by-nothing")
     _refused(neighbour, "selected-by-nothing")
+
+
+def test_an_empty_selector_admits_every_namespace_as_documented(
+    tenant: Tenant, neighbour: Vaultsync, cluster_store: Callable[..., str], operator: Any
+) -> None:
+    """`namespaceSelector: {}` is Kubernetes' empty selector: everything (docs/api.md warns)."""
+    store = cluster_store([{"namespaceSelector": {}}])
+    use(tenant.vs, store, "anyone")
+    use(neighbour, store, "anyone")
+    tenant.vs.wait_data("anyone", {"password": STORE_VALUE})
+    neighbour.wait_data("anyone", {"password": STORE_VALUE})
