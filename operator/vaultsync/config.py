@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
 from vaultsync.cache import CACHE_MAX_BYTES
+from vaultsync.constants import (
+    TEMPLATE_CPU_SECONDS,
+    TEMPLATE_MEMORY_MIB,
+    TEMPLATE_OUTPUT_BYTES,
+    TEMPLATE_WORKERS,
+)
 from vaultsync.schedule import MIN_REFRESH_SECONDS, parse_duration
 
 
@@ -30,6 +36,10 @@ class Config:
     restarts_per_minute: int
     events_per_second: float
     event_burst: int
+    template_cpu_seconds: float
+    template_memory_mib: int
+    template_output_bytes: int
+    template_workers: int
     verbose: bool
     min_refresh_interval: float = MIN_REFRESH_SECONDS
     cache_max_bytes: int = CACHE_MAX_BYTES
@@ -47,6 +57,20 @@ def _env(name: str, default: str) -> str:
 def duration(text: str) -> float:
     """A Go duration flag (`10s`, `1m`); argparse names this function in its error."""
     return parse_duration(text)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,9 +139,33 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cache-max-bytes",
-        type=int,
-        default=int(_env("CACHE_MAX_BYTES", str(CACHE_MAX_BYTES))),
+        type=_positive_int,
+        default=_positive_int(_env("CACHE_MAX_BYTES", str(CACHE_MAX_BYTES))),
         help="bytes of remote values the shared cache may hold; least recently used are evicted first",
+    )
+    parser.add_argument(
+        "--template-cpu-seconds",
+        type=_positive_float,
+        default=_positive_float(_env("TEMPLATE_CPU_SECONDS", str(TEMPLATE_CPU_SECONDS))),
+        help="CPU time one ExternalSecret's template may use, all keys together",
+    )
+    parser.add_argument(
+        "--template-memory-mib",
+        type=_positive_int,
+        default=_positive_int(_env("TEMPLATE_MEMORY_MIB", str(TEMPLATE_MEMORY_MIB))),
+        help="memory a render worker may use beyond its own, in MiB",
+    )
+    parser.add_argument(
+        "--template-output-bytes",
+        type=_positive_int,
+        default=_positive_int(_env("TEMPLATE_OUTPUT_BYTES", str(TEMPLATE_OUTPUT_BYTES))),
+        help="bytes one ExternalSecret's template may produce, all keys together",
+    )
+    parser.add_argument(
+        "--template-workers",
+        type=_positive_int,
+        default=_positive_int(_env("TEMPLATE_WORKERS", str(TEMPLATE_WORKERS))),
+        help="render worker processes (started on first use; one namespace uses one at a time)",
     )
     parser.add_argument("--verbose", action="store_true", default=_env("VERBOSE", "") == "true")
     parser.add_argument(
@@ -144,6 +192,10 @@ def from_arguments(args: argparse.Namespace) -> Config:
         restarts_per_minute=args.restarts_per_minute,
         events_per_second=args.events_per_second,
         event_burst=args.event_burst,
+        template_cpu_seconds=args.template_cpu_seconds,
+        template_memory_mib=args.template_memory_mib,
+        template_output_bytes=args.template_output_bytes,
+        template_workers=args.template_workers,
         verbose=args.verbose,
         min_refresh_interval=args.min_refresh_interval,
         cache_max_bytes=args.cache_max_bytes,

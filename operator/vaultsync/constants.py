@@ -68,3 +68,19 @@ class Reason(StrEnum):
     # Store conditions.
     VALID = "Valid"
     INVALID_CONFIG = "InvalidConfig"
+
+
+# Templates: what one tenant's `spec.target.template` may cost (docs/security/templates.md).
+# The source size and key count are also the CRD's maxLength and maxProperties.
+TEMPLATE_MAX_KEYS = 256
+TEMPLATE_MAX_SOURCE_BYTES = 64 * 1024
+TEMPLATE_CPU_SECONDS = 1.0
+TEMPLATE_MEMORY_MIB = 64
+TEMPLATE_OUTPUT_BYTES = SECRET_SIZE_LIMIT
+TEMPLATE_WORKERS = 2
+# A render is killed after this many times its CPU limit in wall-clock time: the worker runs
+# at a lower priority, so on a busy node its CPU second may take several.
+TEMPLATE_WALL_CLOCK_FACTOR = 10
+# `*` and `**` refuse integers longer than this, before computing them (Python prints at
+# most 4300 digits of an int anyway, about 14,300 bits).
+TEMPLATE_MAX_INT_BITS = 16 * 1024

@@ -110,6 +110,12 @@ class TemplateError(PermanentError):
     reason = Reason.TEMPLATE_ERROR
 
 
+class RendererUnavailable(RetryableError):
+    """A template was not rendered now: the render workers were busy or did not start."""
+
+    reason = Reason.TEMPLATE_ERROR
+
+
 class TargetConflict(PermanentError):
     reason = Reason.TARGET_CONFLICT
 

@@ -35,6 +35,7 @@ from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
 from vaultsync.models import ExternalSecret
+from vaultsync.renderer import TemplateRenderer
 from vaultsync.stores import ResolvedStore, Stores
 from vaultsync.templating import build_data, remote_refs
 
@@ -72,11 +73,13 @@ class Reconciler:
         stores: Stores,
         cache: FetchCache,
         hmac_key: bytes,
+        renderer: TemplateRenderer,
         on_rotated: RotationListener | None = None,
     ) -> None:
         self._kube = kube
         self._stores = stores
         self._cache = cache
+        self._renderer = renderer
         self._key = hmac_key
         self._on_rotated = on_rotated
 
@@ -112,6 +115,9 @@ class Reconciler:
                 requested_by=f"{es.namespace}/{es.name}",
             )
             data, versions = build_data(es.spec, fetched)
+            template = es.spec.target.template
+            if template is not None and template.data:
+                data = await self._renderer.render(es.namespace, template, data)
             fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
             _check_size(data)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):

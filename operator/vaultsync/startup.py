@@ -28,7 +28,9 @@ from vaultsync.errors import VaultsyncError
 from vaultsync.kube import Kube
 from vaultsync.reconcile import Reconciler
 from vaultsync.registry import REGISTRY
+from vaultsync.renderer import TemplateRenderer
 from vaultsync.rollout import Rollouts
+from vaultsync.sandbox import Limits
 from vaultsync.scheduler import Scheduler
 from vaultsync.stores import PLURALS, Stores, store_status
 
@@ -83,7 +85,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet
     )
-    reconciler = Reconciler(kube, stores, cache, hmac_key, on_rotated=rollouts.secret_rotated)
+    renderer = TemplateRenderer(
+        Limits(config.template_cpu_seconds, config.template_memory_mib, config.template_output_bytes),
+        config.template_workers,
+    )
+    reconciler = Reconciler(kube, stores, cache, hmac_key, renderer, on_rotated=rollouts.secret_rotated)
     scheduler = Scheduler(
         reconciler,
         hmac_key,
@@ -95,6 +101,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     scheduler.start()
     start_http_server(config.metrics_port)
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
+    memo.renderer = renderer
     memo.housekeeping = asyncio.create_task(_housekeeping(kube, stores, cache))
     log.info("vaultsync started", extra={"operatorNamespace": config.operator_namespace})
 
@@ -128,5 +135,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.housekeeping.cancel()
     await memo.scheduler.stop()  # first, so no new rotation reaches the rollouts
     await memo.rollouts.stop()
+    await memo.renderer.close()
     await memo.stores.close()
     await memo.kube.close()

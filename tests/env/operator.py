@@ -99,6 +99,13 @@ class OperatorProcess:
         ]
 
     @property
+    def pid(self) -> int:
+        """The operator's own process id (it is started directly, not through a shell)."""
+        if self._process is None:
+            raise OperatorFailed("the operator was never started")
+        return self._process.pid
+
+    @property
     def returncode(self) -> int | None:
         """The exit code once stopped or crashed; None while it runs (or before start)."""
         return None if self._process is None else self._process.poll()

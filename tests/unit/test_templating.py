@@ -1,11 +1,15 @@
-"""Secret data is built from fetched values through a sandboxed template, and no error repeats a value."""
+"""Secret data is built from fetched values through a sandboxed template, and no error repeats a value.
+
+Templates render as the operator renders them: in a render worker process.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -15,9 +19,24 @@ from vaultsync.errors import InvalidSpec, PropertyNotFound, ProviderError, Secre
 from vaultsync.models import ExternalSecretSpec, TemplateSpec
 from vaultsync.properties import masked_name
 from vaultsync.providers.base import RemoteRef, RemoteValue
-from vaultsync.templating import build_data, remote_refs, render
+from vaultsync.renderer import TemplateRenderer
+from vaultsync.sandbox import Limits
+from vaultsync.templating import build_data, remote_refs
 
 SECRET = "s3cr3t-Zebra-Quokka-42"
+_LOOP = asyncio.new_event_loop()
+_RENDERER = TemplateRenderer(Limits(), workers=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _render_worker() -> Iterator[None]:
+    yield
+    _LOOP.run_until_complete(_RENDERER.close())
+    _LOOP.close()
+
+
+def render(template: TemplateSpec, values: Mapping[str, bytes]) -> dict[str, bytes]:
+    return _LOOP.run_until_complete(_RENDERER.render("tenant", template, values))
 
 
 def spec(**fields: Any) -> ExternalSecretSpec:
@@ -194,7 +213,8 @@ def test_a_template_replaces_the_fetched_keys_with_its_own() -> None:
         target={"template": {"data": {"DATABASE_URL": "pg://{{ user }}:{{ password }}@db"}}},
     )
     data, _ = build_data(es, values({"prod/db": json.dumps({"user": "app", "password": SECRET})}))
-    assert data == {"DATABASE_URL": f"pg://app:{SECRET}@db".encode()}
+    assert es.target.template is not None
+    assert render(es.target.template, data) == {"DATABASE_URL": f"pg://app:{SECRET}@db".encode()}
 
 
 def test_a_template_without_data_keeps_the_fetched_keys() -> None:
@@ -304,8 +324,10 @@ def test_a_template_error_during_build_is_reported_with_its_key() -> None:
         data=[{"secretKey": "password", "remoteRef": {"key": "prod/db"}}],
         target={"template": {"data": {"url": "{{ pasword }}"}}},
     )
+    data, _ = build_data(es, values({"prod/db": SECRET}))
+    assert es.target.template is not None
     with pytest.raises(TemplateError, match=r"^spec\.target\.template\.data\.url: 'pasword' is undefined"):
-        build_data(es, values({"prod/db": SECRET}))
+        render(es.target.template, data)
 
 
 def test_remote_refs_lists_each_distinct_remote_value_once_in_spec_order() -> None:
