@@ -143,14 +143,18 @@ class Scheduler:
         meta = body["metadata"]
         owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME)
         key: Key = (meta["namespace"], owner or "")
-        if self._resumed is not None and not deleted:
+        ours = not deleted and self._written_by_us(body)
+        if self._resumed is not None and ours:
             self._targets_seen.add(key)
         elif self._resumed is not None:
+            # Reported before its ExternalSecret, or not as we wrote it: the startup check
+            # reconciles it (edited while the operator was down, or fingerprinted under an
+            # older key derivation).
             self._targets_seen.discard(key)
         tracked = self._tracked.get(key)
         if tracked is None:
             return
-        if not deleted and self._written_by_us(body):
+        if ours:
             return
         tracked.target_changes += 1
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
@@ -192,8 +196,9 @@ class Scheduler:
 
     async def _check_resumed_targets(self) -> None:
         """Once the watches have been quiet for a while after start, every object resumed
-        on its grid whose target Secret the watch never reported is reconciled now: its
-        Secret was deleted while the operator was down. One check, no API request."""
+        on its grid whose target Secret the watch never reported intact is reconciled now:
+        its Secret was deleted or edited while the operator was down, or carries a
+        fingerprint under an older key. One check, no API request."""
         while (wait := self._check_at - self._clock()) > 0:
             await asyncio.sleep(wait)
         resumed, seen = self._resumed or set(), self._targets_seen
