@@ -223,6 +223,7 @@ def run(args: argparse.Namespace, story: Story, cleanup: contextlib.ExitStack) -
         namespace=namespace,
         log_path=WORKDIR / "operator.log",
         args=("--namespace", namespace),
+        env={"VAULTSYNC_ENABLE_FAKE_PROVIDER": "false"},  # the demo's store is aws, as a user's
     )
     WORKDIR.mkdir(parents=True, exist_ok=True)
     operator.log_path.write_text("")

@@ -47,6 +47,7 @@ class Config:
     min_refresh_interval: float = MIN_REFRESH_SECONDS
     cache_max_bytes: int = CACHE_MAX_BYTES
     service_account: str = ""  # the operator's own ServiceAccount, in operator_namespace
+    enable_fake_provider: bool = False
 
     @property
     def clusterwide(self) -> bool:
@@ -191,6 +192,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="the operator's own ServiceAccount (in --operator-namespace): a ClusterSecretStore's "
         "Vault Kubernetes login without serviceAccountRef uses a token requested for it",
     )
+    parser.add_argument(
+        "--enable-fake-provider",
+        action="store_true",
+        default=_env("ENABLE_FAKE_PROVIDER", "") == "true",
+        help="serve stores with spec.provider.fake (values in the store's own spec): "
+        "for development and tests only; off by default",
+    )
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -224,4 +232,5 @@ def from_arguments(args: argparse.Namespace) -> Config:
         min_refresh_interval=args.min_refresh_interval,
         cache_max_bytes=args.cache_max_bytes,
         service_account=args.service_account,
+        enable_fake_provider=args.enable_fake_provider,
     )

@@ -79,6 +79,8 @@ KUBE_RETRY_BUDGET_SECONDS = 45.0  # no resend would start later than this after 
 # Kubeconfig `exec` credential plugins (client.authentication.k8s.io/v1).
 EXEC_PLUGIN_TIMEOUT_SECONDS = 60.0
 EXEC_PLUGIN_OUTPUT_LIMIT = 1024 * 1024
+# The provider whose "remote" values are written in the store itself: off unless enabled.
+FAKE_PROVIDER = "fake"
 
 # A Secret's whole object may not exceed 1 MiB in etcd; leave room for metadata.
 SECRET_SIZE_LIMIT = 1024 * 1024

@@ -4,6 +4,12 @@ A bare hash of a short password can be brute-forced, so everything the
 operator publishes about data (status `dataHMAC`, the Secret's fingerprint
 annotation, the workload's restart fingerprint) is an HMAC under a random key
 that only the operator holds.
+
+Each namespace gets its own key, derived from the operator's: equal data in two
+namespaces gives different fingerprints, so a tenant who can read another
+namespace's ExternalSecret status (or a Secret's annotations) cannot learn that
+it holds the same password as its own. The derivation is a one-way HMAC, so no
+namespace's key reveals the operator's key or another namespace's.
 """
 
 from __future__ import annotations
@@ -11,6 +17,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+
+
+def namespace_key(operator_key: bytes, namespace: str) -> bytes:
+    """The key of one namespace's fingerprints: HMAC(operator key, "namespace:" + name)."""
+    return hmac.new(operator_key, b"namespace:" + namespace.encode(), hashlib.sha256).digest()
 
 
 def data_hmac(key: bytes, data: Mapping[str, bytes]) -> str:

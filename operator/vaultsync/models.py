@@ -176,9 +176,14 @@ class NamespaceCondition(Model):
     namespace_selector: LabelSelector | None = None
 
     def allows(self, namespace: str, labels: Mapping[str, str]) -> bool:
-        """Listed by name, or matched by the selector (as in External Secrets Operator).
+        """Listed by name OR matched by the selector: either alone suffices.
 
-        An empty condition allows nothing: a typo must not open a store to everyone.
+        External Secrets Operator's meaning, so its manifests keep theirs (a
+        condition wanting both is two requirements on the selector instead:
+        `kubernetes.io/metadata.name In [...]` plus the labels). `namespaces: []`
+        without a selector allows nothing, so a typo does not open the store to
+        everyone; `namespaceSelector: {}` is Kubernetes' empty selector and
+        allows every namespace.
         """
         if namespace in self.namespaces:
             return True

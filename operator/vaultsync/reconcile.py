@@ -31,7 +31,7 @@ from vaultsync.errors import (
     TargetConflict,
     VaultsyncError,
 )
-from vaultsync.fingerprints import data_hmac
+from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
 from vaultsync.models import ExternalSecret
@@ -123,7 +123,7 @@ class Reconciler:
             template = es.spec.target.template
             if template is not None and template.data:
                 data = await self._renderer.render(es.namespace, template, data)
-            fingerprint = data_hmac(self._key, data)
+            fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
             _check_size(data)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
                 applied = await self._apply(es, data, fingerprint)

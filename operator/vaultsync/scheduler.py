@@ -37,7 +37,7 @@ from typing import Any
 
 from vaultsync import constants as c
 from vaultsync.errors import InvalidSpec, crash_fields
-from vaultsync.fingerprints import data_hmac
+from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
 from vaultsync.providers.base import RemoteRef
@@ -143,14 +143,18 @@ class Scheduler:
         meta = body["metadata"]
         owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME)
         key: Key = (meta["namespace"], owner or "")
-        if self._resumed is not None and not deleted:
+        ours = not deleted and self._written_by_us(body)
+        if self._resumed is not None and ours:
             self._targets_seen.add(key)
         elif self._resumed is not None:
+            # Reported before its ExternalSecret, or not as we wrote it: the startup check
+            # reconciles it (edited while the operator was down, or fingerprinted under an
+            # older key derivation).
             self._targets_seen.discard(key)
         tracked = self._tracked.get(key)
         if tracked is None:
             return
-        if not deleted and self._written_by_us(body):
+        if ours:
             return
         tracked.target_changes += 1
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
@@ -165,7 +169,8 @@ class Scheduler:
         ours = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
         data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items() if k in ours}
         fingerprint = annotations.get(c.ANNOTATION_DATA_FINGERPRINT)
-        return set(data) == ours and fingerprint == data_hmac(self._key, data)
+        key = namespace_key(self._key, body["metadata"]["namespace"])
+        return set(data) == ours and fingerprint == data_hmac(key, data)
 
     def remote_changed(self, store_key: str, ref: RemoteRef) -> None:
         """A shared read saw a new value: everyone using that key refreshes from it now."""
@@ -191,8 +196,9 @@ class Scheduler:
 
     async def _check_resumed_targets(self) -> None:
         """Once the watches have been quiet for a while after start, every object resumed
-        on its grid whose target Secret the watch never reported is reconciled now: its
-        Secret was deleted while the operator was down. One check, no API request."""
+        on its grid whose target Secret the watch never reported intact is reconciled now:
+        its Secret was deleted or edited while the operator was down, or carries a
+        fingerprint under an older key. One check, no API request."""
         while (wait := self._check_at - self._clock()) > 0:
             await asyncio.sleep(wait)
         resumed, seen = self._resumed or set(), self._targets_seen

@@ -81,7 +81,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     kube = Kube(event_budget=TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
-    stores = Stores(kube, operator_account, config.deny_egress_cidrs)
+    stores = Stores(
+        kube,
+        operator_account,
+        config.deny_egress_cidrs,
+        enable_fake_provider=config.enable_fake_provider,
+    )
     cache = FetchCache(max_bytes=config.cache_max_bytes)
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet

@@ -193,10 +193,13 @@ class Stores:
         kube: Kube,
         operator_account: tuple[str, str] | None = None,
         denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+        *,
+        enable_fake_provider: bool = False,
     ) -> None:
         self._kube = kube
         self._operator_account = operator_account
         self._denied_egress = denied_egress  # applies to namespaced stores only
+        self._enable_fake = enable_fake_provider
         self._bodies: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._clients: dict[str, ResolvedStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -325,6 +328,13 @@ class Stores:
         if len(spec.provider) != 1:
             raise StoreNotReady(f"{context} is invalid: spec.provider must name exactly one provider")
         ((name, raw),) = spec.provider.items()
+        if name == c.FAKE_PROVIDER and not self._enable_fake:
+            raise StoreNotReady(
+                f"{context} is invalid: spec.provider.{name}: the fake provider is disabled; "
+                "it serves values written in the store itself, for development and tests only "
+                "(start the operator with --enable-fake-provider, "
+                "VAULTSYNC_ENABLE_FAKE_PROVIDER=true, to allow it)"
+            )
         provider = PROVIDERS.get(name)
         if provider is None:
             known = ", ".join(sorted(PROVIDERS))

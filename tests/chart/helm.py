@@ -33,7 +33,20 @@ def value_sets(watch: Sequence[str]) -> dict[str, dict[str, Any]]:
         "ha": {"replicaCount": 2},
         "ha-namespaced": {"replicaCount": 3, "watchNamespaces": list(watch)},
         "crds-off": {"installCRDs": False},
+        "network-policy": {"networkPolicy": NETWORK_POLICY, "fakeProvider": {"enabled": True}},
     }
+
+
+# The optional NetworkPolicy as an admin would fill it in (addresses are examples).
+NETWORK_POLICY = {
+    "enabled": True,
+    "apiServer": {"cidrs": ["10.96.0.1/32", "172.18.0.2/32"], "ports": [6443]},
+    "vaultEndpoints": [
+        {"cidr": "10.20.0.0/16", "ports": [8200]},
+        {"cidr": "0.0.0.0/0", "ports": [443]},
+    ],
+    "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+}
 
 
 def helm_binary() -> Path:

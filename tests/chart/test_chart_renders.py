@@ -35,26 +35,23 @@ Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
 # What the operator may do in a namespace it serves. Changing this is a security decision:
 # update templates/rbac.yaml (with the reason) and this table together.
 NAMESPACED_PERMISSIONS = {
-    *(
-        ("vaultsync.io", r, v)
-        for r in ("externalsecrets", "secretstores")
-        for v in ("get", "list", "watch", "patch")
-    ),
+    *(("vaultsync.io", "externalsecrets", v) for v in ("list", "watch")),
+    *(("vaultsync.io", "secretstores", v) for v in ("get", "list", "watch")),
     ("vaultsync.io", "externalsecrets/status", "patch"),
     ("vaultsync.io", "secretstores/status", "patch"),
-    *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")),
+    *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "delete")),
     ("", "serviceaccounts/token", "create"),
-    *((g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
+    ("", "events", "create"),
     *(
         ("apps", r, v)
         for r in ("deployments", "statefulsets", "daemonsets")
-        for v in ("get", "list", "watch", "patch")
+        for v in ("get", "list", "patch")
     ),
 }
 CLUSTER_PERMISSIONS = {
-    *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
+    *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")),
     *(("", "namespaces", v) for v in ("get", "list", "watch")),
-    *(("vaultsync.io", "clustersecretstores", v) for v in ("get", "list", "watch", "patch")),
+    *(("vaultsync.io", "clustersecretstores", v) for v in ("get", "list", "watch")),
     ("vaultsync.io", "clustersecretstores/status", "patch"),
     ("authentication.k8s.io", "tokenreviews", "create"),
 }
@@ -71,7 +68,7 @@ def permissions(role: Manifest) -> set[Permission]:
 
 
 def peering_permissions(resource: str) -> set[Permission]:
-    return {("kopf.dev", resource, v) for v in ("get", "list", "watch", "patch")}
+    return {("kopf.dev", resource, v) for v in ("list", "watch", "patch")}
 
 
 def deployment(manifests: Iterable[Manifest]) -> Manifest:
@@ -155,7 +152,7 @@ def test_namespaced_mode_grants_namespaced_rights_only_in_the_listed_namespaces(
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": ["vaultsync-hmac-key"],
-            "verbs": ["get", "update", "patch"],
+            "verbs": ["get"],
         }
     ]
     # A token of its own ServiceAccount (for Vault), and of no other ServiceAccount there.

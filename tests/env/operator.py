@@ -71,6 +71,8 @@ class OperatorProcess:
             # Tests watch refreshes happen within seconds; the 10 s production floor has its
             # own tests, which set it back (tests/e2e/tenancy).
             "VAULTSYNC_MIN_REFRESH_INTERVAL": "1s",
+            # The tests' stores are mostly `fake`; a test of the default passes "false".
+            "VAULTSYNC_ENABLE_FAKE_PROVIDER": "true",
             "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]),
             **(env or {}),
         }

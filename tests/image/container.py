@@ -70,6 +70,7 @@ class OperatorContainer:
             "--volume", f"{self._kubeconfig}:{KUBECONFIG_IN_CONTAINER}:ro",
             "--env", f"KUBECONFIG={KUBECONFIG_IN_CONTAINER}",
             "--env", f"VAULTSYNC_OPERATOR_NAMESPACE={self._operator_namespace}",
+            "--env", "VAULTSYNC_ENABLE_FAKE_PROVIDER=true",  # the image tests' stores are fake
             IMAGE,
             "run",
             f"--health-port={self.health_port}",

@@ -298,6 +298,18 @@ def test_both_store_kinds_share_one_provider_schema() -> None:
     )
 
 
+def test_a_condition_is_documented_as_the_code_matches_it() -> None:
+    """namespaces OR namespaceSelector (models.NamespaceCondition.allows), not AND."""
+    entry = " ".join(
+        node_at(root_schema("clustersecretstores.yaml"), "spec.conditions[]")["description"].split()
+    )
+    assert "listed in namespaces OR selected by namespaceSelector" in entry
+    assert "namespaceSelector {} matches every namespace" in entry
+    api = " ".join((CRD_DIR.parent / "docs" / "api.md").read_text().split())
+    assert "listed in `namespaces` **or** selected by `namespaceSelector`" in api
+    assert "`namespaceSelector: {}` matches every namespace" in api
+
+
 @pytest.mark.parametrize(("name", "path", "node", "rule"), RULES)
 def test_every_cel_rule_has_a_message_naming_its_field(
     name: str, path: str, node: dict[str, Any], rule: dict[str, Any]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import pytest
 
-from vaultsync.fingerprints import combined, data_hmac
+from vaultsync.fingerprints import combined, data_hmac, namespace_key
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32
@@ -98,3 +99,23 @@ def test_a_combined_fingerprint_changes_with_any_secret_or_the_key() -> None:
     assert combined({"a": "hmac-sha256:1", "c": "hmac-sha256:2"}, KEY) != base
     assert combined({"a": "hmac-sha256:1"}, KEY) != base
     assert combined({"a": "hmac-sha256:1", "b": "hmac-sha256:2"}, OTHER_KEY) != base
+
+
+def test_equal_data_in_two_namespaces_has_different_fingerprints() -> None:
+    """A tenant comparing dataHMACs across namespaces learns nothing about equal passwords."""
+    shop, billing = namespace_key(KEY, "shop"), namespace_key(KEY, "billing")
+    assert data_hmac(shop, DATA) != data_hmac(billing, DATA)
+    assert data_hmac(shop, DATA) != data_hmac(KEY, DATA)
+
+
+def test_a_namespace_key_is_stable_and_derived_one_way_from_the_operator_key() -> None:
+    """Pinned: changing the derivation rewrites every managed Secret's annotation once."""
+    assert namespace_key(KEY, "shop") == namespace_key(KEY, "shop")
+    assert namespace_key(KEY, "shop") == hmac.new(KEY, b"namespace:shop", hashlib.sha256).digest()
+    assert namespace_key(KEY, "shop") != namespace_key(OTHER_KEY, "shop")
+    assert namespace_key(KEY, "shop") != KEY
+
+
+def test_namespace_names_cannot_collide_into_one_key() -> None:
+    names = ["a", "ab", "a-b", "b", "namespace:a", ""]
+    assert len({namespace_key(KEY, n) for n in names}) == len(names)

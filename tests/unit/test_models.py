@@ -336,3 +336,62 @@ def test_a_condition_with_a_selector_allows_namespaces_whose_labels_match() -> N
     assert allowed.allows("shop", {"vaultsync.io/allowed": "true"})
     assert not allowed.allows("shop", {"vaultsync.io/allowed": "false"})
     assert not allowed.allows("shop", {})
+
+
+# ClusterSecretStore conditions mean what External Secrets Operator's mean: within one
+# entry, `namespaces` OR `namespaceSelector`; across entries, any. docs/api.md says so.
+
+
+def test_a_condition_with_both_fields_allows_a_namespace_matching_either() -> None:
+    both = condition({"namespaces": ["shop"], "namespaceSelector": {"matchLabels": {"tier": "prod"}}})
+    assert both.allows("shop", {})  # listed, not selected
+    assert both.allows("billing", {"tier": "prod"})  # selected, not listed
+    assert both.allows("shop", {"tier": "prod"})
+    assert not both.allows("billing", {"tier": "dev"})  # neither
+
+
+def test_an_empty_selector_allows_every_namespace() -> None:
+    everyone = condition({"namespaceSelector": {}})
+    assert everyone.allows("anything", {})
+    assert everyone.allows("kube-system", {"kubernetes.io/metadata.name": "kube-system"})
+
+
+def test_an_empty_namespace_list_allows_nothing() -> None:
+    nobody = condition({"namespaces": []})
+    assert not nobody.allows("shop", {})
+    assert not nobody.allows("", {})
+
+
+def test_an_empty_namespace_list_leaves_the_selector_to_decide() -> None:
+    selected = condition({"namespaces": [], "namespaceSelector": {"matchLabels": {"tier": "prod"}}})
+    assert selected.allows("shop", {"tier": "prod"})
+    assert not selected.allows("shop", {})
+
+
+def test_requiring_a_name_and_a_label_is_written_as_one_selector() -> None:
+    """The documented way to AND a name with labels, since the two fields OR."""
+    both = condition(
+        {
+            "namespaceSelector": {
+                "matchLabels": {"tier": "prod"},
+                "matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop"]}
+                ],
+            }
+        }
+    )
+    assert both.allows("shop", {"tier": "prod", "kubernetes.io/metadata.name": "shop"})
+    assert not both.allows("shop", {"kubernetes.io/metadata.name": "shop"})
+    assert not both.allows("billing", {"tier": "prod", "kubernetes.io/metadata.name": "billing"})
+
+
+def test_a_namespace_name_is_matched_exactly_not_as_a_pattern() -> None:
+    listed = condition({"namespaces": ["team-a"]})
+    assert not listed.allows("evil-team-a", {})
+    assert not listed.allows("team-a-evil", {})
+    assert not listed.allows("TEAM-A", {})
+
+
+def test_a_condition_with_neither_field_allows_nothing() -> None:
+    """The CRD refuses it; an object from before that rule must still not open the store."""
+    assert not condition({}).allows("shop", {"tier": "prod"})

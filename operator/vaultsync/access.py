@@ -1,0 +1,85 @@
+"""Every Kubernetes permission the operator uses, and which call uses it.
+
+The chart's RBAC must grant exactly these: a verb nobody uses is attack surface if the
+operator is ever compromised, and a missing one is a sync that fails in production.
+tests/chart/test_chart_rbac_verbs.py holds three things to this table: kube.py's
+request methods (each `Kube` method's verbs, read from its source), kopf's watches
+(read from the handler registry), and the rendered chart in every mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaultsync import constants as c
+
+# kopf lists and then watches each resource it has a handler for, and the CRDs (to see
+# resources appear); in namespaced mode it also lists and watches Namespaces to learn
+# which of the named ones exist. With peering it watches the peering object and patches
+# its own keep-alive into it. It writes nothing else: only `on.event` handlers exist and
+# its own Events are off (startup.py).
+KOPF_WATCH = "kopf watch"
+KOPF_CRD_SCAN = "kopf resource scan"
+KOPF_NAMESPACE_SCAN = "kopf namespace scan (namespaced mode)"
+KOPF_PEERING = "kopf peering (replicaCount > 1)"
+
+CORE, APPS, CRDS_GROUP, KOPF_GROUP = "", "apps", "apiextensions.k8s.io", "kopf.dev"
+WORKLOADS = ("deployments", "statefulsets", "daemonsets")
+
+
+@dataclass(frozen=True)
+class Access:
+    """One (apiGroup, resource, verb) and the call that needs it (`Kube.<method>` or kopf)."""
+
+    group: str
+    resource: str
+    verb: str
+    used_by: str
+
+
+def _each(group: str, resources: tuple[str, ...], verb: str, used_by: str) -> tuple[Access, ...]:
+    return tuple(Access(group, r, verb, used_by) for r in resources)
+
+
+API_ACCESS: tuple[Access, ...] = (
+    # Secrets: targets, store credentials, and the operator's own HMAC key.
+    Access(CORE, "secrets", "get", "Kube.read_secret"),
+    Access(CORE, "secrets", "create", "Kube.create_secret"),
+    Access(CORE, "secrets", "update", "Kube.replace_secret"),
+    Access(CORE, "secrets", "delete", "Kube.delete_secret"),
+    # Stores are read on demand when a storeRef names one the watch has not delivered yet.
+    Access(c.GROUP, c.SECRET_STORES, "get", "Kube.read_custom"),
+    Access(c.GROUP, c.CLUSTER_SECRET_STORES, "get", "Kube.read_custom"),
+    *_each(
+        c.GROUP,
+        (f"{c.EXTERNAL_SECRETS}/status", f"{c.SECRET_STORES}/status", f"{c.CLUSTER_SECRET_STORES}/status"),
+        "patch",
+        "Kube.patch_status",
+    ),
+    Access(CORE, "namespaces", "get", "Kube.namespace_labels"),
+    Access(CORE, "serviceaccounts/token", "create", "Kube.request_token"),
+    Access(CORE, "events", "create", "Kube.post_event"),
+    *_each(APPS, WORKLOADS, "list", "Kube.list_workloads"),
+    *_each(APPS, WORKLOADS, "get", "Kube.read_workload"),
+    *_each(APPS, WORKLOADS, "patch", "Kube.patch_workload"),
+    # kopf.
+    *(
+        Access(group, resource, verb, KOPF_WATCH)
+        for group, resource in (
+            (c.GROUP, c.EXTERNAL_SECRETS),
+            (c.GROUP, c.SECRET_STORES),
+            (c.GROUP, c.CLUSTER_SECRET_STORES),
+            (CORE, "secrets"),
+        )
+        for verb in ("list", "watch")
+    ),
+    *_each(CRDS_GROUP, ("customresourcedefinitions",), "list", KOPF_CRD_SCAN),
+    *_each(CRDS_GROUP, ("customresourcedefinitions",), "watch", KOPF_CRD_SCAN),
+    *_each(CORE, ("namespaces",), "list", KOPF_NAMESPACE_SCAN),
+    *_each(CORE, ("namespaces",), "watch", KOPF_NAMESPACE_SCAN),
+    *(
+        Access(KOPF_GROUP, resource, verb, KOPF_PEERING)
+        for resource in ("clusterkopfpeerings", "kopfpeerings")
+        for verb in ("list", "watch", "patch")
+    ),
+)

@@ -1,0 +1,148 @@
+"""The operator does its whole job with only the chart's RBAC, on the real API server.
+
+tests/chart/test_chart_rbac_verbs.py proves the chart grants exactly what
+`vaultsync.access` lists; this proves the list is complete in practice: the operator
+process runs as the chart's ServiceAccount (a token, no admin kubeconfig) and syncs from
+a ClusterSecretStore behind a namespaceSelector, writes Events and status, and restarts a
+Deployment on rotation, without a single refusal in its log; two replicas peer through
+kopf with the chart's peering rule alone. No image is needed (the image tests prove the
+same for the container).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
+from tests.e2e.workloads import RELOAD, Workloads, container, deployment, env_from_key, pod_spec
+from tests.env import kube
+from tests.env.kube import Cluster, KubeApi
+from tests.image.test_image_operator import RBAC_KINDS, ChartRbac
+
+pytestmark = pytest.mark.e2e
+
+FORCE_SYNC = "vaultsync.io/force-sync"
+REFUSALS = ("forbidden", "Forbidden", "Not enough permissions")
+
+
+@pytest.fixture
+def app_namespace(kube_api: KubeApi) -> Iterator[str]:
+    name = kube.create_namespace(kube_api, prefix="vs-test-app-")
+    yield name
+    kube.delete_namespace(kube_api, name)
+
+
+@pytest.fixture
+def chart_rbac(cluster: Cluster, tmp_path: Path) -> Iterator[ChartRbac]:
+    rbac = ChartRbac(cluster, tmp_path)
+    yield rbac
+    rbac.remove()
+
+
+def _store(data: str) -> list[dict[str, str]]:
+    return [fake_entry("db", {"password": data})]
+
+
+@pytest.mark.parametrize("mode", ["namespaced", "cluster"])
+def test_the_operator_syncs_and_restarts_with_only_the_charts_rbac(
+    mode: str,
+    kube_api: KubeApi,
+    install_crds: list[str],
+    namespace: str,
+    app_namespace: str,
+    chart_rbac: ChartRbac,
+    run_operator: Callable[..., Any],
+) -> None:
+    values: dict[str, Any] = {"watchNamespaces": [app_namespace]} if mode == "namespaced" else {}
+    rbac = chart_rbac.apply(values, namespace)
+    account = next(m for m in rbac if m["kind"] == "ServiceAccount")
+    kubeconfig = chart_rbac.kubeconfig(account)
+    args = ["--namespace", app_namespace] if mode == "namespaced" else []
+    vs = Vaultsync(kube_api, app_namespace)
+    workloads = Workloads(kube_api, app_namespace)
+    css = f"css-{app_namespace}"
+    selector = {"matchLabels": {"kubernetes.io/metadata.name": app_namespace}}
+    try:
+        with run_operator(namespace, *args, env={"KUBECONFIG": str(kubeconfig)}) as operator:
+            vs.fake_store(
+                css, _store("from-cluster"), cluster=True, conditions=[{"namespaceSelector": selector}]
+            )
+            vs.external_secret(
+                "shared",
+                {
+                    "storeRef": {"name": css, "kind": "ClusterSecretStore"},
+                    "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+                },
+            )
+            vs.fake_store("fake", _store("v1"))
+            vs.external_secret(
+                "db-creds",
+                {
+                    "storeRef": {"name": "fake"},
+                    "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+                },
+            )
+            vs.wait_data("shared", {"password": "from-cluster"})
+            vs.wait_data("db-creds", {"password": "v1"})
+            workloads.create(
+                deployment(
+                    "web",
+                    annotations={RELOAD: "db-creds"},
+                    spec=pod_spec(container(**env_from_key("db-creds", "password"))),
+                )
+            )
+            vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": _store("v2")}}}})
+            vs.wait_store_ready("fake")
+            vs.patch_external_secret(
+                "db-creds", {"metadata": {"annotations": {FORCE_SYNC: str(time.time_ns())}}}
+            )
+            vs.wait_data("db-creds", {"password": "v2"})
+            workloads.wait_templates("Deployment", "web", 2, timeout=90)
+            assert vs.events("db-creds"), "no Event was posted"
+            logs = operator.logs()
+        refused = [line for line in logs.splitlines() if any(r in line for r in REFUSALS)]
+        assert not refused, "\n".join(refused)
+    finally:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", css)
+
+
+def test_two_replicas_peer_with_only_the_charts_rbac(
+    kube_api: KubeApi,
+    install_crds: list[str],
+    namespace: str,
+    app_namespace: str,
+    chart_rbac: ChartRbac,
+    run_operator: Callable[..., Any],
+) -> None:
+    """kopf peering needs list/watch/patch on the peering object, and nothing more."""
+    kinds = RBAC_KINDS | {"KopfPeering"}
+    crds = {c.metadata.name for c in kube_api.apiextensions.list_custom_resource_definition().items}
+    if "kopfpeerings.kopf.dev" not in crds:
+        kinds |= {"CustomResourceDefinition"}
+    objects = chart_rbac.apply(
+        {"replicaCount": 2, "watchNamespaces": [app_namespace]}, namespace, kinds=kinds
+    )
+    account = next(m for m in objects if m["kind"] == "ServiceAccount")
+    peering = next(m for m in objects if m["kind"] == "KopfPeering")["metadata"]["name"]
+    env = {"KUBECONFIG": str(chart_rbac.kubeconfig(account))}
+    args = ["--namespace", app_namespace, "--peering", peering]
+    vs = Vaultsync(kube_api, app_namespace)
+
+    with run_operator(namespace, *args, env=env) as first, run_operator(namespace, *args, env=env) as second:
+        vs.fake_store("fake", _store("v1"))
+        vs.external_secret(
+            "db-creds",
+            {
+                "storeRef": {"name": "fake"},
+                "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+            },
+        )
+        vs.wait_data("db-creds", {"password": "v1"})
+        logs = first.logs() + second.logs()
+    refused = [line for line in logs.splitlines() if any(r in line for r in REFUSALS)]
+    assert not refused, "\n".join(refused)
