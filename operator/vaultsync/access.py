@@ -58,6 +58,7 @@ API_ACCESS: tuple[Access, ...] = (
     ),
     Access(CORE, "namespaces", "get", "Kube.namespace_labels"),
     Access(CORE, "serviceaccounts/token", "create", "Kube.request_token"),
+    Access("authentication.k8s.io", "tokenreviews", "create", "Kube.api_server_accepts"),
     Access(CORE, "events", "create", "Kube.post_event"),
     *_each(APPS, WORKLOADS, "list", "Kube.list_workloads"),
     *_each(APPS, WORKLOADS, "get", "Kube.read_workload"),

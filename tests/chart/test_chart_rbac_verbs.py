@@ -160,7 +160,11 @@ def test_the_chart_grants_exactly_the_verbs_the_operator_uses(
 
 def test_in_namespaced_mode_each_watched_namespace_gets_every_namespaced_use(tmp_path: Path) -> None:
     manifests = render({"watchNamespaces": WATCHED}, tmp_path)
-    cluster_scoped = {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")} | {
+    cluster_scoped = {
+        ("", "namespaces"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("authentication.k8s.io", "tokenreviews"),
+    } | {
         ("vaultsync.io", r) for r in ("clustersecretstores", "clustersecretstores/status")
     }
     namespaced = {p for p in used(peering=None) if (p[0], p[1]) not in cluster_scoped}
