@@ -164,9 +164,7 @@ def test_in_namespaced_mode_each_watched_namespace_gets_every_namespaced_use(tmp
         ("", "namespaces"),
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("authentication.k8s.io", "tokenreviews"),
-    } | {
-        ("vaultsync.io", r) for r in ("clustersecretstores", "clustersecretstores/status")
-    }
+    } | {("vaultsync.io", r) for r in ("clustersecretstores", "clustersecretstores/status")}
     namespaced = {p for p in used(peering=None) if (p[0], p[1]) not in cluster_scoped}
     for role in find(manifests, "Role"):
         if role["metadata"]["namespace"] in WATCHED:
