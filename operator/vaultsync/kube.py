@@ -341,7 +341,12 @@ class Kube:
         return bool((body.get("status") or {}).get("authenticated"))
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        """Posts an Event if the budget allows; otherwise counts it as dropped."""
+        """Posts an Event if the budget allows; otherwise counts it as dropped.
+
+        Events are best effort, as with client-go's EventRecorder: one the API server refuses
+        (a namespace being deleted answers 403, an API server under load 5xx) is logged and
+        counted, never raised, so no sync or restart fails for want of its Event.
+        """
         if not self._event_budget.take():
             EVENTS_DROPPED.labels(type=type_).inc()
             return
@@ -371,7 +376,13 @@ class Kube:
             "action": reason,
         }
         # Not resent after a 5xx: Events use generateName, so a resend may post a duplicate.
-        await self._request("create", "events", "POST", _core(namespace, "events"), event, idempotent=False)
+        try:
+            await self._request(
+                "create", "events", "POST", _core(namespace, "events"), event, idempotent=False
+            )
+        except VaultsyncError as exc:
+            EVENTS_DROPPED.labels(type=type_).inc()
+            log.warning("posting an event failed", extra={"reason": reason, "detail": exc.message})
 
     async def ensure_hmac_key(self, namespace: str) -> bytes:
         """The operator's data-HMAC key, random, kept in a Secret of its own namespace.

@@ -42,7 +42,8 @@ KUBE_RETRIES = Counter(
 )
 EVENTS_DROPPED = Counter(
     "vaultsync_events_dropped_total",
-    "Events not posted because the Event budget (--events-per-second, --event-burst) was spent.",
+    "Events not posted: the Event budget (--events-per-second, --event-burst) was spent, "
+    "or the API server refused them.",
     ["type"],
 )
 RESTARTS = Counter(

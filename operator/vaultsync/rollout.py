@@ -455,13 +455,7 @@ class Rollouts:
 
     def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Posted in the background: a restart never waits for its Events."""
-        self._events.start(self._post_event(ref, type_, reason, message))
-
-    async def _post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        try:
-            await self._kube.post_event(ref, type_, reason, message)
-        except VaultsyncError as exc:
-            log.warning("posting an event failed", extra={"reason": reason, "detail": exc.message})
+        self._events.start(self._kube.post_event(ref, type_, reason, message))
 
 
 def _causes(workload: Body, rotations: Mapping[str, Rotation]) -> list[str]:
