@@ -226,7 +226,7 @@ def _checked(data: Any, template: TemplateSpec, limits: Limits) -> dict[str, byt
             rendered[k] = str(v).encode("utf-8", errors="surrogateescape")
         except UnicodeEncodeError:  # a lone surrogate the template wrote ("\ud800")
             raise TemplateError(
-                f"{TEMPLATE_FIELD}.data[{k!r}]: the rendered text is not valid Unicode "
+                f"{TEMPLATE_FIELD}[{k!r}]: the rendered text is not valid Unicode "
                 "(a lone surrogate), so it cannot be written as UTF-8"
             ) from None
     if sum(len(v) for v in rendered.values()) > limits.output_bytes:
