@@ -12,6 +12,9 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
+from vaultsync import startup
 from vaultsync.constants import Reason
 from vaultsync.errors import StoreTimeout
 from vaultsync.models import parse_external_secret
@@ -155,3 +158,56 @@ def test_a_store_whose_threads_are_stuck_does_not_slow_another_stores_calls() ->
     finally:
         stuck.close()
         other.close()
+
+
+class OneHangingStore:
+    """Two not-ready stores: "tarpit" never answers, "good" answers at once."""
+
+    def __init__(self) -> None:
+        self.bodies = [
+            ("SecretStore", {"metadata": {"name": n, "namespace": "shop", "generation": 1}, "spec": {}})
+            for n in ("tarpit", "good")
+        ]
+
+    def not_ready(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.bodies
+
+    async def client_for(self, kind: str, body: Any) -> Any:
+        if body["metadata"]["name"] == "tarpit":
+            await asyncio.sleep(3600)
+        raise StoreTimeout("SecretStore shop/good: the vault answered 503")
+
+
+class StatusKube:
+    def __init__(self) -> None:
+        self.patched: list[str] = []
+
+    async def keep_hmac_key(self, *_: Any) -> None:
+        return None
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Any) -> None:
+        self.patched.append(name)
+
+
+def test_housekeeping_checks_every_store_without_waiting_for_one_that_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(startup, "STORE_RECHECK_SECONDS", 0.01)
+    kube, stores = StatusKube(), OneHangingStore()
+
+    class NoCache:
+        def prune(self, _: float) -> None:
+            return None
+
+    async def run() -> None:
+        task = asyncio.create_task(
+            startup._housekeeping(kube, stores, NoCache(), "vaultsync", b"k")  # type: ignore[arg-type]
+        )
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if "good" in kube.patched:
+                break
+        task.cancel()
+
+    asyncio.run(run())
+    assert kube.patched == ["good"]
