@@ -67,6 +67,14 @@ def duration(text: str) -> float:
     return parse_duration(text)
 
 
+def _positive_duration(text: str) -> float:
+    """A Go duration above zero (`--sync-timeout 0s` would fail every sync)."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return seconds
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -105,8 +113,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")))
     parser.add_argument(
         "--sync-timeout",
-        type=duration,
-        default=duration(_env("SYNC_TIMEOUT", f"{SYNC_TIMEOUT_SECONDS:g}s")),
+        type=_positive_duration,
+        default=_positive_duration(_env("SYNC_TIMEOUT", f"{SYNC_TIMEOUT_SECONDS:g}s")),
         help="at most this long for one sync's store login and reads; then Ready=False naming "
         "the store, the Secret unchanged",
     )

@@ -7,6 +7,7 @@ store's status check is bounded too; each store client's blocking calls run on i
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from vaultsync import startup
+from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.constants import Reason
 from vaultsync.errors import StoreTimeout
 from vaultsync.models import parse_external_secret
@@ -211,3 +213,19 @@ def test_housekeeping_checks_every_store_without_waiting_for_one_that_hangs(
 
     asyncio.run(run())
     assert kube.patched == ["good"]
+
+
+def parse(*argv: str) -> Config:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    return from_arguments(parser.parse_args(list(argv)))
+
+
+def test_the_deadline_and_the_store_limit_are_flags_with_defaults() -> None:
+    assert parse().sync_timeout == 60.0
+    assert parse().store_concurrency == 8
+    assert parse("--sync-timeout", "1m30s", "--store-concurrency", "2").sync_timeout == 90.0
+    with pytest.raises(SystemExit):
+        parse("--sync-timeout", "0s")
+    with pytest.raises(SystemExit):
+        parse("--store-concurrency", "0")
