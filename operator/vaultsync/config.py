@@ -15,6 +15,8 @@ from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
 from vaultsync.cache import CACHE_MAX_BYTES
 from vaultsync.constants import (
     DEFAULT_DENY_EGRESS_CIDRS,
+    STORE_CONCURRENCY,
+    SYNC_TIMEOUT_SECONDS,
     TEMPLATE_CPU_SECONDS,
     TEMPLATE_MEMORY_MIB,
     TEMPLATE_OUTPUT_BYTES,
@@ -48,6 +50,8 @@ class Config:
     cache_max_bytes: int = CACHE_MAX_BYTES
     service_account: str = ""  # the operator's own ServiceAccount, in operator_namespace
     enable_fake_provider: bool = False
+    sync_timeout: float = SYNC_TIMEOUT_SECONDS
+    store_concurrency: int = STORE_CONCURRENCY
 
     @property
     def clusterwide(self) -> bool:
@@ -61,6 +65,14 @@ def _env(name: str, default: str) -> str:
 def duration(text: str) -> float:
     """A Go duration flag (`10s`, `1m`); argparse names this function in its error."""
     return parse_duration(text)
+
+
+def _positive_duration(text: str) -> float:
+    """A Go duration above zero (`--sync-timeout 0s` would fail every sync)."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return seconds
 
 
 def _positive_int(text: str) -> int:
@@ -99,6 +111,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="kopf peering name for several replicas (one active); default: standalone",
     )
     parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")))
+    parser.add_argument(
+        "--sync-timeout",
+        type=_positive_duration,
+        default=_positive_duration(_env("SYNC_TIMEOUT", f"{SYNC_TIMEOUT_SECONDS:g}s")),
+        help="at most this long for one sync's store login and reads; then Ready=False naming "
+        "the store, the Secret unchanged",
+    )
+    parser.add_argument(
+        "--store-concurrency",
+        type=_positive_int,
+        default=_positive_int(_env("STORE_CONCURRENCY", str(STORE_CONCURRENCY))),
+        help="syncs of one store running at once; a slow store holds no more workers than this",
+    )
     parser.add_argument(
         "--first-sync-max-age",
         type=float,
@@ -233,4 +258,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         cache_max_bytes=args.cache_max_bytes,
         service_account=args.service_account,
         enable_fake_provider=args.enable_fake_provider,
+        sync_timeout=args.sync_timeout,
+        store_concurrency=args.store_concurrency,
     )

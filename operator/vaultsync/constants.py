@@ -84,6 +84,10 @@ FAKE_PROVIDER = "fake"
 
 # A Secret's whole object may not exceed 1 MiB in etcd; leave room for metadata.
 SECRET_SIZE_LIMIT = 1024 * 1024
+# The API server's limit on all annotations of one object together (keys and values).
+ANNOTATIONS_SIZE_LIMIT = 256 * 1024
+# Keys one ExternalSecret may write into its Secret (its managed-keys annotation lists them).
+SECRET_MAX_KEYS = 1000
 
 CONDITION_READY = "Ready"
 
@@ -140,3 +144,9 @@ TEMPLATE_WALL_CLOCK_FACTOR = 10
 # `*` and `**` refuse integers longer than this, before computing them (Python prints at
 # most 4300 digits of an int anyway, about 14,300 bits).
 TEMPLATE_MAX_INT_BITS = 16 * 1024
+
+# Bulkheads: a slow or hanging store delays only its own ExternalSecrets.
+SYNC_TIMEOUT_SECONDS = 60.0  # one sync's store login and reads, at most (--sync-timeout)
+STORE_CONCURRENCY = 8  # syncs of one store running at once (--store-concurrency)
+STORE_THREADS = 4  # threads of one store client's blocking SDK calls
+STORE_STATUS_TIMEOUT_SECONDS = 30.0  # one store's validation in housekeeping

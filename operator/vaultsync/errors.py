@@ -68,6 +68,10 @@ class EgressRefused(ProviderError):
     """
 
 
+class StoreTimeout(ProviderError):
+    """A store did not answer within the sync's deadline; the Secret is left as it is."""
+
+
 class ThrottledError(ProviderError):
     """The vault asked us to slow down; never a missing key."""
 

@@ -22,7 +22,8 @@ def masked_name(name: str) -> str:
     `printf %s NAME | sha256sum` shows which of your names it is; the name itself never
     reaches status, Events or logs.
     """
-    digest = hashlib.sha256(name.encode("utf-8", errors="surrogateescape")).hexdigest()[:12]
+    # surrogatepass: a JSON name may hold a lone surrogate (`"\\ud800"`), which UTF-8 cannot.
+    digest = hashlib.sha256(name.encode("utf-8", errors="surrogatepass")).hexdigest()[:12]
     return f"sha256:{digest} ({len(name)} characters)"
 
 
@@ -46,12 +47,18 @@ def _too_deep(key: str, field: str) -> str:
 
 
 def _encode(value: Any, key: str, field: str) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
+    if not isinstance(value, str):
+        try:
+            return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        except RecursionError:
+            raise PropertyNotFound(_too_deep(key, field)) from None
     try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-    except RecursionError:
-        raise PropertyNotFound(_too_deep(key, field)) from None
+        return value.encode()
+    except UnicodeEncodeError:  # JSON allows a lone surrogate (`"\\ud800"`); UTF-8 does not
+        raise PropertyNotFound(
+            f"{field}: the value of remote key {key!r} holds a JSON string that is not valid "
+            "Unicode (a lone surrogate escape), so it cannot be written as UTF-8"
+        ) from None
 
 
 def select_property(value: bytes, prop: str, *, key: str, field: str) -> bytes:

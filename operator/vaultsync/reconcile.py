@@ -10,6 +10,7 @@ Secret's data really changed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -28,6 +29,7 @@ from vaultsync.errors import (
     KubeNotFound,
     SecretNotFound,
     SecretTooLarge,
+    StoreTimeout,
     TargetConflict,
     VaultsyncError,
 )
@@ -77,7 +79,9 @@ class Reconciler:
         hmac_key: bytes,
         renderer: TemplateRenderer,
         on_rotated: RotationListener | None = None,
+        sync_timeout: float = c.SYNC_TIMEOUT_SECONDS,
     ) -> None:
+        self._sync_timeout = sync_timeout
         self._kube = kube
         self._stores = stores
         self._cache = cache
@@ -109,22 +113,30 @@ class Reconciler:
         applied = _Applied(written=False, rotated=False)
         fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError] = {}
         try:
-            resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
-            fetched = await self._cache.get(
-                resolved.cache_key,
-                resolved.provider,
-                resolved.client,
-                refs,
-                max_age,
-                context=resolved.context,
-                requested_by=f"{es.namespace}/{es.name}",
-            )
+            deadline = asyncio.timeout(self._sync_timeout)
+            try:
+                async with deadline:
+                    resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
+                    fetched = await self._cache.get(
+                        resolved.cache_key,
+                        resolved.provider,
+                        resolved.client,
+                        refs,
+                        max_age,
+                        context=resolved.context,
+                        requested_by=f"{es.namespace}/{es.name}",
+                    )
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise StoreTimeout(self._timed_out(es, resolved)) from None
             data, versions = build_data(es.spec, fetched)
             template = es.spec.target.template
             if template is not None and template.data:
                 data = await self._renderer.render(es.namespace, template, data)
             fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
             _check_size(data)
+            _check_annotations(es, data, fingerprint)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
                 applied = await self._apply(es, data, fingerprint)
             result = SyncResult(
@@ -159,6 +171,16 @@ class Reconciler:
             ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
             await self._on_rotated(es.namespace, es.target_name, fingerprint, ref)
         return result
+
+    def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
+        ref = es.spec.store_ref
+        where = f"{es.namespace}/" if ref.kind == c.KIND_SECRET_STORE else ""
+        store = str(resolved.context) if resolved else f"{ref.kind} {where}{ref.name}"
+        step = "reading" if resolved else "logging in to"
+        return (
+            f"spec.storeRef.name: {store} did not answer within {self._sync_timeout:g} s "
+            f"({step} the store; --sync-timeout); the Secret is left as it is"
+        )
 
     async def report_invalid(self, body: Mapping[str, Any], error: InvalidSpec) -> SyncResult:
         """An ExternalSecret whose spec cannot be parsed: say which field, touch nothing else."""
@@ -454,4 +476,23 @@ def _check_size(data: Mapping[str, bytes]) -> None:
         raise SecretTooLarge(
             f"spec.target: the Secret's data would be {size} bytes encoded, over the "
             f"{c.SECRET_SIZE_LIMIT} byte limit of a Kubernetes Secret"
+        )
+
+
+def _check_annotations(es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> None:
+    """Refused before any write: the API server refuses a Secret whose annotations exceed its
+    limit, which would otherwise be met on every retry. The managed-keys annotation lists
+    every key, so the key count is bounded too."""
+    if len(data) > c.SECRET_MAX_KEYS:
+        raise SecretTooLarge(
+            f"spec.target: the Secret would have {len(data)} keys, over the limit of "
+            f"{c.SECRET_MAX_KEYS} keys one ExternalSecret may write (check spec.dataFrom)"
+        )
+    annotations = {**es.spec.target.annotations, **_annotations(data, fingerprint)}
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    if size > c.ANNOTATIONS_SIZE_LIMIT:
+        raise SecretTooLarge(
+            f"spec.target.annotations: the Secret's annotations would be {size} bytes with the "
+            f"{c.ANNOTATION_MANAGED_KEYS} annotation listing its keys, over the API server's "
+            f"{c.ANNOTATIONS_SIZE_LIMIT} byte limit"
         )

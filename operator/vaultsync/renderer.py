@@ -220,7 +220,15 @@ def _checked(data: Any, template: TemplateSpec, limits: Limits) -> dict[str, byt
     """The worker's answer, trusted no further than its shape and size."""
     if not isinstance(data, dict) or set(data) != set(template.data):
         raise TemplateError(f"{TEMPLATE_FIELD}: the render worker gave a malformed answer")
-    rendered = {k: str(v).encode("utf-8", errors="surrogateescape") for k, v in data.items()}
+    rendered: dict[str, bytes] = {}
+    for k, v in data.items():
+        try:
+            rendered[k] = str(v).encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate the template wrote ("\ud800")
+            raise TemplateError(
+                f"{TEMPLATE_FIELD}[{k!r}]: the rendered text is not valid Unicode "
+                "(a lone surrogate), so it cannot be written as UTF-8"
+            ) from None
     if sum(len(v) for v in rendered.values()) > limits.output_bytes:
         raise TemplateError(f"{TEMPLATE_FIELD}: {limits.output_exceeded()}")
     return {k: rendered[k] for k in template.data}

@@ -18,6 +18,12 @@ scheduler what exists and what changed:
 
 Failures back off exponentially with jitter; success waits a jittered
 refresh interval (0 = never again until something changes).
+
+Bulkhead: at most `store_concurrency` syncs of one store run at once. An
+ExternalSecret due while its store is at that limit waits in the store's own
+line without holding a worker, so a store that hangs (each of its syncs ends
+at the reconciler's deadline) keeps at most that many workers from everyone
+else.
 """
 
 from __future__ import annotations
@@ -86,8 +92,12 @@ class Scheduler:
         first_sync_max_age: float = 30.0,
         clock: Any = time.monotonic,
         min_refresh: float = MIN_REFRESH_SECONDS,
+        store_concurrency: int = c.STORE_CONCURRENCY,
     ) -> None:
         self._reconciler = reconciler
+        self._store_concurrency = store_concurrency
+        self._store_running: dict[str, int] = defaultdict(int)
+        self._store_line: dict[str, dict[Key, None]] = defaultdict(dict)  # ordered, no repeats
         self._key = hmac_key
         self._workers = workers
         self._first_sync_max_age = first_sync_max_age
@@ -223,7 +233,12 @@ class Scheduler:
             if tracked.running:
                 tracked.rerun = True
                 continue
+            store = _store_of(key, tracked.body)
+            if self._store_running[store] >= self._store_concurrency:
+                self._store_line[store][key] = None  # runs when one of the store's syncs ends
+                continue
             tracked.running = True
+            self._store_running[store] += 1
             try:
                 await self._run(key, tracked)
             except Exception as exc:
@@ -232,9 +247,25 @@ class Scheduler:
                 self._schedule(key, backoff(tracked.attempts), max_age=0.0)
             finally:
                 tracked.running = False
+                self._store_done(store)
             if tracked.rerun:
                 tracked.rerun = False
                 self._schedule(key, 0.0, max_age=tracked.max_age)
+
+    def _store_done(self, store: str) -> None:
+        self._store_running[store] -= 1
+        if not self._store_running[store]:
+            del self._store_running[store]
+        line = self._store_line.get(store)
+        while line:
+            key = next(iter(line))
+            del line[key]
+            tracked = self._tracked.get(key)
+            if tracked is not None:
+                self._schedule(key, 0.0, max_age=tracked.max_age)
+                break
+        if line is not None and not line:
+            del self._store_line[store]
 
     async def _next_due(self) -> Key:
         while True:
@@ -361,3 +392,12 @@ class Scheduler:
             return float("inf")
         synced = datetime.fromisoformat(synced_at.replace("Z", "+00:00")).timestamp()
         return next_on_grid(synced, jittered(interval), self._wall())
+
+
+def _store_of(key: Key, body: Mapping[str, Any]) -> str:
+    """The store an ExternalSecret names, as one bulkhead: a ClusterSecretStore is one for
+    every namespace using it."""
+    ref = (body.get("spec") or {}).get("storeRef") or {}
+    kind = ref.get("kind") or c.KIND_SECRET_STORE
+    where = key[0] if kind == c.KIND_SECRET_STORE else ""
+    return f"{kind}/{where}/{ref.get('name')}"

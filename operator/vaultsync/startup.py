@@ -95,13 +95,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         Limits(config.template_cpu_seconds, config.template_memory_mib, config.template_output_bytes),
         config.template_workers,
     )
-    reconciler = Reconciler(kube, stores, cache, hmac_key, renderer, on_rotated=rollouts.secret_rotated)
+    reconciler = Reconciler(
+        kube,
+        stores,
+        cache,
+        hmac_key,
+        renderer,
+        on_rotated=rollouts.secret_rotated,
+        sync_timeout=config.sync_timeout,
+    )
     scheduler = Scheduler(
         reconciler,
         hmac_key,
         workers=config.workers,
         first_sync_max_age=config.first_sync_max_age,
         min_refresh=config.min_refresh_interval,
+        store_concurrency=config.store_concurrency,
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
@@ -125,8 +134,10 @@ async def _housekeeping(kube: Kube, stores: Stores, cache: FetchCache, namespace
             await kube.keep_hmac_key(namespace, key)
         except VaultsyncError as exc:
             log.warning("HMAC key Secret not checked", extra={"detail": exc.message})
-        for kind, body in stores.not_ready():
-            await update_store_status(kube, stores, kind, body)
+        # All at once: each store's check ends at its own deadline, none waits for another.
+        await asyncio.gather(
+            *(update_store_status(kube, stores, kind, body) for kind, body in stores.not_ready())
+        )
         cache.prune(CACHE_RETENTION_SECONDS)
 
 

@@ -369,16 +369,25 @@ def _not_ready(context: StoreContext, exc: VaultsyncError) -> StoreNotReady:
     return StoreNotReady(f"{context} is not ready: {exc.message}")
 
 
-async def store_status(stores: Stores, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The store's status: `Ready` after a real round trip to its vault, else why not."""
+async def store_status(
+    stores: Stores, kind: str, body: Mapping[str, Any], timeout: float = c.STORE_STATUS_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """The store's status: `Ready` after a real round trip to its vault within `timeout`, else
+    why not. Bounded, so housekeeping and the store's watch never wait on a hanging vault."""
     try:
-        resolved = await stores.client_for(kind, body)
-        try:
-            await resolved.client.validate()
-        except AuthenticationError:
-            await stores.invalidate(resolved)
-            raise
+        async with asyncio.timeout(timeout):
+            resolved = await stores.client_for(kind, body)
+            try:
+                await resolved.client.validate()
+            except AuthenticationError:
+                await stores.invalidate(resolved)
+                raise
         ready, reason, message = "True", c.Reason.VALID, f"{resolved.context} is ready"
+    except TimeoutError:
+        meta = body["metadata"]
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        ready, reason = "False", c.Reason.PROVIDER_ERROR
+        message = f"{kind} {where}{meta['name']} did not answer within {timeout:g} s"
     except StoreNotReady as exc:
         ready, reason, message = "False", c.Reason.INVALID_CONFIG, exc.message
     except AuthenticationError as exc:

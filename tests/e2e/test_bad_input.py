@@ -78,6 +78,24 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.dataFrom[0].extract",
     ),
     (
+        # the managed-keys annotation would list 1,001 keys: refused before any write, not
+        # met as a 422 on every retry once the annotations pass the API server's 256 KiB
+        "extract-too-many-keys",
+        {"storeRef": {"name": "fake"}, "dataFrom": [{"extract": {"key": "many"}}]},
+        "SecretTooLarge",
+        "spec.target: the Secret would have 1001 keys",
+    ),
+    (
+        # valid JSON, not encodable as UTF-8: was an UnicodeEncodeError crash, retried forever
+        "lone-surrogate",
+        {
+            "storeRef": {"name": "fake"},
+            "data": [{"secretKey": "a", "remoteRef": {"key": "surrogate", "property": "a"}}],
+        },
+        "PropertyNotFound",
+        "spec.data[0].remoteRef.property: the value of remote key 'surrogate' holds a JSON string",
+    ),
+    (
         "extract-not-an-object",
         {"storeRef": {"name": "fake"}, "dataFrom": [{"extract": {"key": "plain"}}]},
         "PropertyNotFound",
@@ -97,6 +115,8 @@ def test_bad_input_names_the_field_and_touches_nothing_else(
             fake_entry("big", BIG, "1"),
             fake_entry("weird", {"has space": "v"}),
             fake_entry("plain", "just text"),
+            fake_entry("many", {f"k{i}": "v" for i in range(1001)}),
+            fake_entry("surrogate", '{"a": "\\ud800"}'),
         ],
     )
     vs.external_secret(

@@ -19,7 +19,6 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -56,6 +55,7 @@ from vaultsync.providers.base import (
     StoreContext,
     credential_text,
 )
+from vaultsync.providers.threads import StoreThreads
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -98,7 +98,6 @@ _DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
 # botocore logs every response body at DEBUG, secret values included; never let it.
 logging.getLogger("botocore.parsers").setLevel(logging.INFO)
 
-_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vaultsync-aws")
 _BOTO_CONFIG = Config(
     connect_timeout=5,
     read_timeout=15,
@@ -168,6 +167,7 @@ class AwsProvider(Provider):
     ) -> SecretsClient:
         assert isinstance(config, AwsConfig)
         auth = config.auth
+        threads = StoreThreads("aws")
         if auth is None:
             if not store.may_use_operator_identity:
                 raise InvalidStoreConfig(
@@ -185,13 +185,17 @@ class AwsProvider(Provider):
             )
         else:
             assert auth.jwt is not None
-            keys = functools.partial(_web_identity, config, auth.jwt, store, credentials)
+            keys = functools.partial(_web_identity, config, auth.jwt, store, credentials, threads)
             hint = (
                 f"check {FIELD}.auth.jwt.roleArn and that the role's trust policy accepts "
                 "this ServiceAccount's tokens"
             )
-        client = AwsClient(config, store, keys, hint)
-        await client.connect()
+        client = AwsClient(config, store, keys, hint, threads)
+        try:
+            await client.connect()
+        except BaseException:
+            threads.close()
+            raise
         return client
 
 
@@ -208,7 +212,11 @@ async def _static_keys(keys: AwsStaticKeys, credentials: Credentials) -> AwsKeys
 
 
 async def _web_identity(
-    config: AwsConfig, jwt: AwsWebIdentity, store: StoreContext, credentials: Credentials
+    config: AwsConfig,
+    jwt: AwsWebIdentity,
+    store: StoreContext,
+    credentials: Credentials,
+    threads: StoreThreads,
 ) -> AwsKeys:
     """A ServiceAccount token exchanged with STS for the role's temporary credentials."""
     token = await credentials.service_account_token(
@@ -219,6 +227,7 @@ async def _web_identity(
     session_name = f"vaultsync-{store.namespace or 'cluster'}-{store.name}"
     try:
         creds = await _in_thread(
+            threads,
             functools.partial(
                 _assume_role_with_web_identity,
                 config,
@@ -301,7 +310,10 @@ def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerCl
 class AwsClient(SecretsClient):
     """One store's Secrets Manager client; renews temporary credentials before they expire."""
 
-    def __init__(self, config: AwsConfig, store: StoreContext, keys: KeySource, hint: str) -> None:
+    def __init__(
+        self, config: AwsConfig, store: StoreContext, keys: KeySource, hint: str, threads: StoreThreads
+    ) -> None:
+        self.threads = threads
         self._config = config
         self._store = store
         self._keys = keys
@@ -320,7 +332,9 @@ class AwsClient(SecretsClient):
         keys = await self._keys()
         if keys is None and not self._store.may_use_operator_identity:  # never the default chain
             raise InvalidStoreConfig(f"{FIELD}.auth: required for a {self._store.kind}")
-        self._sm = await _in_thread(functools.partial(_secretsmanager, self._config, keys), self._egress)
+        self._sm = await _in_thread(
+            self.threads, functools.partial(_secretsmanager, self._config, keys), self._egress
+        )
         self._expires_at = keys.expires_at if keys else None
 
     async def _client(self) -> SecretsManagerClient:
@@ -421,13 +435,14 @@ class AwsClient(SecretsClient):
     async def close(self) -> None:
         if self._sm is not None:
             self._sm.close()
+        self.threads.close()
 
     async def _call(self, call: Callable[[], T]) -> T:
         """Runs `call` off the event loop, retrying throttling with full-jitter backoff."""
         attempt = 0
         while True:
             try:
-                return await _in_thread(call, self._egress)
+                return await _in_thread(self.threads, call, self._egress)
             except ClientError as exc:
                 attempt += 1
                 if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
@@ -521,8 +536,6 @@ def _refuse_redirects(client: Any, field: str) -> None:
     client.meta.events.register("before-parse", check)
 
 
-async def _in_thread(call: Callable[[], T], egress: EgressGuard | None) -> T:
-    """The one way boto3 is called: on this module's threads, under the store's egress guard."""
-    return await asyncio.get_running_loop().run_in_executor(
-        _EXECUTOR, functools.partial(run_guarded, egress, call)
-    )
+async def _in_thread(threads: StoreThreads, call: Callable[[], T], egress: EgressGuard | None) -> T:
+    """The one way boto3 is called: on the store's own threads, under its egress guard."""
+    return await threads.run(run_guarded, egress, call)

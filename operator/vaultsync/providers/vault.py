@@ -58,6 +58,7 @@ from vaultsync.providers.base import (
     StoreContext,
     credential_text,
 )
+from vaultsync.providers.threads import StoreThreads
 
 FIELD = "spec.provider.vault"
 # The audience of every ServiceAccount token sent to Vault unless the store names others;
@@ -210,6 +211,7 @@ class VaultClient(SecretsClient):
         self._credentials = credentials
         self._ca_file = ca_file
         self._egress = guard_for(store.denied_egress, f"{FIELD}.server")
+        self._threads = StoreThreads("vault")
         session = requests.Session()
         session.verify = ca_file if ca_file else True  # hvac takes a given session's verify
         for scheme in ("http://", "https://"):
@@ -285,9 +287,15 @@ class VaultClient(SecretsClient):
         lease, self._lease = self._lease, None
         if lease is not None and self._config.auth.token is None:
             # Tokens this client created by logging in are revoked; a user's own token is not.
-            with contextlib.suppress(hvac.exceptions.VaultError, requests.RequestException, EgressRefused):
-                await self._thread(self._hvac.auth.token.revoke_self)
-        await asyncio.to_thread(self._hvac.adapter.close)
+            # Bounded: a close follows a deadline's cancellation too, and must not hang.
+            with contextlib.suppress(
+                hvac.exceptions.VaultError, requests.RequestException, EgressRefused, TimeoutError
+            ):
+                await asyncio.wait_for(
+                    self._thread(self._hvac.auth.token.revoke_self), REQUEST_TIMEOUT_SECONDS
+                )
+        self._hvac.adapter.close()  # closes pooled sockets: no I/O to wait for
+        self._threads.close()
         if self._ca_file:
             os.unlink(self._ca_file)
             self._ca_file = None
@@ -310,9 +318,9 @@ class VaultClient(SecretsClient):
             raise PermissionDenied(exc.message) from None
 
     async def _thread(self, fn: Callable[[], T]) -> T:
-        """The one way hvac is called: in a worker thread, under the store's egress guard."""
+        """The one way hvac is called: on the store's own threads, under its egress guard."""
         egress: EgressGuard | None = self._egress
-        return await asyncio.to_thread(run_guarded, egress, fn)
+        return await self._threads.run(run_guarded, egress, fn)
 
     async def _blocking(self, what: str, fn: Callable[[], T], *, login: bool = False) -> T:
         try:
