@@ -24,6 +24,7 @@ KOPF_NAMESPACE_SCAN = "kopf namespace scan (namespaced mode)"
 KOPF_PEERING = "kopf peering (replicaCount > 1)"
 
 CORE, APPS, CRDS_GROUP, KOPF_GROUP = "", "apps", "apiextensions.k8s.io", "kopf.dev"
+COORDINATION = "coordination.k8s.io"
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 
 
@@ -60,6 +61,10 @@ API_ACCESS: tuple[Access, ...] = (
     Access(CORE, "serviceaccounts/token", "create", "Kube.request_token"),
     Access("authentication.k8s.io", "tokenreviews", "create", "Kube.api_server_accepts"),
     Access(CORE, "events", "create", "Kube.post_event"),
+    # Leader election's Lease, in the operator's namespace only (a Role there).
+    Access(COORDINATION, "leases", "get", "Kube.read_lease"),
+    Access(COORDINATION, "leases", "create", "Kube.create_lease"),
+    Access(COORDINATION, "leases", "update", "Kube.replace_lease"),
     *_each(APPS, WORKLOADS, "list", "Kube.list_workloads"),
     *_each(APPS, WORKLOADS, "get", "Kube.read_workload"),
     *_each(APPS, WORKLOADS, "patch", "Kube.patch_workload"),

@@ -48,6 +48,11 @@ class Config:
     cache_max_bytes: int = CACHE_MAX_BYTES
     service_account: str = ""  # the operator's own ServiceAccount, in operator_namespace
     enable_fake_provider: bool = False
+    leader_elect: bool = True
+    leader_election_id: str = "vaultsync"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
     @property
     def clusterwide(self) -> bool:
@@ -199,6 +204,40 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve stores with spec.provider.fake (values in the store's own spec): "
         "for development and tests only; off by default",
     )
+    _add_leader_election_arguments(parser)
+
+
+def _add_leader_election_arguments(parser: argparse.ArgumentParser) -> None:
+    """client-go's leader election flags and defaults (docs/reliability.md, "Leader election")."""
+    parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env("LEADER_ELECT", "true") == "true",
+        help="hold a Lease in the operator namespace before doing anything (default: on)",
+    )
+    parser.add_argument(
+        "--leader-election-id",
+        default=_env("LEADER_ELECTION_ID", "vaultsync"),
+        help="the Lease's name; one per release",
+    )
+    parser.add_argument(
+        "--leader-elect-lease-duration",
+        type=duration,
+        default=duration(_env("LEADER_ELECT_LEASE_DURATION", "15s")),
+        help="how long a standby waits after the Lease last changed before taking it over",
+    )
+    parser.add_argument(
+        "--leader-elect-renew-deadline",
+        type=duration,
+        default=duration(_env("LEADER_ELECT_RENEW_DEADLINE", "10s")),
+        help="how long the leader keeps trying to renew before it stops every write",
+    )
+    parser.add_argument(
+        "--leader-elect-retry-period",
+        type=duration,
+        default=duration(_env("LEADER_ELECT_RETRY_PERIOD", "2s")),
+        help="how often the Lease is renewed or tried",
+    )
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -233,4 +272,9 @@ def from_arguments(args: argparse.Namespace) -> Config:
         cache_max_bytes=args.cache_max_bytes,
         service_account=args.service_account,
         enable_fake_provider=args.enable_fake_provider,
+        leader_elect=args.leader_elect,
+        leader_election_id=args.leader_election_id,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
     )

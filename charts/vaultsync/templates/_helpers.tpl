@@ -60,6 +60,11 @@ app.kubernetes.io/part-of: vaultsync
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
+{{/* The leader election Lease's name, in the release namespace: one per release. */}}
+{{- define "vaultsync.leaseName" -}}
+{{- include "vaultsync.fullname" . }}
+{{- end }}
+
 {{/* The kopf peering object's name. */}}
 {{- define "vaultsync.peeringName" -}}
 {{- default (include "vaultsync.fullname" .) .Values.peering.name }}
