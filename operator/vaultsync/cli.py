@@ -63,16 +63,12 @@ async def _run(config: Config) -> int:
             return 0
         stop = asyncio.Event()
         leadership.on_lost(stop.set)
-        keeper = asyncio.create_task(leadership.keep())
+        leadership.start_renewing()
         try:
             await _kopf(config, leadership, stop)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
-        if leadership.lost:
-            return 1
-        await leadership.release()
-        return 0
+            await leadership.release()  # startup.stop released it already, after its services
+        return 1 if leadership.lost else 0
     finally:
         await kube.close()
 

@@ -169,6 +169,8 @@ class Leadership:
         self._lease: dict[str, Any] | None = None
         self._renewed_at: float | None = None
         self._lost = False
+        self._released = False
+        self._keeper: asyncio.Task[None] | None = None
         self._on_lost: list[Callable[[], None]] = []
 
     def held(self) -> bool:
@@ -176,6 +178,7 @@ class Leadership:
         renewed = self._renewed_at
         return (
             not self._lost
+            and not self._released
             and renewed is not None
             and not renew_deadline_passed(renewed, self._clock(), self._timing)
         )
@@ -201,7 +204,11 @@ class Leadership:
                 continue
         return False
 
-    async def keep(self) -> None:
+    def start_renewing(self) -> None:
+        """Renew in the background from now on (`release` stops it)."""
+        self._keeper = asyncio.create_task(self._keep())
+
+    async def _keep(self) -> None:
         """Renew every retry period; when none succeeded for the renew deadline, lose."""
         while True:
             await asyncio.sleep(self._timing.retry_period)
@@ -213,10 +220,14 @@ class Leadership:
                 await asyncio.sleep(self._timing.retry_period)
 
     async def release(self) -> None:
-        """Empty the holder so a standby takes over within its retry period."""
-        if self._lease is None or self._lost or not self.held():
+        """Stop renewing and, if still held, empty the holder so a standby takes over within
+        its retry period (client-go's ReleaseOnCancel). Call it once every write has stopped."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        if self._lease is None or not self.held():
             return
-        self._lost = True  # no write from here on
+        self._released = True  # no write from here on
         body = {**self._lease, "spec": released(Record.of(self._lease), datetime.now(UTC)).spec()}
         try:
             await asyncio.wait_for(self._kube.replace_lease(self._namespace, self._name, body), 5.0)

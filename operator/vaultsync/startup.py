@@ -166,3 +166,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.renderer.close()
     await memo.stores.close()
     await memo.kube.close()
+    if memo.leadership is not None:
+        # Every writer has stopped: hand the Lease over now, not once kopf's watches
+        # have wound down (seconds later).
+        await memo.leadership.release()

@@ -220,3 +220,37 @@ def test_a_spec_change_then_a_rotation_never_flips_the_secret_back_to_the_old_sp
             time.sleep(5.0)  # several refreshes of both replicas
         after = seen[seen.index("b1") :] if "b1" in seen else seen
         assert after == ["b1", "b2"], f"the Secret's password went through {seen}"
+
+
+def test_a_leader_that_could_not_renew_writes_nothing_more_and_exits(
+    kube_api: KubeApi, namespace: str, vs: Vaultsync, run_operator: Callable[..., Any]
+) -> None:
+    """Frozen past its renew deadline (SIGSTOP: a long GC pause, a stalled node), the old
+    leader wakes up holding the spec it last saw while the new leader synced a newer one:
+    it must not write that old spec's value, and it exits to drop its state."""
+    with ExitStack() as stack:
+        old = _start(run_operator, stack, namespace, "op-a")
+        vs.fake_store("fake", _store("a1", "b1"))
+        _external_secret(vs, "key-a")
+        vs.wait_data("db", {"password": "a1"})
+        heir = _start(run_operator, stack, namespace, "op-b")
+        os.kill(old.pid, signal.SIGSTOP)
+        try:
+            _wait_holder(kube_api, namespace, _identity(heir), "takeover from the frozen leader")
+            vs.patch_external_secret(
+                "db", {"spec": {"data": [{"secretKey": "password", "remoteRef": {"key": "key-b"}}]}}
+            )
+            vs.wait_data("db", {"password": "b1"})
+            vs.patch_store("fake", {"spec": {"provider": {"fake": {"data": _store("a2", "b1")}}}})
+        finally:
+            os.kill(old.pid, signal.SIGCONT)
+        with _secret_values(kube_api, namespace) as seen:
+
+            def exited() -> None:
+                assert old.returncode == 1, old.returncode
+
+            eventually(exited, what="the old leader's exit", timeout=30)
+            time.sleep(2.0)
+        assert seen in ([], ["b1"]), f"the Secret's password went through {seen}"
+        assert "lost the Lease" in old.logs()
+        assert _holder(kube_api, namespace) == _identity(heir)
