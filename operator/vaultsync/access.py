@@ -15,15 +15,14 @@ from vaultsync import constants as c
 
 # kopf lists and then watches each resource it has a handler for, and the CRDs (to see
 # resources appear); in namespaced mode it also lists and watches Namespaces to learn
-# which of the named ones exist. With peering it watches the peering object and patches
-# its own keep-alive into it. It writes nothing else: only `on.event` handlers exist and
+# which of the named ones exist. It writes nothing else (no peering: the leader election
+# Lease, not kopf's peering, keeps standby replicas idle): only `on.event` handlers exist and
 # its own Events are off (startup.py).
 KOPF_WATCH = "kopf watch"
 KOPF_CRD_SCAN = "kopf resource scan"
 KOPF_NAMESPACE_SCAN = "kopf namespace scan (namespaced mode)"
-KOPF_PEERING = "kopf peering (replicaCount > 1)"
 
-CORE, APPS, CRDS_GROUP, KOPF_GROUP = "", "apps", "apiextensions.k8s.io", "kopf.dev"
+CORE, APPS, CRDS_GROUP = "", "apps", "apiextensions.k8s.io"
 COORDINATION = "coordination.k8s.io"
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 
@@ -83,9 +82,4 @@ API_ACCESS: tuple[Access, ...] = (
     *_each(CRDS_GROUP, ("customresourcedefinitions",), "watch", KOPF_CRD_SCAN),
     *_each(CORE, ("namespaces",), "list", KOPF_NAMESPACE_SCAN),
     *_each(CORE, ("namespaces",), "watch", KOPF_NAMESPACE_SCAN),
-    *(
-        Access(KOPF_GROUP, resource, verb, KOPF_PEERING)
-        for resource in ("clusterkopfpeerings", "kopfpeerings")
-        for verb in ("list", "watch", "patch")
-    ),
 )

@@ -10,7 +10,6 @@ import secrets
 import signal
 import socket
 import sys
-from typing import Any
 
 import kopf
 from aiohttp import web
@@ -79,8 +78,8 @@ async def _kopf(config: Config, leadership: Leadership | None, stop: asyncio.Eve
         memories=UnstoredMemories(),
         clusterwide=config.clusterwide,
         namespaces=list(config.namespaces),
-        standalone=config.peering is None,
-        **_peering(config),
+        # The Lease, not kopf's peering, keeps other replicas idle: only its holder runs kopf.
+        standalone=True,
         liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
         stop_flag=stop,
         memo=kopf.Memo(config=config, leadership=leadership),
@@ -127,13 +126,6 @@ def configure_logging(verbose: bool) -> None:
     logsafety.install()
     if not verbose:  # one line per watch event is noise at ten thousand objects
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-
-
-def _peering(config: Config) -> dict[str, Any]:
-    """kopf pauses every peer that shares the highest priority, so each replica draws its own."""
-    if config.peering is None:
-        return {}
-    return {"peering_name": config.peering, "priority": secrets.randbelow(2**31)}
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ class Config:
     health_address: str
     health_port: int
     metrics_port: int
-    peering: str | None
     workers: int
     first_sync_max_age: float
     restart_quiet: float
@@ -98,11 +97,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--health-address", default=_env("HEALTH_ADDRESS", "0.0.0.0"))  # noqa: S104
     parser.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8080")))
     parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9090")))
-    parser.add_argument(
-        "--peering",
-        default=_env("PEERING", "") or None,
-        help="kopf peering name for several replicas (one active); default: standalone",
-    )
     parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")))
     parser.add_argument(
         "--first-sync-max-age",
@@ -254,7 +248,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         health_address=args.health_address,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
-        peering=args.peering,
         workers=args.workers,
         first_sync_max_age=args.first_sync_max_age,
         restart_quiet=args.restart_quiet,

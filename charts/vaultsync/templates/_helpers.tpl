@@ -55,8 +55,8 @@ app.kubernetes.io/part-of: vaultsync
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* "true" when several replicas must coordinate through kopf peering, else empty. */}}
-{{- define "vaultsync.peering" -}}
+{{/* "true" with more than one replica (one holds the Lease, the others stand by), else empty. */}}
+{{- define "vaultsync.replicated" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
@@ -65,7 +65,3 @@ app.kubernetes.io/part-of: vaultsync
 {{- include "vaultsync.fullname" . }}
 {{- end }}
 
-{{/* The kopf peering object's name. */}}
-{{- define "vaultsync.peeringName" -}}
-{{- default (include "vaultsync.fullname" .) .Values.peering.name }}
-{{- end }}
