@@ -194,7 +194,7 @@ class Leadership:
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Try every retry period until this process holds the Lease; False if `stop` is set."""
         while not stop.is_set():
-            if await self._try():
+            if await self._try(timeout=self._timing.renew_deadline):
                 log.info("leader election: acquired the Lease", extra=self._fields())
                 return True
             wait = self._timing.retry_period * random.uniform(1.0, RETRY_JITTER)  # noqa: S311

@@ -135,6 +135,7 @@ def test_only_the_lease_holder_syncs_and_the_standby_writes_nothing(
         assert _identity(standby).startswith("op-b_")
         assert _syncs(standby) == 0, "the standby started its services"
         assert "acquired the Lease" not in standby.logs()
+        assert "provider read" not in standby.logs()
         assert seen == ["a2", "a3"] or seen == ["a1", "a2", "a3"], seen
 
 
