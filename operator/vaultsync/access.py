@@ -15,15 +15,15 @@ from vaultsync import constants as c
 
 # kopf lists and then watches each resource it has a handler for, and the CRDs (to see
 # resources appear); in namespaced mode it also lists and watches Namespaces to learn
-# which of the named ones exist. With peering it watches the peering object and patches
-# its own keep-alive into it. It writes nothing else: only `on.event` handlers exist and
+# which of the named ones exist. It writes nothing else (no peering: the leader election
+# Lease, not kopf's peering, keeps standby replicas idle): only `on.event` handlers exist and
 # its own Events are off (startup.py).
 KOPF_WATCH = "kopf watch"
 KOPF_CRD_SCAN = "kopf resource scan"
 KOPF_NAMESPACE_SCAN = "kopf namespace scan (namespaced mode)"
-KOPF_PEERING = "kopf peering (replicaCount > 1)"
 
-CORE, APPS, CRDS_GROUP, KOPF_GROUP = "", "apps", "apiextensions.k8s.io", "kopf.dev"
+CORE, APPS, CRDS_GROUP = "", "apps", "apiextensions.k8s.io"
+COORDINATION = "coordination.k8s.io"
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 
 
@@ -60,6 +60,10 @@ API_ACCESS: tuple[Access, ...] = (
     Access(CORE, "serviceaccounts/token", "create", "Kube.request_token"),
     Access("authentication.k8s.io", "tokenreviews", "create", "Kube.api_server_accepts"),
     Access(CORE, "events", "create", "Kube.post_event"),
+    # Leader election's Lease, in the operator's namespace only (a Role there).
+    Access(COORDINATION, "leases", "get", "Kube.read_lease"),
+    Access(COORDINATION, "leases", "create", "Kube.create_lease"),
+    Access(COORDINATION, "leases", "update", "Kube.replace_lease"),
     *_each(APPS, WORKLOADS, "list", "Kube.list_workloads"),
     *_each(APPS, WORKLOADS, "get", "Kube.read_workload"),
     *_each(APPS, WORKLOADS, "patch", "Kube.patch_workload"),
@@ -78,9 +82,4 @@ API_ACCESS: tuple[Access, ...] = (
     *_each(CRDS_GROUP, ("customresourcedefinitions",), "watch", KOPF_CRD_SCAN),
     *_each(CORE, ("namespaces",), "list", KOPF_NAMESPACE_SCAN),
     *_each(CORE, ("namespaces",), "watch", KOPF_NAMESPACE_SCAN),
-    *(
-        Access(KOPF_GROUP, resource, verb, KOPF_PEERING)
-        for resource in ("clusterkopfpeerings", "kopfpeerings")
-        for verb in ("list", "watch", "patch")
-    ),
 )

@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
+import signal
+import socket
 import sys
-from typing import Any
 
 import kopf
+from aiohttp import web
 
 from vaultsync import __version__, logsafety
 from vaultsync.config import Config, add_run_arguments, from_arguments
+from vaultsync.kube import Kube
+from vaultsync.leader import Leadership, LeaseTiming
 from vaultsync.registry import REGISTRY, UnstoredMemories
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(run)
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run_operator(from_arguments(args))
+        config = from_arguments(args)
+        try:
+            _timing(config)
+        except ValueError as exc:
+            parser.error(str(exc))
+        return run_operator(config)
     return 2  # argparse rejects unknown commands before this
 
 
@@ -32,19 +44,80 @@ def run_operator(config: Config) -> int:
     from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
 
     configure_logging(config.verbose)
-    asyncio.run(
-        kopf.operator(
-            registry=REGISTRY,
-            memories=UnstoredMemories(),
-            clusterwide=config.clusterwide,
-            namespaces=list(config.namespaces),
-            standalone=config.peering is None,
-            **_peering(config),
-            liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
-            memo=kopf.Memo(config=config),
+    return asyncio.run(_run(config))
+
+
+async def _run(config: Config) -> int:
+    """Without leader election: kopf and every service. With it: wait for the Lease, run
+    while it is held, release it on a clean stop; exit 1 when it is lost."""
+    if not config.leader_elect:
+        await _kopf(config, None, None)
+        return 0
+    kube = Kube()
+    try:
+        leadership = Leadership(
+            kube, config.operator_namespace, config.leader_election_id, _identity(), _timing(config)
         )
+        if not await _standby(config, leadership):
+            return 0
+        stop = asyncio.Event()
+        leadership.on_lost(stop.set)
+        leadership.start_renewing()
+        try:
+            await _kopf(config, leadership, stop)
+        finally:
+            await leadership.release()  # startup.stop released it already, after its services
+        return 1 if leadership.lost else 0
+    finally:
+        await kube.close()
+
+
+async def _kopf(config: Config, leadership: Leadership | None, stop: asyncio.Event | None) -> None:
+    await kopf.operator(
+        registry=REGISTRY,
+        memories=UnstoredMemories(),
+        clusterwide=config.clusterwide,
+        namespaces=list(config.namespaces),
+        # The Lease, not kopf's peering, keeps other replicas idle: only its holder runs kopf.
+        standalone=True,
+        liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
+        stop_flag=stop,
+        memo=kopf.Memo(config=config, leadership=leadership),
     )
-    return 0
+
+
+async def _standby(config: Config, leadership: Leadership) -> bool:
+    """Until the Lease is held: /healthz answers (a standby is alive) and SIGTERM ends the wait."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    app = web.Application()
+    app.router.add_get("/healthz", lambda _: _alive())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.health_address, config.health_port).start()
+    log.info("leader election: waiting for the Lease", extra={"identity": leadership.identity})
+    try:
+        return await leadership.acquire(stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+
+
+async def _alive() -> web.Response:
+    return web.json_response({"standby": True})
+
+
+def _identity() -> str:
+    """client-go's: the pod name (hostname outside a pod) and a random suffix, so a
+    restarted pod of the same name is a new candidate."""
+    return f"{os.environ.get('POD_ID') or socket.gethostname()}_{secrets.token_hex(4)}"
+
+
+def _timing(config: Config) -> LeaseTiming:
+    return LeaseTiming(config.lease_duration, config.renew_deadline, config.retry_period)
 
 
 def configure_logging(verbose: bool) -> None:
@@ -53,13 +126,6 @@ def configure_logging(verbose: bool) -> None:
     logsafety.install()
     if not verbose:  # one line per watch event is noise at ten thousand objects
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-
-
-def _peering(config: Config) -> dict[str, Any]:
-    """kopf pauses every peer that shares the highest priority, so each replica draws its own."""
-    if config.peering is None:
-        return {}
-    return {"peering_name": config.peering, "priority": secrets.randbelow(2**31)}
 
 
 if __name__ == "__main__":

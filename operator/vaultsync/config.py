@@ -32,7 +32,6 @@ class Config:
     health_address: str
     health_port: int
     metrics_port: int
-    peering: str | None
     workers: int
     first_sync_max_age: float
     restart_quiet: float
@@ -52,6 +51,11 @@ class Config:
     enable_fake_provider: bool = False
     sync_timeout: float = SYNC_TIMEOUT_SECONDS
     store_concurrency: int = STORE_CONCURRENCY
+    leader_elect: bool = True
+    leader_election_id: str = "vaultsync"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
     @property
     def clusterwide(self) -> bool:
@@ -105,11 +109,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--health-address", default=_env("HEALTH_ADDRESS", "0.0.0.0"))  # noqa: S104
     parser.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8080")))
     parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "9090")))
-    parser.add_argument(
-        "--peering",
-        default=_env("PEERING", "") or None,
-        help="kopf peering name for several replicas (one active); default: standalone",
-    )
     parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")))
     parser.add_argument(
         "--sync-timeout",
@@ -224,6 +223,40 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve stores with spec.provider.fake (values in the store's own spec): "
         "for development and tests only; off by default",
     )
+    _add_leader_election_arguments(parser)
+
+
+def _add_leader_election_arguments(parser: argparse.ArgumentParser) -> None:
+    """client-go's leader election flags and defaults (docs/reliability.md, "Leader election")."""
+    parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env("LEADER_ELECT", "true") == "true",
+        help="hold a Lease in the operator namespace before doing anything (default: on)",
+    )
+    parser.add_argument(
+        "--leader-election-id",
+        default=_env("LEADER_ELECTION_ID", "vaultsync"),
+        help="the Lease's name; one per release",
+    )
+    parser.add_argument(
+        "--leader-elect-lease-duration",
+        type=duration,
+        default=duration(_env("LEADER_ELECT_LEASE_DURATION", "15s")),
+        help="how long a standby waits after the Lease last changed before taking it over",
+    )
+    parser.add_argument(
+        "--leader-elect-renew-deadline",
+        type=duration,
+        default=duration(_env("LEADER_ELECT_RENEW_DEADLINE", "10s")),
+        help="how long the leader keeps trying to renew before it stops every write",
+    )
+    parser.add_argument(
+        "--leader-elect-retry-period",
+        type=duration,
+        default=duration(_env("LEADER_ELECT_RETRY_PERIOD", "2s")),
+        help="how often the Lease is renewed or tried",
+    )
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -240,7 +273,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         health_address=args.health_address,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
-        peering=args.peering,
         workers=args.workers,
         first_sync_max_age=args.first_sync_max_age,
         restart_quiet=args.restart_quiet,
@@ -260,4 +292,9 @@ def from_arguments(args: argparse.Namespace) -> Config:
         enable_fake_provider=args.enable_fake_provider,
         sync_timeout=args.sync_timeout,
         store_concurrency=args.store_concurrency,
+        leader_elect=args.leader_elect,
+        leader_election_id=args.leader_election_id,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
     )

@@ -169,6 +169,10 @@ class KubeError(RetryableError):
     """Any other API server failure (5xx, timeouts, connection refused)."""
 
 
+class NotLeader(KubeError):
+    """A write refused inside the operator: this replica does not hold the leader Lease."""
+
+
 class KubeInvalid(PermanentError):
     """The API server refused a write as invalid (422); the message names the fields, not values."""
 

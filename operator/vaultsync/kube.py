@@ -18,7 +18,7 @@ import binascii
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,7 @@ from vaultsync.errors import (
     KubeForbidden,
     KubeInvalid,
     KubeNotFound,
+    NotLeader,
     VaultsyncError,
 )
 from vaultsync.kubeexec import kubeconfig_exec
@@ -102,6 +103,10 @@ def _apps(namespace: str, kind: str, *rest: str) -> str:
     return _path("apis", "apps", "v1", "namespaces", namespace, WORKLOAD_KINDS[kind], *rest)
 
 
+def _lease(namespace: str, *rest: str) -> str:
+    return _path("apis", "coordination.k8s.io", "v1", "namespaces", namespace, "leases", *rest)
+
+
 def _custom(plural: str, namespace: str | None, *rest: str) -> str:
     if namespace is None:
         return _path("apis", c.GROUP, c.VERSION, plural, *rest)
@@ -122,8 +127,12 @@ class Kube:
         connections: int = 8,
         event_budget: TokenBucket | None = None,
         retry: RetryPolicy | None = None,
+        may_write: Callable[[], bool] | None = None,
     ) -> None:
         self._info = info or connection_info()
+        # Leader election's gate: while it answers False, every write is refused here,
+        # whichever service asks (the Lease's own calls are not gated).
+        self._may_write = may_write
         self._connections = connections
         self._event_budget = event_budget or TokenBucket(rate=EVENTS_PER_SECOND, burst=EVENT_BURST)
         self._retry = retry or RetryPolicy()
@@ -191,6 +200,8 @@ class Kube:
         """One request, resent as `kuberetry` allows; returns the response body, read whole
         so the connection is reused. `idempotent`: sending it twice does what once does
         (see kuberetry's docstring for which requests are)."""
+        if method != "GET" and what != "leases" and self._may_write is not None and not self._may_write():
+            raise NotLeader(f"{verb} {what}: not sent, this replica does not hold the leader Lease")
         KUBE_REQUESTS.labels(verb=verb, resource=what).inc()
         data = None if body is None else json.dumps(body).encode()
         headers = None if body is None else {"Content-Type": content_type}
@@ -288,6 +299,21 @@ class Kube:
             await self._request("delete", "secrets", "DELETE", path, options, idempotent=True)
         except KubeNotFound:
             return
+
+    # Leader election -----------------------------------------------------------------------
+
+    async def read_lease(self, namespace: str, name: str) -> Body:
+        return await self._json("get", "leases", "GET", _lease(namespace, name), idempotent=True)
+
+    async def create_lease(self, namespace: str, body: Body) -> Body:
+        # A resend whose first attempt got through gets 409: election reads it next round.
+        return await self._json("create", "leases", "POST", _lease(namespace), body, idempotent=True)
+
+    async def replace_lease(self, namespace: str, name: str, body: Body) -> Body:
+        if not body.get("metadata", {}).get("resourceVersion"):
+            raise ValueError("replace_lease needs the resourceVersion it read (optimistic concurrency)")
+        # Guarded by resourceVersion: a resend whose first attempt got through gets 409.
+        return await self._json("update", "leases", "PUT", _lease(namespace, name), body, idempotent=True)
 
     # vaultsync's own resources -------------------------------------------------------------
 

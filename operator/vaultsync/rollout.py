@@ -240,6 +240,10 @@ class _Background:
         finally:
             work.close()  # cancelled before it started: no "never awaited" warning
 
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
     async def drain(self, deadline: float) -> None:
         """Wait for the tasks until `deadline` (loop time), then cancel what is left."""
         loop = asyncio.get_running_loop()
@@ -274,6 +278,17 @@ class Rollouts:
         self._stopping = False
         # (namespace, workload uid) → the changes its RestartDeferred Event named
         self._deferred: dict[tuple[str, str], str] = {}
+
+    def halt(self) -> None:
+        """Leadership lost: every pending restart is dropped and the running ones cancelled,
+        at once (the Kube client refuses their writes from now on anyway)."""
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._batches = Batches(self._batches.quiet, self._batches.window)
+        self._flushes.cancel()
+        self._events.cancel()
 
     async def stop(self) -> None:
         """Restarts still waiting for their batch are made now, so stopping the operator loses none.

@@ -219,9 +219,13 @@ class Scheduler:
                 tracked.target_changes += 1
                 self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
-    async def stop(self) -> None:
+    def halt(self) -> None:
+        """Cancel every worker at once (leadership lost); `stop` then waits for them."""
         for task in self._tasks:
             task.cancel()
+
+    async def stop(self) -> None:
+        self.halt()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _worker(self) -> None:

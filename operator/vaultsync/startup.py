@@ -26,6 +26,7 @@ from vaultsync.cache import FetchCache
 from vaultsync.config import Config
 from vaultsync.errors import VaultsyncError
 from vaultsync.kube import Kube
+from vaultsync.leader import Leadership
 from vaultsync.reconcile import Reconciler
 from vaultsync.registry import REGISTRY
 from vaultsync.renderer import TemplateRenderer
@@ -78,7 +79,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # with 0.1 s. Our handlers only hand the event over, so a worker has nothing to wait for.
     settings.queueing.idle_timeout = 0.1
 
-    kube = Kube(event_budget=TokenBucket(config.events_per_second, config.event_burst))
+    leadership: Leadership | None = memo.leadership
+    kube = Kube(
+        event_budget=TokenBucket(config.events_per_second, config.event_burst),
+        may_write=None if leadership is None else leadership.held,
+    )
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
     stores = Stores(
@@ -121,7 +126,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.housekeeping = asyncio.create_task(
         _housekeeping(kube, stores, cache, config.operator_namespace, hmac_key)
     )
+    if leadership is not None:
+        leadership.on_lost(lambda: _halt(memo))
     log.info("vaultsync started", extra={"operatorNamespace": config.operator_namespace})
+
+
+def _halt(memo: kopf.Memo) -> None:
+    """Leadership lost: stop every service that writes or calls providers, now (cli stops kopf)."""
+    memo.housekeeping.cancel()
+    memo.scheduler.halt()
+    memo.rollouts.halt()
 
 
 async def _housekeeping(kube: Kube, stores: Stores, cache: FetchCache, namespace: str, key: bytes) -> None:
@@ -163,3 +177,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.renderer.close()
     await memo.stores.close()
     await memo.kube.close()
+    if memo.leadership is not None:
+        # Every writer has stopped: hand the Lease over now, not once kopf's watches
+        # have wound down (seconds later).
+        await memo.leadership.release()

@@ -26,7 +26,6 @@ from vaultsync.registry import REGISTRY
 Permission = tuple[str, str, str]
 REQUEST_HELPERS = {"_json", "_request"}
 WATCHED = ["team-a", "team-b"]
-PEERING = {"clusterkopfpeerings", "kopfpeerings"}
 
 
 def _kube_class() -> ast.ClassDef:
@@ -130,29 +129,20 @@ def granted(manifests: list[Manifest]) -> set[Permission]:
     return out
 
 
-def used(*, peering: str | None) -> set[Permission]:
-    return {
-        (e.group, e.resource, e.verb)
-        for e in API_ACCESS
-        if e.resource not in PEERING or e.resource == peering
-    }
+def used() -> set[Permission]:
+    return {(e.group, e.resource, e.verb) for e in API_ACCESS}
 
 
 @pytest.mark.parametrize(
-    ("values", "peering"),
-    [
-        ({}, None),
-        ({"replicaCount": 2}, "clusterkopfpeerings"),
-        ({"watchNamespaces": WATCHED}, None),
-        ({"replicaCount": 3, "watchNamespaces": WATCHED}, "kopfpeerings"),
-    ],
+    "values",
+    [{}, {"replicaCount": 2}, {"watchNamespaces": WATCHED}, {"replicaCount": 3, "watchNamespaces": WATCHED}],
     ids=["cluster", "cluster-ha", "namespaced", "namespaced-ha"],
 )
 def test_the_chart_grants_exactly_the_verbs_the_operator_uses(
-    values: dict[str, object], peering: str | None, tmp_path: Path
+    values: dict[str, object], tmp_path: Path
 ) -> None:
     grants = granted(render(values, tmp_path))
-    needed = used(peering=peering)
+    needed = used()
     unused = {g: "granted, used by nothing" for g in grants - needed}
     missing = {u: "used, not granted" for u in needed - grants}
     assert not unused and not missing, {**unused, **missing}
@@ -165,7 +155,9 @@ def test_in_namespaced_mode_each_watched_namespace_gets_every_namespaced_use(tmp
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("authentication.k8s.io", "tokenreviews"),
     } | {("vaultsync.io", r) for r in ("clustersecretstores", "clustersecretstores/status")}
-    namespaced = {p for p in used(peering=None) if (p[0], p[1]) not in cluster_scoped}
+    # The leader election Lease lives in the release namespace only (its own Role).
+    cluster_scoped.add(("coordination.k8s.io", "leases"))
+    namespaced = {p for p in used() if (p[0], p[1]) not in cluster_scoped}
     for role in find(manifests, "Role"):
         if role["metadata"]["namespace"] in WATCHED:
             assert granted([role]) == namespaced

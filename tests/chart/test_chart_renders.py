@@ -1,8 +1,8 @@
 """The chart renders what a platform team expects, for every supported set of values.
 
 These tests need only the helm binary, not a cluster: lint, the hardened Deployment, the
-RBAC of each mode (exactly the rules the operator needs, each with its reason), kopf
-peering for more than one replica, and a values schema that rejects wrong types.
+RBAC of each mode (exactly the rules the operator needs, each with its reason), leader
+election on a Lease for every release, and a values schema that rejects wrong types.
 """
 
 from __future__ import annotations
@@ -67,10 +67,6 @@ def permissions(role: Manifest) -> set[Permission]:
     }
 
 
-def peering_permissions(resource: str) -> set[Permission]:
-    return {("kopf.dev", resource, v) for v in ("list", "watch", "patch")}
-
-
 def deployment(manifests: Iterable[Manifest]) -> Manifest:
     return only(list(manifests), "Deployment", FULLNAME)
 
@@ -120,11 +116,10 @@ def test_default_values_watch_the_whole_cluster_with_one_cluster_role(tmp_path: 
     binding = only(manifests, "ClusterRoleBinding", FULLNAME)
     assert binding["roleRef"]["name"] == FULLNAME
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "vaultsync"}]
-    assert find(manifests, "Role") == []
+    # The one Role: the leader election Lease, in the release namespace.
+    assert [r["metadata"]["name"] for r in find(manifests, "Role")] == [f"{FULLNAME}-leader-election"]
     args = container(manifests)["args"]
     assert not [a for a in args if a.startswith(("--namespace", "--peering"))]
-    # A single standalone operator must never overlap with its successor.
-    assert deployment(manifests)["spec"]["strategy"] == {"type": "Recreate"}
     assert find(manifests, "PodDisruptionBudget") == []
 
 
@@ -173,41 +168,43 @@ def test_namespaced_mode_grants_namespaced_rights_only_in_the_listed_namespaces(
     assert [a for a in args if a.startswith("--namespace")] == [f"--namespace={ns}" for ns in WATCHED]
 
 
-def test_more_than_one_replica_runs_one_active_operator_through_kopf_peering(
-    tmp_path: Path,
-) -> None:
+def test_more_than_one_replica_runs_one_active_operator_through_the_lease(tmp_path: Path) -> None:
     manifests = render(VALUE_SETS["ha"], tmp_path)
 
     assert deployment(manifests)["spec"]["replicas"] == 2
-    assert f"--peering={FULLNAME}" in container(manifests)["args"]
-    crd = only(manifests, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
-    assert crd["spec"]["scope"] == "Cluster"
-    peering = only(manifests, "ClusterKopfPeering", FULLNAME)
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    assert not [m for m in manifests if "kopf.dev" in str(m.get("apiVersion", "")) + str(m["metadata"])]
+    assert not [a for a in container(manifests)["args"] if a.startswith("--peering")]
     role = only(manifests, "ClusterRole", FULLNAME)
-    assert permissions(role) == (
-        NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS | peering_permissions("clusterkopfpeerings")
-    )
+    assert permissions(role) == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
     assert only(manifests, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("values", [{}, {"replicaCount": 3, "watchNamespaces": WATCHED}], ids=["one", "ha"])
+def test_every_release_elects_a_leader_on_its_own_lease(values: dict[str, Any], tmp_path: Path) -> None:
+    """Always on: even one replica overlaps its successor during a rollout."""
+    manifests = render(values, tmp_path)
+
+    args = container(manifests)["args"]
+    assert "--leader-elect" in args
+    assert f"--leader-election-id={FULLNAME}" in args
+    assert {"--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s"} <= set(args)
+    assert "--leader-elect-retry-period=2s" in args
+    role = only(manifests, "Role", f"{FULLNAME}-leader-election")
+    assert role["metadata"]["namespace"] == "vaultsync"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [FULLNAME],
+            "verbs": ["get", "update"],
+        },
+    ]
+    binding = only(manifests, "RoleBinding", f"{FULLNAME}-leader-election")
+    assert binding["roleRef"]["name"] == f"{FULLNAME}-leader-election"
+    # The new pod waits for the Lease the old one releases: pods may overlap.
     strategy = deployment(manifests)["spec"]["strategy"]
-    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
-
-
-def test_ha_in_namespaced_mode_peers_in_each_watched_namespace(tmp_path: Path) -> None:
-    manifests = render(VALUE_SETS["ha-namespaced"], tmp_path)
-
-    only(manifests, "CustomResourceDefinition", "kopfpeerings.kopf.dev")
-    peerings = find(manifests, "KopfPeering", FULLNAME)
-    assert {p["metadata"]["namespace"] for p in peerings} == set(WATCHED)
-    for role in find(manifests, "Role", FULLNAME):
-        assert permissions(role) == NAMESPACED_PERMISSIONS | peering_permissions("kopfpeerings")
-
-
-def test_kopf_peering_crds_can_be_left_to_another_kopf_operator(tmp_path: Path) -> None:
-    manifests = render({"replicaCount": 2, "peering": {"installCRDs": False}}, tmp_path)
-
-    assert not [c for c in find(manifests, "CustomResourceDefinition") if "kopf" in str(c)]
-    only(manifests, "ClusterKopfPeering", FULLNAME)
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
 def test_crds_can_be_left_out(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ tests/chart/test_chart_rbac_verbs.py proves the chart grants exactly what
 `vaultsync.access` lists; this proves the list is complete in practice: the operator
 process runs as the chart's ServiceAccount (a token, no admin kubeconfig) and syncs from
 a ClusterSecretStore behind a namespaceSelector, writes Events and status, and restarts a
-Deployment on rotation, without a single refusal in its log; two replicas peer through
-kopf with the chart's peering rule alone. No image is needed (the image tests prove the
+Deployment on rotation, without a single refusal in its log; two replicas elect a leader
+on the Lease with the chart's leader election Role alone. No image is needed (the image tests prove the
 same for the container).
 """
 
@@ -22,7 +22,7 @@ from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
 from tests.e2e.workloads import RELOAD, Workloads, container, deployment, env_from_key, pod_spec
 from tests.env import kube
 from tests.env.kube import Cluster, KubeApi
-from tests.image.test_image_operator import RBAC_KINDS, ChartRbac
+from tests.image.test_image_operator import ChartRbac, lease_args
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,7 @@ def test_the_operator_syncs_and_restarts_with_only_the_charts_rbac(
     account = next(m for m in rbac if m["kind"] == "ServiceAccount")
     kubeconfig = chart_rbac.kubeconfig(account)
     args = ["--namespace", app_namespace] if mode == "namespaced" else []
+    args += lease_args(rbac)
     vs = Vaultsync(kube_api, app_namespace)
     workloads = Workloads(kube_api, app_namespace)
     css = f"css-{app_namespace}"
@@ -111,7 +112,7 @@ def test_the_operator_syncs_and_restarts_with_only_the_charts_rbac(
         kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", css)
 
 
-def test_two_replicas_peer_with_only_the_charts_rbac(
+def test_two_replicas_elect_a_leader_with_only_the_charts_rbac(
     kube_api: KubeApi,
     install_crds: list[str],
     namespace: str,
@@ -119,18 +120,11 @@ def test_two_replicas_peer_with_only_the_charts_rbac(
     chart_rbac: ChartRbac,
     run_operator: Callable[..., Any],
 ) -> None:
-    """kopf peering needs list/watch/patch on the peering object, and nothing more."""
-    kinds = RBAC_KINDS | {"KopfPeering"}
-    crds = {c.metadata.name for c in kube_api.apiextensions.list_custom_resource_definition().items}
-    if "kopfpeerings.kopf.dev" not in crds:
-        kinds |= {"CustomResourceDefinition"}
-    objects = chart_rbac.apply(
-        {"replicaCount": 2, "watchNamespaces": [app_namespace]}, namespace, kinds=kinds
-    )
+    """The Lease needs create, and get/update on its one name, in the release namespace."""
+    objects = chart_rbac.apply({"replicaCount": 2, "watchNamespaces": [app_namespace]}, namespace)
     account = next(m for m in objects if m["kind"] == "ServiceAccount")
-    peering = next(m for m in objects if m["kind"] == "KopfPeering")["metadata"]["name"]
     env = {"KUBECONFIG": str(chart_rbac.kubeconfig(account))}
-    args = ["--namespace", app_namespace, "--peering", peering]
+    args = ["--namespace", app_namespace, *lease_args(objects)]
     vs = Vaultsync(kube_api, app_namespace)
 
     with run_operator(namespace, *args, env=env) as first, run_operator(namespace, *args, env=env) as second:
@@ -144,5 +138,6 @@ def test_two_replicas_peer_with_only_the_charts_rbac(
         )
         vs.wait_data("db-creds", {"password": "v1"})
         logs = first.logs() + second.logs()
+        assert logs.count("acquired the Lease") == 1, "not exactly one leader"
     refused = [line for line in logs.splitlines() if any(r in line for r in REFUSALS)]
     assert not refused, "\n".join(refused)

@@ -73,6 +73,11 @@ class OperatorProcess:
             "VAULTSYNC_MIN_REFRESH_INTERVAL": "1s",
             # The tests' stores are mostly `fake`; a test of the default passes "false".
             "VAULTSYNC_ENABLE_FAKE_PROVIDER": "true",
+            # Leader election as in production, but quick: a test that kills the operator and
+            # starts it again waits one lease duration, not fifteen seconds.
+            "VAULTSYNC_LEADER_ELECT_LEASE_DURATION": "4s",
+            "VAULTSYNC_LEADER_ELECT_RENEW_DEADLINE": "3s",
+            "VAULTSYNC_LEADER_ELECT_RETRY_PERIOD": "1s",
             "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]),
             **(env or {}),
         }

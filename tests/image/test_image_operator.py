@@ -37,6 +37,14 @@ def app_namespace(kube_api: KubeApi) -> Iterator[str]:
     kube.delete_namespace(kube_api, name)
 
 
+def lease_args(rbac: list[Manifest]) -> list[str]:
+    """The chart's `--leader-election-id`: the one Lease name its Role lets the operator renew."""
+    role = next(m for m in rbac if m["kind"] == "Role" and m["metadata"]["name"].endswith("-leader-election"))
+    names = {n for rule in role["rules"] for n in rule.get("resourceNames", [])}
+    assert len(names) == 1, names
+    return [f"--leader-election-id={names.pop()}"]
+
+
 class ChartRbac:
     """The chart's ServiceAccount and RBAC (and whatever else a test picks), applied on
     their own, without the Deployment, and a token for that ServiceAccount."""
@@ -145,6 +153,7 @@ def test_operator_image_syncs_a_secret_with_only_the_charts_rbac(
     values: dict[str, Any] = {"watchNamespaces": [app_namespace]} if mode == "namespaced" else {}
     rbac = chart_rbac.apply(values, namespace)
     args = [f"--namespace={app_namespace}"] if mode == "namespaced" else []
+    args += lease_args(rbac)
     account = next(m for m in rbac if m["kind"] == "ServiceAccount")
     vs = Vaultsync(kube_api, app_namespace)
 
@@ -173,7 +182,7 @@ def test_operator_image_reports_a_missing_rbac_rule_on_the_external_secret(
     vs = Vaultsync(kube_api, app_namespace)
 
     with OperatorContainer(
-        chart_rbac.kubeconfig(account), namespace, [f"--namespace={app_namespace}"]
+        chart_rbac.kubeconfig(account), namespace, [f"--namespace={app_namespace}", *lease_args(rbac)]
     ) as operator:
         _store_and_external_secret(vs)
 
@@ -196,17 +205,11 @@ def test_two_operator_replicas_share_the_work_with_exactly_one_active(
     app_namespace: str,
     chart_rbac: ChartRbac,
 ) -> None:
-    """replicaCount: 2 as the chart runs it: the same args, the chart's peering CRD and object."""
+    """replicaCount: 2 as the chart runs it: the same args and RBAC, one Lease."""
     require_image()
-    kinds = RBAC_KINDS | {"KopfPeering"}
-    if "kopfpeerings.kopf.dev" not in _crd_names(kube_api):
-        kinds |= {"CustomResourceDefinition"}  # else it belongs to someone else: leave it
-    objects = chart_rbac.apply(
-        {"replicaCount": 2, "watchNamespaces": [app_namespace]}, namespace, kinds=kinds
-    )
+    objects = chart_rbac.apply({"replicaCount": 2, "watchNamespaces": [app_namespace]}, namespace)
     account = next(m for m in objects if m["kind"] == "ServiceAccount")
-    peering = next(m for m in objects if m["kind"] == "KopfPeering")["metadata"]["name"]
-    args = [f"--namespace={app_namespace}", f"--peering={peering}"]
+    args = [f"--namespace={app_namespace}", *lease_args(objects)]
     kubeconfig = chart_rbac.kubeconfig(account)
     vs = Vaultsync(kube_api, app_namespace)
 
@@ -217,13 +220,7 @@ def test_two_operator_replicas_share_the_work_with_exactly_one_active(
         _store_and_external_secret(vs)
         vs.wait_data("db-creds", {"password": "from-the-image"}, timeout=30)
 
-        # kopf starts a peer paused and keeps the lower priority silently so; only the
-        # active replica reconciles, so exactly one of them logs the sync.
+        # Only the Lease holder runs kopf and the scheduler: exactly one logs the sync.
         active = [c for c in (first, second) if '"message": "synced"' in c.logs()]
         assert len(active) == 1, f"{len(active)} replicas synced the Secret"
-        for replica in (first, second):
-            assert "Pausing all operators" not in replica.logs()
-
-
-def _crd_names(kube_api: KubeApi) -> set[str]:
-    return {c.metadata.name for c in kube_api.apiextensions.list_custom_resource_definition().items}
+        assert sum("acquired the Lease" in c.logs() for c in (first, second)) == 1

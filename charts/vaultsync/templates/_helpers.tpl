@@ -55,12 +55,13 @@ app.kubernetes.io/part-of: vaultsync
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* "true" when several replicas must coordinate through kopf peering, else empty. */}}
-{{- define "vaultsync.peering" -}}
+{{/* "true" with more than one replica (one holds the Lease, the others stand by), else empty. */}}
+{{- define "vaultsync.replicated" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
-{{/* The kopf peering object's name. */}}
-{{- define "vaultsync.peeringName" -}}
-{{- default (include "vaultsync.fullname" .) .Values.peering.name }}
+{{/* The leader election Lease's name, in the release namespace: one per release. */}}
+{{- define "vaultsync.leaseName" -}}
+{{- include "vaultsync.fullname" . }}
 {{- end }}
+
