@@ -39,6 +39,8 @@ async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=REGISTRY)
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
+    if event["type"] is None:  # listed (at start, or after a gap): resume an unfinished restart
+        memo.rollouts.resume(event["object"])
 
 
 async def _store(kind: str, event: kopf.RawEvent, memo: kopf.Memo) -> None:

@@ -154,10 +154,11 @@ class Reconciler:
                 remote_keys=remote_keys,
             )
         SYNCS.labels(reason=result.reason.value).inc()
-        await self._report(es, result, versions, fingerprint, next_refresh, force_token)
         if applied.rotated and fingerprint and self._on_rotated is not None:
+            # Before the status and Event: a refused status write must not lose the restart.
             ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
             await self._on_rotated(es.namespace, es.target_name, fingerprint, ref)
+        await self._report(es, result, versions, fingerprint, next_refresh, force_token)
         return result
 
     async def report_invalid(self, body: Mapping[str, Any], error: InvalidSpec) -> SyncResult:
@@ -198,6 +199,12 @@ class Reconciler:
         if _same(existing, desired):
             return _Applied(written=False, rotated=False)
         rotated = (existing.get("data") or {}) != desired.get("data")
+        if rotated:
+            # Recorded in the same write as the new data: a crash before the restart leaves it
+            # on the Secret, and the next start resumes it (docs/rollouts.md).
+            annotations = {**(desired["metadata"].get("annotations") or {})}
+            annotations[c.ANNOTATION_PENDING_RESTART] = fingerprint
+            desired["metadata"] = {**desired["metadata"], "annotations": annotations}
         if existing.get("type", "Opaque") != desired["type"]:  # immutable: recreate (never Merge's)
             await self._kube.delete_secret(namespace, name, existing["metadata"]["uid"])
             desired["metadata"].pop("resourceVersion", None)

@@ -18,7 +18,7 @@ import pytest
 
 from vaultsync import constants as c
 from vaultsync import rollout
-from vaultsync.errors import KubeConflict, KubeError
+from vaultsync.errors import KubeConflict, KubeError, KubeNotFound
 from vaultsync.kube import ObjectRef
 from vaultsync.rollout import Rollouts
 
@@ -43,6 +43,18 @@ class FakeKube:
         self.events_open = asyncio.Event()  # events are posted once it is set
         self.events_open.set()
         self.event_error: Exception | None = None
+        self.secrets: dict[str, dict[str, Any]] = {}  # name → body, for the pending-restart mark
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        if name not in self.secrets:
+            raise KubeNotFound(f"secret {name} not found")
+        body: dict[str, Any] = json.loads(json.dumps(self.secrets[name]))
+        return body
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        if body["metadata"]["resourceVersion"] != self.secrets[name]["metadata"]["resourceVersion"]:
+            raise KubeConflict("update secrets: conflict")
+        self.secrets[name] = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}}
 
     async def list_workloads(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
         self.lists.append(namespace)
@@ -321,3 +333,61 @@ def test_a_failed_event_is_logged_by_what_failed_and_the_restart_stands(
     failures = [r for r in caplog.records if r.getMessage() == "posting an event failed"]
     assert {r.__dict__["reason"] for r in failures} == {"Restarted", "WorkloadRestarted"}
     assert all("fp-db" not in r.__dict__["detail"] for r in failures)
+
+
+def marked_secret(name: str, fingerprint: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "resourceVersion": "1",
+            "labels": {c.LABEL_OWNER_NAME: "db-creds"},
+            "annotations": {c.ANNOTATION_PENDING_RESTART: fingerprint, "keep": "me"},
+            "ownerReferences": [{"name": "db-creds", "uid": "uid-es"}],
+        }
+    }
+
+
+def test_a_pending_mark_is_resumed_once_and_cleared_after_the_restart() -> None:
+    kube = FakeKube(deployment("web", "db-creds"))
+    kube.secrets["db-creds"] = marked_secret("db-creds", "fp-db")
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        service.resume(kube.secrets["db-creds"])
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)  # the same rotation
+        await until(
+            lambda: c.ANNOTATION_PENDING_RESTART not in kube.secrets["db-creds"]["metadata"]["annotations"]
+        )
+        service.resume(marked_secret("db-creds", "fp-db"))  # resumed again: already seen
+        await asyncio.sleep(WINDOW * 4)
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert [name for name, _ in kube.patches] == ["web"]
+    assert kube.secrets["db-creds"]["metadata"]["annotations"] == {"keep": "me"}
+
+
+def test_a_newer_rotations_mark_is_not_cleared_by_an_older_restart() -> None:
+    kube = FakeKube(deployment("web", "db-creds"))
+    kube.secrets["db-creds"] = marked_secret("db-creds", "fp-new")
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        await service.secret_rotated("shop", "db-creds", "fp-old", ES)
+        await until(lambda: bool(kube.patches))
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert kube.secrets["db-creds"]["metadata"]["annotations"][c.ANNOTATION_PENDING_RESTART] == "fp-new"
+
+
+def test_a_secret_without_a_mark_resumes_nothing() -> None:
+    assert rollout.pending_rotation({"metadata": {"name": "s", "namespace": "shop"}}) is None
+    rotation = rollout.pending_rotation(marked_secret("db-creds", "fp"))
+    assert rotation is not None
+    assert (rotation.secret, rotation.fingerprint, rotation.external_secret.uid) == (
+        "db-creds",
+        "fp",
+        "uid-es",
+    )
