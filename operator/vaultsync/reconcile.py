@@ -161,6 +161,21 @@ class Reconciler:
         await self._report(es, result, versions, fingerprint, next_refresh, force_token)
         return result
 
+    async def still_exists(self, namespace: str, name: str, uid: str) -> bool:
+        """The ExternalSecret is still there, as the same object (uid), per a fresh GET.
+
+        Asked before writing for an object whose target Secret was deleted: after a watch gap
+        the Secret may be gone because its Owner was deleted and garbage-collected, and
+        writing it again would only feed the collector a loop. Any other error: assume yes.
+        """
+        try:
+            body = await self._kube.read_custom(c.EXTERNAL_SECRETS, namespace, name)
+        except KubeNotFound:
+            return False
+        except VaultsyncError:
+            return True
+        return bool(body["metadata"].get("uid") == uid)
+
     async def report_invalid(self, body: Mapping[str, Any], error: InvalidSpec) -> SyncResult:
         """An ExternalSecret whose spec cannot be parsed: say which field, touch nothing else."""
         meta = body["metadata"]

@@ -75,6 +75,8 @@ class _Tracked:
     # reported since, so a refresh can trust it without reading it again.
     target_changes: int = 0
     target_checked: tuple[int, float] | None = None  # (target_changes then, when)
+    # The target Secret was deleted: confirm the ExternalSecret still exists before writing.
+    verify: bool = False
 
 
 class Scheduler:
@@ -157,6 +159,7 @@ class Scheduler:
         if ours:
             return
         tracked.target_changes += 1
+        tracked.verify = tracked.verify or deleted
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
     def _written_by_us(self, body: Mapping[str, Any]) -> bool:
@@ -256,6 +259,13 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def _run(self, key: Key, tracked: _Tracked) -> None:
+        if tracked.verify:
+            uid = tracked.body["metadata"].get("uid", "")
+            if not await self._reconciler.still_exists(key[0], key[1], uid):
+                log.info("forgotten: deleted while unwatched", extra={"externalSecret": "/".join(key)})
+                self._forget(key)
+                return
+            tracked.verify = False
         force, tracked.force = tracked.force, False
         max_age = 0.0 if force else tracked.max_age
         try:

@@ -1,0 +1,72 @@
+"""An ExternalSecret deleted while its watch was away is forgotten, not written for again.
+
+After a watch gap the scheduler may still hold an object whose deletion it never saw; its
+Owner Secret is then garbage-collected, and the Secret watch reports that deletion. The
+scheduler asks the API server (one GET, by the reconciler) before writing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from vaultsync import constants as c
+from vaultsync.scheduler import Scheduler
+
+BODY = {
+    "metadata": {"name": "app", "namespace": "shop", "uid": "u1", "generation": 1},
+    "spec": {"storeRef": {"name": "fake"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]},
+}
+DELETED_SECRET = {
+    "metadata": {"name": "app", "namespace": "shop", "labels": {c.LABEL_OWNER_NAME: "app"}},
+    "data": {},
+}
+
+
+class Reconciler:
+    def __init__(self, exists: bool) -> None:
+        self.exists = exists
+        self.asked: list[tuple[str, str, str]] = []
+        self.syncs = 0
+
+    async def still_exists(self, namespace: str, name: str, uid: str) -> bool:
+        self.asked.append((namespace, name, uid))
+        return self.exists
+
+    async def sync(self, *args: Any, **kwargs: Any) -> Any:
+        self.syncs += 1
+        raise RuntimeError("reconcile reached")
+
+
+def _after_target_deleted(reconciler: Reconciler) -> Scheduler:
+    async def run() -> Scheduler:
+        scheduler = Scheduler(reconciler, b"k" * 32, workers=1)  # type: ignore[arg-type]
+        scheduler.observe(BODY)
+        tracked = scheduler._tracked[("shop", "app")]
+        tracked.due = None  # not yet run: only the Secret's deletion schedules it
+        scheduler.secret_changed(DELETED_SECRET, deleted=True)
+        scheduler.start()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if reconciler.asked and (reconciler.syncs or not reconciler.exists):
+                break
+        await scheduler.stop()
+        return scheduler
+
+    return asyncio.run(run())
+
+
+def test_an_owner_gone_while_unwatched_is_forgotten_and_its_secret_not_written() -> None:
+    reconciler = Reconciler(exists=False)
+    scheduler = _after_target_deleted(reconciler)
+    assert reconciler.asked == [("shop", "app", "u1")]
+    assert reconciler.syncs == 0
+    assert ("shop", "app") not in scheduler._tracked
+
+
+def test_an_owner_still_there_is_reconciled_and_asked_about_once() -> None:
+    reconciler = Reconciler(exists=True)
+    scheduler = _after_target_deleted(reconciler)
+    assert reconciler.asked == [("shop", "app", "u1")]
+    assert reconciler.syncs >= 1
+    assert not scheduler._tracked[("shop", "app")].verify
