@@ -30,7 +30,7 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -181,6 +181,13 @@ class Scheduler:
             tracked = self._tracked.get(key)
             if tracked is not None:
                 self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
+
+    async def relisted(self, seen: set[Hashable]) -> None:
+        """A listing of ExternalSecrets is over: those it lacked are confirmed (one GET each,
+        at their next run) and forgotten if gone; `observe` will have added any new ones."""
+        for key in [k for k in self._tracked if k not in seen]:
+            self._tracked[key].verify = True
+            self._schedule(key, 0.0, max_age=self._refresh(self._tracked[key].body))
 
     # Running ---------------------------------------------------------------------------------
 

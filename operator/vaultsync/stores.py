@@ -14,7 +14,7 @@ import base64
 import binascii
 import ipaddress
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -214,6 +214,13 @@ class Stores:
             self._refused.pop(f"{kind}/{meta.get('namespace') or ''}/{meta['name']}", None)
         else:
             self._bodies[key] = slim(body)
+
+    async def relisted(self, kind: str, seen: set[Hashable]) -> None:
+        """A listing of `kind` is over: stores it lacked leave the mirror (deleted during a
+        watch gap). One still there is read again on its next use (`_body`)."""
+        for known, namespace, name in list(self._bodies):
+            if known == kind and (namespace, name) not in seen:
+                self.observe(kind, {"metadata": {"namespace": namespace, "name": name}}, deleted=True)
 
     def not_ready(self) -> list[tuple[str, dict[str, Any]]]:
         """Known stores whose Ready condition is not True."""

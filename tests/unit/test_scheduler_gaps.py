@@ -8,10 +8,13 @@ scheduler asks the API server (one GET, by the reconciler) before writing again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from typing import Any
 
 from vaultsync import constants as c
+from vaultsync.relist import Listings
 from vaultsync.scheduler import Scheduler
+from vaultsync.stores import Stores
 
 BODY = {
     "metadata": {"name": "app", "namespace": "shop", "uid": "u1", "generation": 1},
@@ -70,3 +73,60 @@ def test_an_owner_still_there_is_reconciled_and_asked_about_once() -> None:
     assert reconciler.asked == [("shop", "app", "u1")]
     assert reconciler.syncs >= 1
     assert not scheduler._tracked[("shop", "app")].verify
+
+
+def test_a_listing_hands_over_what_it_saw_once_it_went_quiet() -> None:
+    handed: list[set[Hashable]] = []
+
+    async def done(seen: set[Hashable]) -> None:
+        handed.append(seen)
+
+    async def run() -> None:
+        listings = Listings(0.05, done)
+        listings.observe(("shop", "before"), listed=False)  # a watch event, no listing running
+        listings.observe(("shop", "a"), listed=True)
+        listings.observe(("shop", "added-meanwhile"), listed=False)
+        await asyncio.sleep(0.02)
+        listings.observe(("shop", "b"), listed=True)  # still the same listing
+        await asyncio.sleep(0.1)
+        listings.observe(("shop", "c"), listed=True)  # a later re-list
+        await asyncio.sleep(0.1)
+        await listings.stop()
+
+    asyncio.run(run())
+    assert handed == [{("shop", "a"), ("shop", "added-meanwhile"), ("shop", "b")}, {("shop", "c")}]
+
+
+def test_a_relist_without_an_external_secret_has_it_confirmed_then_forgotten() -> None:
+    reconciler = Reconciler(exists=False)
+
+    async def run() -> Scheduler:
+        scheduler = Scheduler(reconciler, b"k" * 32, workers=1)  # type: ignore[arg-type]
+        scheduler.observe(BODY)
+        scheduler.observe({**BODY, "metadata": {**BODY["metadata"], "name": "kept", "uid": "u2"}})
+        for tracked in scheduler._tracked.values():
+            tracked.due = None
+        await scheduler.relisted({("shop", "kept")})
+        scheduler.start()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if ("shop", "app") not in scheduler._tracked:
+                break
+        await scheduler.stop()
+        return scheduler
+
+    scheduler = asyncio.run(run())
+    assert reconciler.asked == [("shop", "app", "u1")]  # only the one the list lacked
+    assert list(scheduler._tracked) == [("shop", "kept")]
+
+
+def test_a_relist_without_a_store_drops_it_from_the_mirror() -> None:
+    stores = Stores(None, None, ())  # type: ignore[arg-type]
+    for name in ("gone", "kept"):
+        stores.observe(c.KIND_SECRET_STORE, {"metadata": {"namespace": "shop", "name": name}}, deleted=False)
+    stores.observe(c.KIND_CLUSTER_SECRET_STORE, {"metadata": {"name": "gone"}}, deleted=False)
+    asyncio.run(stores.relisted(c.KIND_SECRET_STORE, {("shop", "kept")}))
+    assert sorted(stores._bodies) == [
+        (c.KIND_CLUSTER_SECRET_STORE, None, "gone"),  # another kind's listing decides for it
+        (c.KIND_SECRET_STORE, "shop", "kept"),
+    ]
