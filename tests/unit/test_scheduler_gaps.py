@@ -130,3 +130,21 @@ def test_a_relist_without_a_store_drops_it_from_the_mirror() -> None:
         (c.KIND_CLUSTER_SECRET_STORE, None, "gone"),  # another kind's listing decides for it
         (c.KIND_SECRET_STORE, "shop", "kept"),
     ]
+
+
+def test_an_object_listed_again_starts_a_new_listing() -> None:
+    handed: list[set[Hashable]] = []
+
+    async def done(seen: set[Hashable]) -> None:
+        handed.append(seen)
+
+    async def run() -> None:
+        listings = Listings(0.05, done)
+        listings.observe("a", listed=True)
+        listings.observe("b", listed=True)
+        listings.observe("b", listed=True)  # a re-list right after: "a" is gone
+        await asyncio.sleep(0.1)
+        await listings.stop()
+
+    asyncio.run(run())
+    assert handed == [{"a", "b"}, {"b"}]
