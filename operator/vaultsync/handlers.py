@@ -48,7 +48,9 @@ async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=REGISTRY)
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
-    if event["type"] is None:  # listed (at start, or after a gap): resume an unfinished restart
+    # Listed (at start, or after a gap): resume an unfinished restart, only from a Secret whose
+    # data and marks are as vaultsync wrote them (a tenant cannot forge a rotation).
+    if event["type"] is None and memo.scheduler.written_by_us(event["object"]):
         memo.rollouts.resume(event["object"])
 
 

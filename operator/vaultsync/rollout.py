@@ -64,9 +64,10 @@ class Rotation:
 def pending_rotation(secret: Mapping[str, Any]) -> Rotation | None:
     """The restart a Secret still waits for (its pending-restart annotation), if any."""
     meta = secret["metadata"]
-    fingerprint = (meta.get("annotations") or {}).get(c.ANNOTATION_PENDING_RESTART)
-    if not fingerprint:
-        return None
+    annotations = meta.get("annotations") or {}
+    fingerprint = annotations.get(c.ANNOTATION_PENDING_RESTART)
+    if not fingerprint or fingerprint != annotations.get(c.ANNOTATION_DATA_FINGERPRINT):
+        return None  # not the rotation of the data the Secret holds
     owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME) or ""
     uid = next(
         (ref.get("uid", "") for ref in meta.get("ownerReferences") or [] if ref.get("name") == owner),

@@ -145,7 +145,7 @@ class Scheduler:
         meta = body["metadata"]
         owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME)
         key: Key = (meta["namespace"], owner or "")
-        ours = not deleted and self._written_by_us(body)
+        ours = not deleted and self.written_by_us(body)
         if self._resumed is not None and ours:
             self._targets_seen.add(key)
         elif self._resumed is not None:
@@ -162,7 +162,7 @@ class Scheduler:
         tracked.verify = tracked.verify or deleted
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
-    def _written_by_us(self, body: Mapping[str, Any]) -> bool:
+    def written_by_us(self, body: Mapping[str, Any]) -> bool:
         """True when the Secret's managed keys still carry the HMAC we wrote.
 
         Nobody without the operator's key can produce a matching fingerprint,

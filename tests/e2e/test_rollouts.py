@@ -679,3 +679,18 @@ def test_a_refused_status_write_still_restarts_the_workload_exactly_once(
     eventually(caught_up, timeout=90, what="the status to catch up once writes are allowed")
     print(f"status caught up {time.monotonic() - started:.1f}s after the policy was lifted")
     stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=CHECK_SECONDS)
+
+
+def test_a_pending_mark_set_by_hand_restarts_nothing(rig: Rig) -> None:
+    """A tenant who may edit the Secret cannot forge a rotation: the mark must name the
+    fingerprint of the data the Secret holds, which only the operator's key produces."""
+    wl = rig.workloads
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    rig.sync("db-creds", "db")
+    wl.wait_rolled_out("Deployment", "web")
+    rig.vs.api.core.patch_namespaced_secret(
+        "db-creds", rig.vs.namespace, {"metadata": {"annotations": {PENDING: "forged-" + "x" * 64}}}
+    )
+    rig.operator.restart()
+    stays(lambda: _templates_are(wl, "Deployment", "web", 1), seconds=CHECK_SECONDS)
+    assert "resuming a pending restart" not in rig.operator.logs()

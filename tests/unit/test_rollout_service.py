@@ -342,7 +342,11 @@ def marked_secret(name: str, fingerprint: str) -> dict[str, Any]:
             "namespace": "shop",
             "resourceVersion": "1",
             "labels": {c.LABEL_OWNER_NAME: "db-creds"},
-            "annotations": {c.ANNOTATION_PENDING_RESTART: fingerprint, "keep": "me"},
+            "annotations": {
+                c.ANNOTATION_PENDING_RESTART: fingerprint,
+                c.ANNOTATION_DATA_FINGERPRINT: fingerprint,
+                "keep": "me",
+            },
             "ownerReferences": [{"name": "db-creds", "uid": "uid-es"}],
         }
     }
@@ -365,7 +369,10 @@ def test_a_pending_mark_is_resumed_once_and_cleared_after_the_restart() -> None:
 
     asyncio.run(scenario())
     assert [name for name, _ in kube.patches] == ["web"]
-    assert kube.secrets["db-creds"]["metadata"]["annotations"] == {"keep": "me"}
+    assert kube.secrets["db-creds"]["metadata"]["annotations"] == {
+        c.ANNOTATION_DATA_FINGERPRINT: "fp-db",
+        "keep": "me",
+    }
 
 
 def test_a_newer_rotations_mark_is_not_cleared_by_an_older_restart() -> None:
@@ -382,8 +389,11 @@ def test_a_newer_rotations_mark_is_not_cleared_by_an_older_restart() -> None:
     assert kube.secrets["db-creds"]["metadata"]["annotations"][c.ANNOTATION_PENDING_RESTART] == "fp-new"
 
 
-def test_a_secret_without_a_mark_resumes_nothing() -> None:
+def test_a_secret_without_a_mark_of_its_own_data_resumes_nothing() -> None:
     assert rollout.pending_rotation({"metadata": {"name": "s", "namespace": "shop"}}) is None
+    stale = marked_secret("db-creds", "fp")
+    stale["metadata"]["annotations"][c.ANNOTATION_DATA_FINGERPRINT] = "fp-other"
+    assert rollout.pending_rotation(stale) is None  # a mark set by hand, or for older data
     rotation = rollout.pending_rotation(marked_secret("db-creds", "fp"))
     assert rotation is not None
     assert (rotation.secret, rotation.fingerprint, rotation.external_secret.uid) == (
