@@ -214,9 +214,10 @@ class Reconciler:
         if _same(existing, desired):
             return _Applied(written=False, rotated=False)
         rotated = (existing.get("data") or {}) != desired.get("data")
-        if rotated:
+        if rotated and policy != "Merge":
             # Recorded in the same write as the new data: a crash before the restart leaves it
-            # on the Secret, and the next start resumes it (docs/rollouts.md).
+            # on the Secret, and the next start resumes it (docs/rollouts.md). A Merge target
+            # is someone else's Secret, unlabelled and so not watched: it gets no mark.
             annotations = {**(desired["metadata"].get("annotations") or {})}
             annotations[c.ANNOTATION_PENDING_RESTART] = fingerprint
             desired["metadata"] = {**desired["metadata"], "annotations": annotations}
