@@ -34,6 +34,11 @@ ANNOTATION_AUTO_RELOAD = f"{GROUP}/auto-reload"
 ANNOTATION_RESTARTED_AT = f"{GROUP}/restarted-at"
 ANNOTATION_RESTART_FINGERPRINT = f"{GROUP}/restart-fingerprint"
 ANNOTATION_SEEN_FINGERPRINTS = f"{GROUP}/seen-fingerprints"
+# On a Secret whose data rotated: the new fingerprint, until its opted-in workloads are restarted.
+ANNOTATION_PENDING_RESTART = f"{GROUP}/pending-restart"
+# A watch's (re-)listing is taken as over once no listed object arrived for this long
+# (docs/reliability.md, "Watch gaps").
+RELIST_QUIET_SECONDS = 5.0
 # On a Secret that creationPolicy Merge writes into: which ExternalSecret's keys it holds.
 ANNOTATION_MERGED_BY = f"{GROUP}/merged-by"
 

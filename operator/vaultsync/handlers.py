@@ -29,9 +29,18 @@ def _deleted(event: kopf.RawEvent) -> bool:
     return bool(event["type"] == "DELETED")
 
 
+def _listed(kind: str, event: kopf.RawEvent, memo: kopf.Memo) -> None:
+    """Every event of `kind` feeds its listings tracker (relist.py): after a re-list, what the
+    list lacked is dropped."""
+    if not _deleted(event):
+        meta = event["object"]["metadata"]
+        memo.listings[kind].observe((meta.get("namespace"), meta["name"]), listed=event["type"] is None)
+
+
 @kopf.on.event(c.GROUP, c.VERSION, c.EXTERNAL_SECRETS, registry=REGISTRY)
 async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.observe(event["object"], deleted=_deleted(event))
+    _listed(c.KIND_EXTERNAL_SECRET, event, memo)
     if _deleted(event):
         await memo.reconciler.released(event["object"])
 
@@ -39,11 +48,16 @@ async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=REGISTRY)
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
+    # Listed (at start, or after a gap): resume an unfinished restart, only from a Secret whose
+    # data and marks are as vaultsync wrote them (a tenant cannot forge a rotation).
+    if event["type"] is None and memo.scheduler.written_by_us(event["object"]):
+        memo.rollouts.resume(event["object"])
 
 
 async def _store(kind: str, event: kopf.RawEvent, memo: kopf.Memo) -> None:
     body: dict[str, Any] = dict(event["object"])
     memo.stores.observe(kind, body, deleted=_deleted(event))
+    _listed(kind, event, memo)
     if _deleted(event):
         return
     status = body.get("status") or {}

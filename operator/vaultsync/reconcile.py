@@ -166,10 +166,11 @@ class Reconciler:
                 remote_keys=remote_keys,
             )
         SYNCS.labels(reason=result.reason.value).inc()
-        await self._report(es, result, versions, fingerprint, next_refresh, force_token)
         if applied.rotated and fingerprint and self._on_rotated is not None:
+            # Before the status and Event: a refused status write must not lose the restart.
             ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
             await self._on_rotated(es.namespace, es.target_name, fingerprint, ref)
+        await self._report(es, result, versions, fingerprint, next_refresh, force_token)
         return result
 
     def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
@@ -181,6 +182,21 @@ class Reconciler:
             f"spec.storeRef.name: {store} did not answer within {self._sync_timeout:g} s "
             f"({step} the store; --sync-timeout); the Secret is left as it is"
         )
+
+    async def still_exists(self, namespace: str, name: str, uid: str) -> bool:
+        """The ExternalSecret is still there, as the same object (uid), per a fresh GET.
+
+        Asked before writing for an object whose target Secret was deleted: after a watch gap
+        the Secret may be gone because its Owner was deleted and garbage-collected, and
+        writing it again would only feed the collector a loop. Any other error: assume yes.
+        """
+        try:
+            body = await self._kube.read_custom(c.EXTERNAL_SECRETS, namespace, name)
+        except KubeNotFound:
+            return False
+        except VaultsyncError:
+            return True
+        return bool(body["metadata"].get("uid") == uid)
 
     async def report_invalid(self, body: Mapping[str, Any], error: InvalidSpec) -> SyncResult:
         """An ExternalSecret whose spec cannot be parsed: say which field, touch nothing else."""
@@ -220,6 +236,13 @@ class Reconciler:
         if _same(existing, desired):
             return _Applied(written=False, rotated=False)
         rotated = (existing.get("data") or {}) != desired.get("data")
+        if rotated and policy != "Merge":
+            # Recorded in the same write as the new data: a crash before the restart leaves it
+            # on the Secret, and the next start resumes it (docs/rollouts.md). A Merge target
+            # is someone else's Secret, unlabelled and so not watched: it gets no mark.
+            annotations = {**(desired["metadata"].get("annotations") or {})}
+            annotations[c.ANNOTATION_PENDING_RESTART] = fingerprint
+            desired["metadata"] = {**desired["metadata"], "annotations": annotations}
         if existing.get("type", "Opaque") != desired["type"]:  # immutable: recreate (never Merge's)
             await self._kube.delete_secret(namespace, name, existing["metadata"]["uid"])
             desired["metadata"].pop("resourceVersion", None)

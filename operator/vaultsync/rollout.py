@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,7 +57,24 @@ MAX_QUEUED_EVENTS = 1000  # beyond this (an API server that stopped answering) E
 class Rotation:
     secret: str
     fingerprint: str
-    external_secret: ObjectRef
+    # Only where Events go: the same rotation resumed from the Secret is the same rotation.
+    external_secret: ObjectRef = field(compare=False)
+
+
+def pending_rotation(secret: Mapping[str, Any]) -> Rotation | None:
+    """The restart a Secret still waits for (its pending-restart annotation), if any."""
+    meta = secret["metadata"]
+    annotations = meta.get("annotations") or {}
+    fingerprint = annotations.get(c.ANNOTATION_PENDING_RESTART)
+    if not fingerprint or fingerprint != annotations.get(c.ANNOTATION_DATA_FINGERPRINT):
+        return None  # not the rotation of the data the Secret holds
+    owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME) or ""
+    uid = next(
+        (ref.get("uid", "") for ref in meta.get("ownerReferences") or [] if ref.get("name") == owner),
+        "",
+    )
+    ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, meta["namespace"], owner, uid)
+    return Rotation(meta["name"], fingerprint, ref)
 
 
 def referenced_secrets(template: Mapping[str, Any]) -> set[str]:
@@ -312,8 +329,21 @@ class Rollouts:
         self, namespace: str, secret: str, fingerprint: str, external_secret: ObjectRef
     ) -> None:
         """A managed Secret's data changed (and is written); restart its users once the batch is due."""
-        loop = asyncio.get_running_loop()
-        self._batches.add(namespace, Rotation(secret, fingerprint, external_secret), loop.time())
+        self._add(namespace, Rotation(secret, fingerprint, external_secret))
+
+    def resume(self, secret: Mapping[str, Any]) -> None:
+        """A Secret listed with a pending-restart mark: a rotation whose restart a previous
+        run (or this one, before a crash) did not finish. Batched like a new rotation;
+        workloads that already have it are not restarted again."""
+        rotation = pending_rotation(secret)
+        if rotation is None:
+            return
+        namespace = secret["metadata"]["namespace"]
+        log.info("resuming a pending restart", extra={"secret": f"{namespace}/{rotation.secret}"})
+        self._add(namespace, rotation)
+
+    def _add(self, namespace: str, rotation: Rotation) -> None:
+        self._batches.add(namespace, rotation, asyncio.get_running_loop().time())
         if self._stopping:
             self._flush(namespace)
         else:
@@ -372,6 +402,37 @@ class Rollouts:
             retry.update({name: rotations[name] for name in outcome})
         if retry:
             self._put_back(namespace, retry, RECHECK_SECONDS)
+        for name, rotation in rotations.items():
+            if name not in retry:
+                await self._done(namespace, rotation)
+
+    async def _done(self, namespace: str, rotation: Rotation) -> None:
+        """Every opted-in workload has this rotation: its pending-restart mark goes.
+
+        Read, then replace guarded by resourceVersion, and only while the mark still names
+        this fingerprint (a newer rotation keeps its own). Left in place on an error: the
+        next start resumes it, and the workloads' seen-fingerprints make that a no-op.
+        """
+        for _ in range(PATCH_ATTEMPTS):
+            try:
+                secret = await self._kube.read_secret(namespace, rotation.secret)
+                annotations = dict(secret["metadata"].get("annotations") or {})
+                if annotations.get(c.ANNOTATION_PENDING_RESTART) != rotation.fingerprint:
+                    return
+                del annotations[c.ANNOTATION_PENDING_RESTART]
+                secret["metadata"]["annotations"] = annotations
+                await self._kube.replace_secret(namespace, rotation.secret, secret)
+                return
+            except KubeConflict:
+                continue
+            except KubeNotFound:
+                return
+            except VaultsyncError as exc:
+                log.warning(
+                    "pending-restart mark not cleared",
+                    extra={"secret": f"{namespace}/{rotation.secret}", "detail": exc.message},
+                )
+                return
 
     async def _restart_one(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation]

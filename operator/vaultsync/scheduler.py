@@ -36,7 +36,7 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,6 +81,8 @@ class _Tracked:
     # reported since, so a refresh can trust it without reading it again.
     target_changes: int = 0
     target_checked: tuple[int, float] | None = None  # (target_changes then, when)
+    # The target Secret was deleted: confirm the ExternalSecret still exists before writing.
+    verify: bool = False
 
 
 class Scheduler:
@@ -153,7 +155,7 @@ class Scheduler:
         meta = body["metadata"]
         owner = (meta.get("labels") or {}).get(c.LABEL_OWNER_NAME)
         key: Key = (meta["namespace"], owner or "")
-        ours = not deleted and self._written_by_us(body)
+        ours = not deleted and self.written_by_us(body)
         if self._resumed is not None and ours:
             self._targets_seen.add(key)
         elif self._resumed is not None:
@@ -167,9 +169,10 @@ class Scheduler:
         if ours:
             return
         tracked.target_changes += 1
+        tracked.verify = tracked.verify or deleted
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
-    def _written_by_us(self, body: Mapping[str, Any]) -> bool:
+    def written_by_us(self, body: Mapping[str, Any]) -> bool:
         """True when the Secret's managed keys still carry the HMAC we wrote.
 
         Nobody without the operator's key can produce a matching fingerprint,
@@ -188,6 +191,13 @@ class Scheduler:
             tracked = self._tracked.get(key)
             if tracked is not None:
                 self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
+
+    async def relisted(self, seen: set[Hashable]) -> None:
+        """A listing of ExternalSecrets is over: those it lacked are confirmed (one GET each,
+        at their next run) and forgotten if gone; `observe` will have added any new ones."""
+        for key in [k for k in self._tracked if k not in seen]:
+            self._tracked[key].verify = True
+            self._schedule(key, 0.0, max_age=self._refresh(self._tracked[key].body))
 
     # Running ---------------------------------------------------------------------------------
 
@@ -291,6 +301,13 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def _run(self, key: Key, tracked: _Tracked) -> None:
+        if tracked.verify:
+            uid = tracked.body["metadata"].get("uid", "")
+            if not await self._reconciler.still_exists(key[0], key[1], uid):
+                log.info("forgotten: deleted while unwatched", extra={"externalSecret": "/".join(key)})
+                self._forget(key)
+                return
+            tracked.verify = False
         force, tracked.force = tracked.force, False
         max_age = 0.0 if force else tracked.max_age
         try:

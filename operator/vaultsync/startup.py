@@ -13,6 +13,7 @@ Settings are chosen on purpose:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,7 @@ from vaultsync.kube import Kube
 from vaultsync.leader import Leadership
 from vaultsync.reconcile import Reconciler
 from vaultsync.registry import REGISTRY
+from vaultsync.relist import Listings
 from vaultsync.renderer import TemplateRenderer
 from vaultsync.rollout import Rollouts
 from vaultsync.sandbox import Limits
@@ -122,6 +124,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     start_http_server(config.metrics_port)
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
     memo.renderer = renderer
+    memo.listings = {
+        c.KIND_EXTERNAL_SECRET: Listings(c.RELIST_QUIET_SECONDS, scheduler.relisted),
+        **{
+            kind: Listings(c.RELIST_QUIET_SECONDS, functools.partial(stores.relisted, kind))
+            for kind in (c.KIND_SECRET_STORE, c.KIND_CLUSTER_SECRET_STORE)
+        },
+    }
     memo.reconciler = reconciler
     memo.housekeeping = asyncio.create_task(
         _housekeeping(kube, stores, cache, config.operator_namespace, hmac_key)
@@ -172,6 +181,8 @@ async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[
 @kopf.on.cleanup(registry=REGISTRY)
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.housekeeping.cancel()
+    for listings in memo.listings.values():
+        await listings.stop()
     await memo.scheduler.stop()  # first, so no new rotation reaches the rollouts
     await memo.rollouts.stop()
     await memo.renderer.close()

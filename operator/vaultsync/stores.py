@@ -13,8 +13,9 @@ import asyncio
 import base64
 import binascii
 import ipaddress
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,8 @@ PLURALS = {
     c.KIND_SECRET_STORE: c.SECRET_STORES,
     c.KIND_CLUSTER_SECRET_STORE: c.CLUSTER_SECRET_STORES,
 }
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,14 @@ class Stores:
             self._refused.pop(f"{kind}/{meta.get('namespace') or ''}/{meta['name']}", None)
         else:
             self._bodies[key] = slim(body)
+
+    async def relisted(self, kind: str, seen: set[Hashable]) -> None:
+        """A listing of `kind` is over: stores it lacked leave the mirror (deleted during a
+        watch gap). One still there is read again on its next use (`_body`)."""
+        for known, namespace, name in list(self._bodies):
+            if known == kind and (namespace, name) not in seen:
+                log.info("store missing from a listing: dropped", extra={"store": f"{kind}/{name}"})
+                self.observe(kind, {"metadata": {"namespace": namespace, "name": name}}, deleted=True)
 
     def not_ready(self) -> list[tuple[str, dict[str, Any]]]:
         """Known stores whose Ready condition is not True."""

@@ -183,7 +183,12 @@ def released_secret(secret: Mapping[str, Any], es_name: str) -> Body | None:
         return None
     ours = _managed_keys(secret)
     data = {k: v for k, v in (secret.get("data") or {}).items() if k not in ours}
-    marks = (c.ANNOTATION_MANAGED_KEYS, c.ANNOTATION_DATA_FINGERPRINT, c.ANNOTATION_MERGED_BY)
+    marks = (
+        c.ANNOTATION_MANAGED_KEYS,
+        c.ANNOTATION_DATA_FINGERPRINT,
+        c.ANNOTATION_MERGED_BY,
+        c.ANNOTATION_PENDING_RESTART,
+    )
     annotations = {k: v for k, v in _annotations(secret).items() if k not in marks}
     return {**secret, "metadata": {**secret["metadata"], "annotations": annotations}, "data": data}
 

@@ -10,6 +10,8 @@ default quiet period (1 s) under a short window; those about the timing set both
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
@@ -34,7 +38,7 @@ from tests.e2e.workloads import (
     stateful_set,
     stays,
 )
-from tests.env.kube import KubeApi
+from tests.env.kube import Cluster, KubeApi
 from tests.env.operator import OperatorProcess
 from tests.env.waiting import eventually
 
@@ -503,3 +507,190 @@ def _es_events(rig: Rig, name: str, count: int) -> list[Any]:
     found = [e for e in rig.vs.events(name) if e.reason == "WorkloadRestarted"]
     assert len(found) == count, f"{len(found)} WorkloadRestarted events"
     return found
+
+
+# Durable restarts ----------------------------------------------------------------------------
+# The restart is recorded on the Secret (`vaultsync.io/pending-restart`, in the same write as
+# the new data) and handed to the rollouts before the status is written, so neither a SIGKILL
+# right after the write nor an API server that refuses the status loses it; the workloads'
+# seen-fingerprints keep it to one restart.
+
+PENDING = "vaultsync.io/pending-restart"
+HOLD = "600"  # --restart-quiet/--restart-window that keep a restart waiting past the kill
+CHECK_SECONDS = 6.0  # how long "still exactly one restart" must hold
+
+
+def _pending(rig: Rig, name: str) -> str | None:
+    annotations: dict[str, str] = rig.vs.secret(name).metadata.annotations or {}
+    return annotations.get(PENDING)
+
+
+def _cleared(rig: Rig, name: str) -> None:
+    assert _pending(rig, name) is None, "the pending-restart mark is still there"
+
+
+def _kill(rig: Rig) -> None:
+    os.kill(rig.operator.pid, signal.SIGKILL)
+
+    def dead() -> None:
+        assert rig.operator.returncode is not None
+
+    eventually(dead, what="the operator to die")
+
+
+def test_sigkill_after_the_secret_write_restarts_the_workload_once_after_restart(
+    make_rig: Callable[..., Rig], run_operator: Callable[..., Any], namespace: str
+) -> None:
+    rig = make_rig("--restart-quiet", HOLD, "--restart-window", HOLD)
+    wl = rig.workloads
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    wl.wait_rolled_out("Deployment", "web")
+    rig.sync("db-creds", "db")
+    assert _pending(rig, "db-creds") is None, "a first sync is not a rotation"
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    rig.vs.wait_data("db-creds", {"password": "pw-2"})
+    _kill(rig)  # the restart was still waiting for its (ten-minute) batch
+    _templates_are(wl, "Deployment", "web", 1)
+    assert _pending(rig, "db-creds"), "the rotation's restart is not recorded on the Secret"
+
+    with run_operator(namespace, "--namespace", namespace, "--restart-window", "2") as operator:
+        wl.wait_templates("Deployment", "web", 2)
+        eventually(lambda: _cleared(rig, "db-creds"), what="the pending mark to be cleared")
+        stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=CHECK_SECONDS)
+        operator.restart()  # nothing pending any more: a further start restarts nothing
+        stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=CHECK_SECONDS)
+
+
+def test_sigkill_after_the_workload_patch_does_not_restart_it_twice(
+    make_rig: Callable[..., Rig], run_operator: Callable[..., Any], namespace: str
+) -> None:
+    """The mark is still there (killed before it was cleared); the seen-fingerprints win."""
+    rig = make_rig("--restart-window", "1")
+    wl = rig.workloads
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    rig.sync("db-creds", "db")
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    wl.wait_templates("Deployment", "web", 2)
+    eventually(lambda: _cleared(rig, "db-creds"), what="the pending mark to be cleared")
+    _kill(rig)
+    # As if killed between the patch and the clearing: put the mark back by hand.
+    fingerprint = rig.vs.secret("db-creds").metadata.annotations["vaultsync.io/data-fingerprint"]
+    rig.vs.api.core.patch_namespaced_secret(
+        "db-creds", namespace, {"metadata": {"annotations": {PENDING: fingerprint}}}
+    )
+    with run_operator(namespace, "--namespace", namespace, "--restart-window", "1"):
+        eventually(lambda: _cleared(rig, "db-creds"), what="the resumed mark to be cleared")
+        stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=CHECK_SECONDS)
+
+
+@pytest.fixture
+def deny_status(cluster: Cluster, kube_api: KubeApi, namespace: str) -> Iterator[Callable[[bool], None]]:
+    """`deny_status(True)`: a ValidatingAdmissionPolicy makes the API server refuse every
+    write of an ExternalSecret's status in this namespace; `deny_status(False)` lifts it."""
+    name = f"deny-status-{namespace}"
+    admission = client.AdmissionregistrationV1Api(kube_api.client)
+
+    def deny(on: bool) -> None:
+        if not on:
+            admission.delete_validating_admission_policy_binding(name)
+            admission.delete_validating_admission_policy(name)
+            return
+        admission.create_validating_admission_policy(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [GROUP],
+                                "apiVersions": ["*"],
+                                "operations": ["UPDATE"],
+                                "resources": ["externalsecrets/status"],
+                            }
+                        ]
+                    },
+                    "validations": [{"expression": "false", "message": "status writes refused by the test"}],
+                },
+            }
+        )
+        admission.create_validating_admission_policy_binding(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "policyName": name,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                    },
+                },
+            }
+        )
+
+        def refused() -> None:
+            try:
+                kube_api.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, "externalsecrets", "db-creds", {"status": {}}
+                )
+            except ApiException as exc:
+                assert "refused by the test" in str(exc.body), exc.body
+                return
+            raise AssertionError("the status write was accepted")
+
+        eventually(refused, what="the API server to enforce the policy")
+
+    yield deny
+    for delete in (
+        admission.delete_validating_admission_policy_binding,
+        admission.delete_validating_admission_policy,
+    ):
+        try:
+            delete(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def test_a_refused_status_write_still_restarts_the_workload_exactly_once(
+    rig: Rig, deny_status: Callable[[bool], None]
+) -> None:
+    wl = rig.workloads
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    rig.sync("db-creds", "db")
+    wl.wait_rolled_out("Deployment", "web")
+    deny_status(True)
+
+    rig.rotate({"db": "pw-2"}, "db-creds")
+    rig.vs.wait_data("db-creds", {"password": "pw-2"})
+    wl.wait_templates("Deployment", "web", 2)
+    # The sync is retried (the status still cannot be written): no second restart.
+    stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=CHECK_SECONDS)
+    assert '"error": "KubeInvalid"' in rig.operator.logs(), "the status write was never refused"
+
+    deny_status(False)
+    started = time.monotonic()
+
+    def caught_up() -> None:
+        status = rig.vs.get_external_secret("db-creds")["status"]
+        written = rig.vs.secret("db-creds").metadata.annotations["vaultsync.io/data-fingerprint"]
+        assert status["dataHMAC"] == written, "the status still names the old data"
+
+    eventually(caught_up, timeout=90, what="the status to catch up once writes are allowed")
+    print(f"status caught up {time.monotonic() - started:.1f}s after the policy was lifted")
+    stays(lambda: _templates_are(wl, "Deployment", "web", 2), seconds=CHECK_SECONDS)
+
+
+def test_a_pending_mark_set_by_hand_restarts_nothing(rig: Rig) -> None:
+    """A tenant who may edit the Secret cannot forge a rotation: the mark must name the
+    fingerprint of the data the Secret holds, which only the operator's key produces."""
+    wl = rig.workloads
+    wl.create(deployment("web", annotations={RELOAD: "db-creds"}, spec=reads("db-creds")))
+    rig.sync("db-creds", "db")
+    wl.wait_rolled_out("Deployment", "web")
+    rig.vs.api.core.patch_namespaced_secret(
+        "db-creds", rig.vs.namespace, {"metadata": {"annotations": {PENDING: "forged-" + "x" * 64}}}
+    )
+    rig.operator.restart()
+    stays(lambda: _templates_are(wl, "Deployment", "web", 1), seconds=CHECK_SECONDS)
+    assert "resuming a pending restart" not in rig.operator.logs()

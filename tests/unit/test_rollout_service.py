@@ -18,7 +18,7 @@ import pytest
 
 from vaultsync import constants as c
 from vaultsync import rollout
-from vaultsync.errors import KubeConflict
+from vaultsync.errors import KubeConflict, KubeNotFound
 from vaultsync.kube import ObjectRef
 from vaultsync.rollout import Rollouts
 
@@ -42,6 +42,18 @@ class FakeKube:
         self.patch_seconds = 0.0
         self.events_open = asyncio.Event()  # events are posted once it is set
         self.events_open.set()
+        self.secrets: dict[str, dict[str, Any]] = {}  # name → body, for the pending-restart mark
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        if name not in self.secrets:
+            raise KubeNotFound(f"secret {name} not found")
+        body: dict[str, Any] = json.loads(json.dumps(self.secrets[name]))
+        return body
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        if body["metadata"]["resourceVersion"] != self.secrets[name]["metadata"]["resourceVersion"]:
+            raise KubeConflict("update secrets: conflict")
+        self.secrets[name] = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}}
 
     async def list_workloads(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
         self.lists.append(namespace)
@@ -298,3 +310,71 @@ def test_queued_events_are_bounded(monkeypatch: pytest.MonkeyPatch, caplog: pyte
         asyncio.run(scenario())
     assert len(kube.events) == 4  # of 10: the rest was dropped, not queued without end
     assert [r.getMessage() for r in caplog.records] == ["background work dropped"]
+
+
+def marked_secret(name: str, fingerprint: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "resourceVersion": "1",
+            "labels": {c.LABEL_OWNER_NAME: "db-creds"},
+            "annotations": {
+                c.ANNOTATION_PENDING_RESTART: fingerprint,
+                c.ANNOTATION_DATA_FINGERPRINT: fingerprint,
+                "keep": "me",
+            },
+            "ownerReferences": [{"name": "db-creds", "uid": "uid-es"}],
+        }
+    }
+
+
+def test_a_pending_mark_is_resumed_once_and_cleared_after_the_restart() -> None:
+    kube = FakeKube(deployment("web", "db-creds"))
+    kube.secrets["db-creds"] = marked_secret("db-creds", "fp-db")
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        service.resume(kube.secrets["db-creds"])
+        await service.secret_rotated("shop", "db-creds", "fp-db", ES)  # the same rotation
+        await until(
+            lambda: c.ANNOTATION_PENDING_RESTART not in kube.secrets["db-creds"]["metadata"]["annotations"]
+        )
+        service.resume(marked_secret("db-creds", "fp-db"))  # resumed again: already seen
+        await asyncio.sleep(WINDOW * 4)
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert [name for name, _ in kube.patches] == ["web"]
+    assert kube.secrets["db-creds"]["metadata"]["annotations"] == {
+        c.ANNOTATION_DATA_FINGERPRINT: "fp-db",
+        "keep": "me",
+    }
+
+
+def test_a_newer_rotations_mark_is_not_cleared_by_an_older_restart() -> None:
+    kube = FakeKube(deployment("web", "db-creds"))
+    kube.secrets["db-creds"] = marked_secret("db-creds", "fp-new")
+
+    async def scenario() -> None:
+        service = rollouts(kube)
+        await service.secret_rotated("shop", "db-creds", "fp-old", ES)
+        await until(lambda: bool(kube.patches))
+        await service.stop()
+
+    asyncio.run(scenario())
+    assert kube.secrets["db-creds"]["metadata"]["annotations"][c.ANNOTATION_PENDING_RESTART] == "fp-new"
+
+
+def test_a_secret_without_a_mark_of_its_own_data_resumes_nothing() -> None:
+    assert rollout.pending_rotation({"metadata": {"name": "s", "namespace": "shop"}}) is None
+    stale = marked_secret("db-creds", "fp")
+    stale["metadata"]["annotations"][c.ANNOTATION_DATA_FINGERPRINT] = "fp-other"
+    assert rollout.pending_rotation(stale) is None  # a mark set by hand, or for older data
+    rotation = rollout.pending_rotation(marked_secret("db-creds", "fp"))
+    assert rotation is not None
+    assert (rotation.secret, rotation.fingerprint, rotation.external_secret.uid) == (
+        "db-creds",
+        "fp",
+        "uid-es",
+    )
