@@ -82,7 +82,7 @@ async def _kopf(config: Config, leadership: Leadership | None, stop: asyncio.Eve
         standalone=True,
         liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
         stop_flag=stop,
-        memo=kopf.Memo(config=config, leadership=leadership),
+        memo=kopf.Memo(config=config, leadership=leadership, kopf_stop=stop),
     )
 
 

@@ -192,3 +192,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         # Every writer has stopped: hand the Lease over now, not once kopf's watches
         # have wound down (seconds later).
         await memo.leadership.release()
+    if memo.kopf_stop is not None:
+        # kopf leaves its waiter on this flag pending when a signal stopped it, then waits
+        # 5 s for that "hung" task before exiting; raising the flag ends the waiter at once.
+        memo.kopf_stop.set()
