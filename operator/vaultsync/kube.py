@@ -408,7 +408,10 @@ class Kube:
             )
         except VaultsyncError as exc:
             EVENTS_DROPPED.labels(type=type_).inc()
-            log.warning("posting an event failed", extra={"reason": reason, "detail": exc.message})
+            log.warning(
+                "posting an event failed",
+                extra={"object": f"{namespace}/{ref.name}", "reason": reason, "detail": exc.message},
+            )
 
     async def ensure_hmac_key(self, namespace: str) -> bytes:
         """The operator's data-HMAC key, random, kept in a Secret of its own namespace.

@@ -11,6 +11,7 @@ same for the container).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,14 @@ def chart_rbac(cluster: Cluster, tmp_path: Path) -> Iterator[ChartRbac]:
     rbac = ChartRbac(cluster, tmp_path)
     yield rbac
     rbac.remove()
+
+
+def _ours(lines: list[str], *namespaces: str) -> list[str]:
+    """Lines not about another test's namespace: a cluster-wide operator also sees objects of
+    namespaces that earlier tests are still deleting, where the API server refuses every
+    create (an Event, say) with 403 whatever the RBAC."""
+    others = re.compile(r"vs-test-[a-z0-9-]+")
+    return [line for line in lines if set(others.findall(line)) <= set(namespaces)]
 
 
 def _store(data: str) -> list[dict[str, str]]:
@@ -107,7 +116,7 @@ def test_the_operator_syncs_and_restarts_with_only_the_charts_rbac(
             assert vs.events("db-creds"), "no Event was posted"
             logs = operator.logs()
         refused = [line for line in logs.splitlines() if any(r in line for r in REFUSALS)]
-        assert not refused, "\n".join(refused)
+        assert not _ours(refused, namespace, app_namespace), "\n".join(refused)
     finally:
         kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", css)
 

@@ -21,7 +21,7 @@ from tests.chart.helm import Manifest, render
 from tests.e2e.conftest import Vaultsync, fake_entry
 from tests.env import kube
 from tests.env.kube import Cluster, KubeApi
-from tests.env.waiting import eventually
+from tests.env.waiting import NotYet, eventually
 from tests.image.container import OperatorContainer, require_image
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +75,36 @@ class ChartRbac:
                 self._cluster.run_kubectl(
                     "wait", "--for=condition=Established", "--timeout=60s", "-f", str(path)
                 )
+        self._wait_in_force(chosen)
         return chosen
+
+    def _wait_in_force(self, manifests: list[Manifest]) -> None:
+        """RBAC reaches the authorizer through an informer: an operator started at once may be
+        refused for a moment. Wait until every rule answers yes for the ServiceAccount."""
+        accounts = [m["metadata"] for m in manifests if m["kind"] == "ServiceAccount"]
+        if not accounts:
+            return
+        user = f"system:serviceaccount:{accounts[0].get('namespace', '')}:{accounts[0]['name']}"
+        checks = []
+        for role in (m for m in manifests if m["kind"] in ("Role", "ClusterRole")):
+            where = ["-n", role["metadata"]["namespace"]] if role["kind"] == "Role" else ["-A"]
+            for rule in role.get("rules") or []:
+                group = (rule.get("apiGroups") or [""])[0]
+                resource, _, subresource = rule["resources"][0].partition("/")
+                resource += f".{group}" if group else ""
+                name = (rule.get("resourceNames") or [""])[0]
+                target = f"{resource}/{name}" if name else resource
+                sub = [f"--subresource={subresource}"] if subresource else []
+                checks.append([rule["verbs"][0], target, *sub, *where, f"--as={user}"])
+
+        def in_force() -> None:
+            for check in checks:
+                try:
+                    self._cluster.run_kubectl("auth", "can-i", *check)
+                except RuntimeError:
+                    raise NotYet(f"not yet allowed: {' '.join(check)}") from None
+
+        eventually(in_force, what="the chart's RBAC to be in force", timeout=60)
 
     def replace(self, manifest: Manifest) -> None:
         path = self._tmp_path / "replaced.yaml"
