@@ -13,6 +13,7 @@ import sys
 
 import kopf
 from aiohttp import web
+from prometheus_client import start_http_server
 
 from vaultsync import __version__, logsafety
 from vaultsync.config import Config, add_run_arguments, from_arguments
@@ -50,8 +51,10 @@ def run_operator(config: Config) -> int:
 async def _run(config: Config) -> int:
     """Without leader election: kopf and every service. With it: wait for the Lease, run
     while it is held, release it on a clean stop; exit 1 when it is lost."""
+    # /metrics is up from the start, like /healthz: a standby's figures are part of the fleet.
+    start_http_server(config.metrics_port)
     if not config.leader_elect:
-        await _kopf(config, None, None)
+        await _kopf(config, None)
         return 0
     kube = Kube()
     try:
@@ -60,11 +63,13 @@ async def _run(config: Config) -> int:
         )
         if not await _standby(config, leadership):
             return 0
-        stop = asyncio.Event()
-        leadership.on_lost(stop.set)
+        # A lost Lease stops kopf the way a signal does: through kopf's own SIGTERM handler.
+        # (kopf's stop_flag would leave a waiter pending after a real signal, and kopf waits
+        # 5 s on such hung tasks before it exits.)
+        leadership.on_lost(lambda: os.kill(os.getpid(), signal.SIGTERM))
         leadership.start_renewing()
         try:
-            await _kopf(config, leadership, stop)
+            await _kopf(config, leadership)
         finally:
             await leadership.release()  # startup.stop released it already, after its services
         return 1 if leadership.lost else 0
@@ -72,7 +77,7 @@ async def _run(config: Config) -> int:
         await kube.close()
 
 
-async def _kopf(config: Config, leadership: Leadership | None, stop: asyncio.Event | None) -> None:
+async def _kopf(config: Config, leadership: Leadership | None) -> None:
     await kopf.operator(
         registry=REGISTRY,
         memories=UnstoredMemories(),
@@ -81,8 +86,7 @@ async def _kopf(config: Config, leadership: Leadership | None, stop: asyncio.Eve
         # The Lease, not kopf's peering, keeps other replicas idle: only its holder runs kopf.
         standalone=True,
         liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
-        stop_flag=stop,
-        memo=kopf.Memo(config=config, leadership=leadership, kopf_stop=stop),
+        memo=kopf.Memo(config=config, leadership=leadership),
     )
 
 

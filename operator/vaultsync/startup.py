@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
 
 from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
@@ -121,7 +120,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
-    start_http_server(config.metrics_port)
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
     memo.renderer = renderer
     memo.listings = {
@@ -192,7 +190,3 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         # Every writer has stopped: hand the Lease over now, not once kopf's watches
         # have wound down (seconds later).
         await memo.leadership.release()
-    if memo.kopf_stop is not None:
-        # kopf leaves its waiter on this flag pending when a signal stopped it, then waits
-        # 5 s for that "hung" task before exiting; raising the flag ends the waiter at once.
-        memo.kopf_stop.set()

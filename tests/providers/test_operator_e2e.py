@@ -17,6 +17,7 @@ from kubernetes import client
 
 from tests.e2e.conftest import Vaultsync
 from tests.env.kube import KubeApi
+from tests.env.waiting import eventually
 from tests.providers.backends.base import LiveBackend, unique_key
 from tests.providers.conftest import LIVE_BACKENDS, Backends
 
@@ -68,6 +69,10 @@ def external_secret(vs: Vaultsync, name: str, key: str, store: str = "vault") ->
     )
 
 
+def _no_pending_restart(annotations: dict[str, str]) -> None:
+    assert "vaultsync.io/pending-restart" not in annotations, "a restart is still pending"
+
+
 def test_sync_rotation_outage_and_recovery(vs: Vaultsync, vault: LiveBackend, operator: Any) -> None:
     key = unique_key("e2e")
     vault.write(key, json.dumps({"password": "first"}))
@@ -79,6 +84,12 @@ def test_sync_rotation_outage_and_recovery(vs: Vaultsync, vault: LiveBackend, op
 
     vault.write(key, json.dumps({"password": "second"}))
     vs.wait_data("app", {"password": "second"}, timeout=30)
+    # The rotation ends when the rollout service clears its pending-restart mark (a write of
+    # its own, seconds later); only then is the Secret's last good version final.
+    eventually(
+        lambda: _no_pending_restart(vs.secret("app").metadata.annotations or {}),
+        what="the rotation's pending-restart mark to be cleared",
+    )
     last_good = vs.secret("app").metadata.resource_version
 
     vault.stop()
