@@ -68,7 +68,8 @@ ENUMS_AND_DEFAULTS = [
     ("clustersecretstores.yaml", f"{PROVIDER}.vault.version", ["v1", "v2"], "v2"),
 ]
 
-# Field names of the API (docs/api.md, External Secrets Operator's names), checked leaf by leaf so a typo in camelCase fails here.
+# Field names of the API (docs/api.md; External Secrets Operator's names), checked leaf by leaf so
+# a typo in camelCase fails here.
 SELECTOR = {"name", "key", "namespace"}
 SERVICE_ACCOUNT = {"name", "namespace", "audiences"}
 DESIGN_FIELDS = {
