@@ -101,12 +101,14 @@ class Toy(ConfigModel):
     blob: str = Field(default="", description="Bytes.", json_schema_extra=crd(format="byte"))
     inner: Inner | None = Field(default=None, description="Inner.")
     items: tuple[Inner, ...] = Field(description="Items.")
+    kept: str = Field(description="Required here, not in the CRD.", json_schema_extra=crd(crd_required=False))
 
 
 def test_a_model_becomes_its_crd_block() -> None:
     schema = model_schema(Toy, "toy")
-    assert schema["required"] == ["server", "items"]
+    assert schema["required"] == ["server", "items"]  # not `kept`: crd_required=False
     props = schema["properties"]
+    assert props["kept"] == {"type": "string", "description": "Required here, not in the CRD."}
     assert props["server"]["maxLength"] == 300
     assert props["server"]["x-kubernetes-validations"][0]["rule"].startswith("self.matches(r'^(https)://")
     assert props["server"]["x-kubernetes-validations"][0]["message"].startswith(
