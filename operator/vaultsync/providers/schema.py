@@ -162,7 +162,11 @@ def _field_schema(info: FieldInfo, where: str) -> Node:
 def model_schema(model: type[BaseModel], where: str = "") -> Node:
     """The OpenAPI object schema of a config model, fields in declaration order."""
     node: Node = {"type": "object"}
-    required = [info.alias or name for name, info in model.model_fields.items() if info.is_required()]
+    required = [
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if info.is_required() and _extra(info).get(CRD_REQUIRED, True)
+    ]
     if required:
         node["required"] = required
     extra = model.model_config.get("json_schema_extra")
