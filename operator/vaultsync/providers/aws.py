@@ -44,7 +44,6 @@ from vaultsync.errors import (
 )
 from vaultsync.origins import HTTP_SCHEMES, check_origin
 from vaultsync.providers.base import (
-    MAX_AUDIENCES,
     Audience,
     ConfigModel,
     Credentials,
@@ -55,6 +54,7 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    audiences_field,
     credential_text,
 )
 from vaultsync.providers.schema import cel, crd, exactly_one, origin_field
@@ -118,11 +118,7 @@ class AwsStaticKeys(ConfigModel):
 
 
 class AwsServiceAccount(ServiceAccountSelector):
-    audiences: list[Audience] = Field(
-        default_factory=list,
-        max_length=MAX_AUDIENCES,
-        description=f"Audiences of the requested token; default {STS_AUDIENCE}.",
-    )
+    audiences: list[Audience] = audiences_field(f"Audiences of the requested token; default {STS_AUDIENCE}.")
 
 
 class AwsWebIdentity(ConfigModel):

@@ -68,7 +68,6 @@ from vaultsync.errors import (
 )
 from vaultsync.origins import HTTPS_ONLY, check_origin
 from vaultsync.providers.base import (
-    MAX_AUDIENCES,
     Audience,
     ConfigModel,
     Credentials,
@@ -79,6 +78,7 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    audiences_field,
     credential_text,
 )
 from vaultsync.providers.schema import cel, crd, exactly_one, origin_field
@@ -116,10 +116,8 @@ class ClientSecretAuth(ConfigModel):
 
 
 class AzureServiceAccount(ServiceAccountSelector):
-    audiences: list[Audience] = Field(
-        default_factory=list,
-        max_length=MAX_AUDIENCES,
-        description=f"Audiences of the requested token; default {TOKEN_EXCHANGE_AUDIENCE}.",
+    audiences: list[Audience] = audiences_field(
+        f"Audiences of the requested token; default {TOKEN_EXCHANGE_AUDIENCE}."
     )
 
 

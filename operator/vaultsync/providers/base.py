@@ -89,17 +89,28 @@ MAX_AUDIENCES = 8
 Audience = Annotated[str, Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH)]
 
 
+def audiences_field(description: str) -> Any:
+    """`audiences` of a ServiceAccount selector: at most 8, each 1-253 characters; empty = the
+    provider's own audience, which `description` names."""
+    return Field(default_factory=list, max_length=MAX_AUDIENCES, description=description)
+
+
+def namespace_field(what: str, where: str) -> Any:
+    """`namespace` of a selector: a SecretStore may name only its own, a ClusterSecretStore any."""
+    return Field(
+        default=None,
+        max_length=K8S_NAMESPACE_MAX_LENGTH,
+        description=f"Namespace of the {what}. A SecretStore may name only its own (the default); "
+        f"a ClusterSecretStore names {where}.",
+    )
+
+
 class SecretKeySelector(ConfigModel):
     """A key of a Kubernetes Secret holding a credential."""
 
     name: str = Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH, description="Name of the Secret.")
     key: str = Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH, description="Key within the Secret.")
-    namespace: str | None = Field(
-        default=None,
-        max_length=K8S_NAMESPACE_MAX_LENGTH,
-        description="Namespace of the Secret. A SecretStore may name only its own (the default); "
-        "a ClusterSecretStore names where its credentials live.",
-    )
+    namespace: str | None = namespace_field("Secret", "where its credentials live")
 
 
 class ServiceAccountSelector(ConfigModel):
@@ -109,17 +120,9 @@ class ServiceAccountSelector(ConfigModel):
     """
 
     name: str = Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH, description="Name of the ServiceAccount.")
-    namespace: str | None = Field(
-        default=None,
-        max_length=K8S_NAMESPACE_MAX_LENGTH,
-        description="Namespace of the ServiceAccount. A SecretStore may name only its own (the "
-        "default); a ClusterSecretStore names where it lives.",
-    )
-    # Empty: the provider's own audience.
-    audiences: list[Audience] = Field(
-        default_factory=list,
-        max_length=MAX_AUDIENCES,
-        description="Audiences of the requested token; default the provider's own.",
+    namespace: str | None = namespace_field("ServiceAccount", "where it lives")
+    audiences: list[Audience] = audiences_field(
+        "Audiences of the requested token; default the provider's own."
     )
 
 

@@ -47,7 +47,6 @@ from vaultsync.errors import (
 )
 from vaultsync.origins import HTTP_SCHEMES, check_origin, origin_of
 from vaultsync.providers.base import (
-    MAX_AUDIENCES,
     Audience,
     ConfigModel,
     Credentials,
@@ -58,6 +57,7 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    audiences_field,
     credential_text,
 )
 from vaultsync.providers.schema import cel, crd, exactly_one, origin_field
@@ -127,11 +127,9 @@ class AppRoleAuth(ConfigModel):
 
 
 class VaultServiceAccount(ServiceAccountSelector):
-    audiences: list[Audience] = Field(
-        default_factory=list,
-        max_length=MAX_AUDIENCES,
-        description=f"Audiences of the requested token; default {VAULT_AUDIENCE}. One the "
-        "Kubernetes API server accepts is refused.",
+    audiences: list[Audience] = audiences_field(
+        f"Audiences of the requested token; default {VAULT_AUDIENCE}. One the "
+        "Kubernetes API server accepts is refused."
     )
 
 
