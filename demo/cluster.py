@@ -1,7 +1,7 @@
 """Which cluster the demo uses: the current kubeconfig if it answers, else kind, else our own.
 
-The order is the one DESIGN.md promises for `make demo` on any machine: a person who already
-has a cluster sees vaultsync in it; one with Docker and kind gets a kind cluster; anyone else
+The order is the one `make demo` promises on any machine (docs/architecture.md): a person who
+already has a cluster sees vaultsync in it; one with Docker and kind gets a kind cluster; anyone else
 gets the local control plane the tests use (etcd, API server, controller-manager and kwok,
 built from source by `tests.env`), which needs neither Docker nor images.
 """

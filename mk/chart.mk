@@ -20,3 +20,8 @@ chart-test: venv tools ## helm lint, template (4 value sets), server-side dry ru
 
 # tests/chart needs helm, which `make tools` builds with the other test binaries.
 TEST_PREREQS += tools
+
+.PHONY: crds
+crds: venv ## write spec.provider of the store CRDs from the provider models, then the chart's copies
+	$(PY) mk/crds.py
+	$(MAKE) -s chart-crds

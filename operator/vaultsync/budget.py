@@ -1,14 +1,17 @@
-"""A token bucket: how many Events the operator may post, so scale does not flood the API server.
+"""A token bucket: the operator's one rate limiter, for Events and workload restarts.
 
-Every Event is an object the API server stores (for an hour by default). One per
+Events: how many the operator may post, so scale does not flood the API server. Every
+Event is an object the API server stores (for an hour by default). One per
 written Secret is news when one ExternalSecret changes, and 10,000 writes when an
 operator starts on a large cluster (a third of all its writes in the benchmark).
 Events beyond the budget are dropped and counted; the same facts stay in status
-and the logs. The clock is passed in, so the arithmetic is tested without sleeping.
+and the logs. Restarts (vaultsync.rollout) wait for a token instead of being dropped.
+The clock is passed in, so the arithmetic is tested without sleeping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -36,3 +39,12 @@ class TokenBucket:
             return False
         self._tokens -= 1.0
         return True
+
+    def wait(self) -> float:
+        """Seconds until the next token (0 when one is there); call after a refused `take`."""
+        return max(0.0, (1.0 - self._tokens) / self._rate)
+
+    async def acquire(self) -> None:
+        """Spends one token, waiting for it if there is none."""
+        while not self.take():
+            await asyncio.sleep(self.wait())

@@ -135,11 +135,6 @@ class FetchCache:
         """Bytes the kept values are counted as (values plus a fixed overhead per entry)."""
         return self._bytes
 
-    def forget_store(self, store_key: str) -> None:
-        """Drops every value read through a store that changed or was deleted."""
-        for key in [k for k in self._entries if k[0] == store_key]:
-            self._drop(key)
-
     def prune(self, older_than: float) -> int:
         """Drops entries fetched more than `older_than` seconds ago; returns how many."""
         limit = self._clock() - older_than

@@ -27,14 +27,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections import deque
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync import constants as c
+from vaultsync.budget import TokenBucket
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError, crash_fields
 from vaultsync.fingerprints import combined
 from vaultsync.kube import Body, Kube, ObjectRef
@@ -202,22 +201,9 @@ class Batches:
         return list(self._rotations)
 
 
-class _RateLimit:
-    """At most `per_minute` restarts in any sliding minute; callers wait for a slot."""
-
-    def __init__(self, per_minute: int) -> None:
-        self._per_minute = max(1, per_minute)
-        self._recent: deque[float] = deque()
-
-    async def acquire(self) -> None:
-        while True:
-            now = time.monotonic()
-            while self._recent and now - self._recent[0] >= 60.0:
-                self._recent.popleft()
-            if len(self._recent) < self._per_minute:
-                self._recent.append(now)
-                return
-            await asyncio.sleep(60.0 - (now - self._recent[0]))
+def restart_budget(per_minute: int) -> TokenBucket:
+    """A burst of `per_minute` restarts, then `per_minute` a minute (at least one); the excess waits."""
+    return TokenBucket(rate=max(1, per_minute) / 60.0, burst=max(1, per_minute))
 
 
 class _Background:
@@ -287,7 +273,7 @@ class Rollouts:
         self._kube = kube
         self._key = key
         self._batches = Batches(quiet, window)
-        self._limit = _RateLimit(per_minute)
+        self._limit = restart_budget(per_minute)
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flushes = _Background("restarts")  # one per namespace and batch; the patches are bounded

@@ -4,7 +4,8 @@ kind needs container images, which these machines cannot pull, so the cluster is
 kwokctl's binary runtime from the binaries `tests.env.tools` builds: a real etcd, API server,
 controller-manager and scheduler, with kwok simulating the nodes and the pods' kubelets.
 The cluster belongs to this checkout: its state lives in `.testenv/`, its kubeconfig is
-`.testenv/kubeconfig`.
+`.testenv/kubeconfig`. `Kwok` is one such cluster; the benchmark (bench/cluster.py) makes a
+second one with it.
 """
 
 from __future__ import annotations
@@ -43,12 +44,165 @@ class Status:
     detail: str
 
 
-def _workdir() -> Path:
-    return testenv_dir() / "kwok"
+@dataclass(frozen=True)
+class Kwok:
+    """One kwok cluster made from the locally built binaries; the benchmark makes its own.
+
+    `name` names it for kwokctl, `workdir` holds its state, `kubeconfig` is where kwokctl
+    writes the kubeconfig, `extra_args` are more `kwokctl create cluster` flags.
+    """
+
+    name: str
+    workdir: Path
+    kubeconfig: Path
+    extra_args: tuple[str, ...] = ()
+    nodes: int = NODES
+    ready_timeout: float = READY_TIMEOUT_SECONDS
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.name
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # kwokctl finds kubectl on PATH; make sure it is ours, not whatever the machine has.
+        env["PATH"] = f"{current_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+        env["KWOK_WORKDIR"] = str(self.workdir)
+        # kwokctl picks component flags by release; tell it the ones we built, not its defaults.
+        env["KWOK_KUBE_VERSION"] = versions.KUBERNETES
+        env["KWOK_ETCD_VERSION"] = versions.ETCD.lstrip("v")
+        return env
+
+    def kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [_binary("kwokctl"), "--name", self.name, "--config", str(KWOKCTL_CONFIG), *args]
+        result = subprocess.run(command, env=self.env(), capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            output = f"{result.stdout}{result.stderr}"
+            raise ClusterError(f"`kwokctl {' '.join(args)}` failed (exit {result.returncode}):\n{output}")
+        return result
+
+    def kubectl(
+        self, *args: str, timeout: float = 30, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run our kubectl against this cluster; never raises on a non-zero exit."""
+        command = [_binary("kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        try:
+            return subprocess.run(
+                command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(command, 124, "", f"timed out: {exc}")
+
+    def create_args(self) -> list[str]:
+        return [
+            "create",
+            "cluster",
+            "--runtime",
+            "binary",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--etcd-binary",
+            _binary("etcd"),
+            "--kube-apiserver-binary",
+            _binary("kube-apiserver"),
+            "--kube-controller-manager-binary",
+            _binary("kube-controller-manager"),
+            "--kube-scheduler-binary",
+            _binary("kube-scheduler"),
+            "--kwok-controller-binary",
+            _binary("kwok"),
+            *self.extra_args,
+        ]
+
+    def pids(self) -> dict[str, int]:
+        """The components' pids, by component name, as kwokctl recorded them."""
+        pids: dict[str, int] = {}
+        for pid_file in (self.cluster_dir / "pids").glob("*.pid"):
+            text = pid_file.read_text().strip()
+            if text.isdigit():
+                pids[pid_file.stem] = int(text)
+        return pids
+
+    def is_healthy(self) -> bool:
+        """The API server answers /readyz through the kubeconfig."""
+        if not self.kubeconfig.is_file():
+            return False
+        return self.kubectl("get", "--raw", "/readyz", "--request-timeout=5s", timeout=10).returncode == 0
+
+    def ready_nodes(self) -> int:
+        result = self.kubectl("get", "nodes", "-o", "json")
+        if result.returncode != 0:
+            return 0
+        nodes = json.loads(result.stdout)["items"]
+        return sum(
+            1
+            for node in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in node.get("status", {}).get("conditions", [])
+            )
+        )
+
+    def create(self) -> None:
+        """Create the cluster, wait for its API server and add the nodes."""
+        self.kwokctl(*self.create_args())
+        deadline = time.monotonic() + self.ready_timeout
+        while not self.is_healthy():
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"API server not ready after {self.ready_timeout:.0f}s; "
+                    f"see {self.cluster_dir / 'logs' / 'kube-apiserver.log'}"
+                )
+            time.sleep(1)
+        self.kwokctl("scale", "node", "--replicas", str(self.nodes))
+
+    def wait_ready(self) -> None:
+        """Wait for a usable cluster: API ready, nodes Ready, controller-manager at work."""
+        deadline = time.monotonic() + self.ready_timeout
+        waiting_for = "the API server to answer /readyz"
+        while time.monotonic() < deadline:
+            if not self.is_healthy():
+                waiting_for = "the API server to answer /readyz"
+            elif (ready := self.ready_nodes()) < self.nodes:
+                waiting_for = f"{self.nodes} Ready nodes (have {ready})"
+            elif self.kubectl("get", "serviceaccount", "default", "-n", "default").returncode != 0:
+                waiting_for = "the controller-manager to create the default ServiceAccount"
+            else:
+                return
+            time.sleep(1)
+        raise ClusterError(
+            f"cluster not ready after {self.ready_timeout:.0f}s, still waiting for {waiting_for}; "
+            f"component logs are in {self.cluster_dir / 'logs'}"
+        )
+
+    def delete(self) -> None:
+        """Delete the cluster and make sure none of its processes survive."""
+        pids = self.pids()
+        self.kwokctl("delete", "cluster", "--kubeconfig", str(self.kubeconfig), check=False)
+        for component, pid in pids.items():
+            if _still_running(component, pid):
+                print(f"[cluster] killing leftover {component} of {self.name} (pid {pid})", flush=True)
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        self.kubeconfig.unlink(missing_ok=True)
 
 
-def _cluster_dir() -> Path:
-    return _workdir() / "clusters" / NAME
+def _binary(name: str) -> str:
+    return str(tools.tool(name).current)
+
+
+def _still_running(component: str, pid: int) -> bool:
+    """The pid is alive and still that component (pids are reused once a process exits)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return component.encode() in cmdline
+
+
+def _local() -> Kwok:
+    """This checkout's test cluster."""
+    return Kwok(NAME, testenv_dir() / "kwok", kubeconfig())
 
 
 def _stamp() -> Path:
@@ -63,59 +217,9 @@ def _pins() -> dict[str, str]:
     }
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # kwokctl finds kubectl on PATH; make sure it is ours, not whatever the machine has.
-    env["PATH"] = f"{current_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
-    env["KWOK_WORKDIR"] = str(_workdir())
-    # kwokctl picks component flags by release; tell it the ones we built, not its defaults.
-    env["KWOK_KUBE_VERSION"] = versions.KUBERNETES
-    env["KWOK_ETCD_VERSION"] = versions.ETCD.lstrip("v")
-    return env
-
-
-def _binary(name: str) -> str:
-    return str(tools.tool(name).current)
-
-
-def _kwokctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [_binary("kwokctl"), "--name", NAME, "--config", str(KWOKCTL_CONFIG), *args]
-    result = subprocess.run(command, env=_env(), capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise ClusterError(
-            f"`kwokctl {' '.join(args)}` failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
-        )
-    return result
-
-
 def kubectl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run our kubectl against this checkout's cluster; never raises on a non-zero exit."""
-    command = [_binary("kubectl"), "--kubeconfig", str(kubeconfig()), *args]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(command, 124, "", f"timed out: {exc}")
-
-
-def _create_args() -> list[str]:
-    return [
-        "create",
-        "cluster",
-        "--runtime",
-        "binary",
-        "--kubeconfig",
-        str(kubeconfig()),
-        "--etcd-binary",
-        _binary("etcd"),
-        "--kube-apiserver-binary",
-        _binary("kube-apiserver"),
-        "--kube-controller-manager-binary",
-        _binary("kube-controller-manager"),
-        "--kube-scheduler-binary",
-        _binary("kube-scheduler"),
-        "--kwok-controller-binary",
-        _binary("kwok"),
-    ]
+    return _local().kubectl(*args, timeout=timeout)
 
 
 def downloads_in(plan: str) -> list[str]:
@@ -125,97 +229,25 @@ def downloads_in(plan: str) -> list[str]:
 
 def check_no_downloads() -> None:
     """Fail if kwokctl would fetch anything: these machines have no release downloads."""
-    downloads = downloads_in(_kwokctl(*_create_args(), "--dry-run").stdout)
+    local = _local()
+    downloads = downloads_in(local.kwokctl(*local.create_args(), "--dry-run").stdout)
     if downloads:
         raise ClusterError(
             "kwokctl would download instead of using the local binaries:\n" + "\n".join(downloads)
         )
 
 
-def _pids() -> dict[str, int]:
-    pids: dict[str, int] = {}
-    for pid_file in (_cluster_dir() / "pids").glob("*.pid"):
-        text = pid_file.read_text().strip()
-        if text.isdigit():
-            pids[pid_file.stem] = int(text)
-    return pids
-
-
-def _still_running(component: str, pid: int) -> bool:
-    """The pid is alive and still that component (pids are reused once a process exits)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return component.encode() in cmdline
-
-
 def is_healthy() -> bool:
     """The API server answers /readyz through the kubeconfig."""
-    if not kubeconfig().is_file():
-        return False
-    return kubectl("get", "--raw", "/readyz", "--request-timeout=5s", timeout=10).returncode == 0
-
-
-def _wait_ready() -> None:
-    """Wait for a usable cluster: API ready, nodes Ready, controller-manager at work."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    waiting_for = "the API server to answer /readyz"
-    while time.monotonic() < deadline:
-        if not is_healthy():
-            waiting_for = "the API server to answer /readyz"
-        elif _ready_nodes() < NODES:
-            waiting_for = f"{NODES} Ready nodes (have {_ready_nodes()})"
-        elif kubectl("get", "serviceaccount", "default", "-n", "default").returncode != 0:
-            waiting_for = "the controller-manager to create the default ServiceAccount"
-        else:
-            return
-        time.sleep(1)
-    logs = _cluster_dir() / "logs"
-    raise ClusterError(
-        f"cluster not ready after {READY_TIMEOUT_SECONDS:.0f}s, still waiting for {waiting_for}; "
-        f"component logs are in {logs}"
-    )
-
-
-def _ready_nodes() -> int:
-    result = kubectl("get", "nodes", "-o", "json")
-    if result.returncode != 0:
-        return 0
-    nodes = json.loads(result.stdout)["items"]
-    return sum(
-        1
-        for node in nodes
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in node.get("status", {}).get("conditions", [])
-        )
-    )
-
-
-def _scale_nodes() -> None:
-    _kwokctl("scale", "node", "--replicas", str(NODES))
+    return _local().is_healthy()
 
 
 def _create() -> None:
     check_no_downloads()
     testenv_dir().mkdir(parents=True, exist_ok=True)
     print(f"[cluster] creating kwok cluster {NAME!r} ({versions.KUBERNETES})", flush=True)
-    _kwokctl(*_create_args())
+    _local().create()
     _stamp().write_text(json.dumps(_pins(), indent=2) + "\n")
-    _wait_api()
-    _scale_nodes()
-
-
-def _wait_api() -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while not is_healthy():
-        if time.monotonic() > deadline:
-            raise ClusterError(
-                f"API server not ready after {READY_TIMEOUT_SECONDS:.0f}s; "
-                f"see {_cluster_dir() / 'logs' / 'kube-apiserver.log'}"
-            )
-        time.sleep(1)
 
 
 @contextmanager
@@ -241,9 +273,10 @@ def up() -> Path:
 
 
 def _up() -> None:
-    if not _cluster_dir().exists():
+    local = _local()
+    if not local.cluster_dir.exists():
         _create()
-    elif _stamp_matches() and _all_components_running() and is_healthy():
+    elif _stamp_matches() and _all_components_running() and local.is_healthy():
         print(f"[cluster] reusing running cluster {NAME!r}", flush=True)
     else:
         # Recreating takes seconds, while restarting in place would leave pods unmanaged
@@ -251,7 +284,7 @@ def _up() -> None:
         print("[cluster] recreating a stopped or differently pinned cluster", flush=True)
         _down()
         _create()
-    _wait_ready()
+    local.wait_ready()
 
 
 def _stamp_matches() -> bool:
@@ -262,7 +295,7 @@ def _stamp_matches() -> bool:
 
 
 def _all_components_running() -> bool:
-    pids = _pids()
+    pids = _local().pids()
     return bool(pids) and all(_still_running(name, pid) for name, pid in pids.items())
 
 
@@ -273,23 +306,18 @@ def down() -> None:
 
 
 def _down() -> None:
-    if not _cluster_dir().exists():
-        print(f"[cluster] no cluster {NAME!r} in {_workdir()}", flush=True)
+    local = _local()
+    if not local.cluster_dir.exists():
+        print(f"[cluster] no cluster {NAME!r} in {local.workdir}", flush=True)
     else:
-        pids = _pids()
-        _kwokctl("delete", "cluster", "--kubeconfig", str(kubeconfig()), check=False)
-        for component, pid in pids.items():
-            if _still_running(component, pid):
-                print(f"[cluster] killing leftover {component} (pid {pid})", flush=True)
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(_cluster_dir(), ignore_errors=True)
+        local.delete()
         print(f"[cluster] deleted cluster {NAME!r}", flush=True)
     _stamp().unlink(missing_ok=True)
     kubeconfig().unlink(missing_ok=True)
 
 
 def status() -> Status:
-    if not _cluster_dir().exists():
+    if not _local().cluster_dir.exists():
         return Status(False, kubeconfig(), "no cluster; run `make cluster-up`")
     if not is_healthy():
         return Status(False, kubeconfig(), "created but not answering; run `make cluster-up`")

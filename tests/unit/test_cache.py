@@ -335,19 +335,6 @@ def test_the_change_listener_is_silent_when_a_read_fails() -> None:
     run(scenario)
 
 
-def test_forgetting_a_store_drops_only_its_values() -> None:
-    async def scenario() -> None:
-        cache, client = FetchCache(clock=Clock()), vault()
-        await cache.get("shop/aws", "fake", client, [DB], 60.0)
-        await cache.get("billing/aws", "fake", client, [DB], 60.0)
-        cache.forget_store("shop/aws")
-        await cache.get("shop/aws", "fake", client, [DB], 60.0)
-        await cache.get("billing/aws", "fake", client, [DB], 60.0)
-        assert client.calls == 3
-
-    run(scenario)
-
-
 def test_pruning_drops_values_not_read_for_a_while() -> None:
     async def scenario() -> None:
         clock = Clock()
@@ -402,7 +389,7 @@ def test_the_cache_size_metric_follows_insertions_evictions_and_pruning() -> Non
         evicted = REGISTRY.get_sample_value("vaultsync_cache_evictions_total") or 0.0
         await cache.get("s", "fake", client, [a, b], 60.0)
         assert REGISTRY.get_sample_value("vaultsync_cache_bytes") == 2 * entry_bytes("s", a, 5000)
-        cache.forget_store("s")
+        assert cache.prune(older_than=-1.0) == 2  # every entry is older than a second from now
         assert REGISTRY.get_sample_value("vaultsync_cache_bytes") == 0
         small = FetchCache(clock=clock, max_bytes=entry_bytes("s", a, 5000))
         await small.get("s", "fake", client, [a], 60.0)

@@ -1,4 +1,4 @@
-"""The CRDs in crds/ say exactly what DESIGN.md's API says, and a server will accept them.
+"""The CRDs in crds/ say exactly what the API of docs/api.md says, and a server will accept them.
 
 These checks need no API server: names, columns, enums and defaults are read
 from the YAML, and the schema is walked to prove it is structural and
@@ -68,7 +68,8 @@ ENUMS_AND_DEFAULTS = [
     ("clustersecretstores.yaml", f"{PROVIDER}.vault.version", ["v1", "v2"], "v2"),
 ]
 
-# Field names of DESIGN.md's API, checked leaf by leaf so a typo in camelCase fails here.
+# Field names of the API (docs/api.md; External Secrets Operator's names), checked leaf by leaf so
+# a typo in camelCase fails here.
 SELECTOR = {"name", "key", "namespace"}
 SERVICE_ACCOUNT = {"name", "namespace", "audiences"}
 DESIGN_FIELDS = {

@@ -14,8 +14,8 @@ from vaultsync.fingerprints import combined
 from vaultsync.kube import ObjectRef
 from vaultsync.rollout import (
     Rotation,
-    _RateLimit,
     referenced_secrets,
+    restart_budget,
     restart_patch,
     seen_fingerprints,
     watched_secrets,
@@ -245,7 +245,7 @@ def test_auto_reload_restarts_for_a_secret_mounted_as_a_projected_volume() -> No
 
 def test_the_restart_rate_limit_lets_the_allowance_through_and_makes_the_excess_wait() -> None:
     async def scenario() -> None:
-        limit = _RateLimit(per_minute=3)
+        limit = restart_budget(per_minute=3)
         for _ in range(3):
             await asyncio.wait_for(limit.acquire(), timeout=1)
         with pytest.raises(TimeoutError):
@@ -256,7 +256,7 @@ def test_the_restart_rate_limit_lets_the_allowance_through_and_makes_the_excess_
 
 def test_a_restart_rate_limit_of_zero_still_lets_one_restart_a_minute_through() -> None:
     async def scenario() -> None:
-        limit = _RateLimit(per_minute=0)
+        limit = restart_budget(per_minute=0)
         await asyncio.wait_for(limit.acquire(), timeout=1)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(limit.acquire(), timeout=0.05)

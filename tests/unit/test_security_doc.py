@@ -1,5 +1,7 @@
 """docs/security.md (and its area pages) promise a test for each attack: every test named must exist.
 
+docs/architecture.md's table of rules names tests the same way and is held to the same check.
+
 A renamed or deleted test would otherwise leave the threat model pointing at nothing, and the
 table would claim a proof that no longer runs.
 """
@@ -11,7 +13,11 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SECURITY_DOCS = [REPO / "docs" / "security.md", *sorted((REPO / "docs" / "security").glob("*.md"))]
+SECURITY_DOCS = [
+    REPO / "docs" / "security.md",
+    *sorted((REPO / "docs" / "security").glob("*.md")),
+    REPO / "docs" / "architecture.md",
+]
 # `e2e/tenancy/test_identity.py::test_name`, or `::test_name` for the module named just before.
 REFERENCE = re.compile(r"((?:[a-z0-9_]+/)*test_[a-z0-9_]+\.py)?::(test_[A-Za-z0-9_]+)")
 

@@ -1,6 +1,7 @@
 """The provider registry: the name under `spec.provider` → the backend that serves it.
 
-Adding a backend is one module in this package and one line here. A backend's
+Adding a backend is one module in this package, one line here and `make crds`
+(its CRD block is generated from its config model: vaultsync.providers.schema). A backend's
 module (and its SDK: boto3, hvac, azure) is imported the first time a store
 uses it, so an operator that only talks to one vault does not carry the
 memory of the other SDKs.
@@ -38,8 +39,8 @@ class _Registry(Mapping[str, Provider]):
 PROVIDERS: Mapping[str, Provider] = _Registry(
     {
         "aws": "vaultsync.providers.aws:AwsProvider",
+        "vault": "vaultsync.providers.vault:VaultProvider",
         "azurekv": "vaultsync.providers.azure:AzureKeyVaultProvider",
         "fake": "vaultsync.providers.fake:FakeProvider",
-        "vault": "vaultsync.providers.vault:VaultProvider",
     }
 )

@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.credentials import CredentialResolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from vaultsync.egress import EgressGuard, guard_for, run_guarded
 from vaultsync.errors import (
@@ -44,6 +44,7 @@ from vaultsync.errors import (
 )
 from vaultsync.origins import HTTP_SCHEMES, check_origin
 from vaultsync.providers.base import (
+    Audience,
     ConfigModel,
     Credentials,
     Provider,
@@ -53,8 +54,10 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    audiences_field,
     credential_text,
 )
+from vaultsync.providers.schema import cel, crd, exactly_one, origin_field
 from vaultsync.providers.threads import StoreThreads
 
 if TYPE_CHECKING:
@@ -75,6 +78,7 @@ REFRESH_MARGIN = 300.0  # renew temporary credentials this long before they expi
 # stage labels (AWSCURRENT, AWSPREVIOUS, custom) are short names.
 REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 REGION_MAX_LENGTH = 64
+ROLE_ARN_MAX_LENGTH = 2048
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
 _THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
@@ -107,18 +111,40 @@ _BOTO_CONFIG = Config(
 
 
 class AwsStaticKeys(ConfigModel):
-    access_key_id: SecretKeySelector
-    secret_access_key: SecretKeySelector
+    access_key_id: SecretKeySelector = Field(description="The key of a Secret holding the access key id.")
+    secret_access_key: SecretKeySelector = Field(
+        description="The key of a Secret holding the secret access key."
+    )
+
+
+class AwsServiceAccount(ServiceAccountSelector):
+    audiences: list[Audience] = audiences_field(f"Audiences of the requested token; default {STS_AUDIENCE}.")
 
 
 class AwsWebIdentity(ConfigModel):
-    service_account_ref: ServiceAccountSelector
-    role_arn: str
+    service_account_ref: AwsServiceAccount = Field(description="The ServiceAccount whose token is requested.")
+    role_arn: str = Field(
+        min_length=1,
+        max_length=ROLE_ARN_MAX_LENGTH,
+        description="The IAM role to assume, arn:aws:iam::<account>:role/<name>.",
+    )
 
 
 class AwsAuth(ConfigModel):
-    secret_ref: AwsStaticKeys | None = None
-    jwt: AwsWebIdentity | None = None
+    model_config = ConfigDict(
+        json_schema_extra=crd(
+            exactly_one("aws.auth", ("secretRef", "jwt"), "(or be omitted in a ClusterSecretStore)")
+        )
+    )
+
+    secret_ref: AwsStaticKeys | None = Field(
+        default=None, description="A static access key held in a Kubernetes Secret."
+    )
+    jwt: AwsWebIdentity | None = Field(
+        default=None,
+        description="Web identity: a token of a ServiceAccount exchanged for a role with "
+        "AssumeRoleWithWebIdentity.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -128,10 +154,40 @@ class AwsAuth(ConfigModel):
 
 
 class AwsConfig(ConfigModel):
+    """AWS Secrets Manager."""
+
+    # A namespaced store never borrows the operator's identity: no default credential chain.
+    namespaced_rules: ClassVar[tuple[dict[str, str], ...]] = (
+        cel(
+            "has(self.auth)",
+            "aws.auth is required in a SecretStore: only a ClusterSecretStore may use the "
+            "operator's own AWS credentials",
+            field_path=".auth",
+            reason="FieldValueRequired",
+        ),
+    )
+
     # The region becomes part of AWS's host names (secretsmanager.<region>.amazonaws.com).
-    region: str = Field(pattern=REGION_PATTERN, max_length=REGION_MAX_LENGTH)
-    endpoint: str = ""  # also used for STS, so one override reaches a local emulator
-    auth: AwsAuth | None = None
+    region: str = Field(
+        min_length=1,
+        max_length=REGION_MAX_LENGTH,
+        pattern=REGION_PATTERN,
+        description="AWS region, e.g. us-east-1.",
+    )
+    # Also used for STS, so one override reaches a local emulator.
+    endpoint: str = origin_field(
+        "aws.endpoint",
+        HTTP_SCHEMES,
+        optional=True,
+        description="Overrides the Secrets Manager and STS endpoints (a VPC endpoint, a local "
+        "emulator); empty uses AWS's own. An origin only: scheme://host[:port], no path, query "
+        "or fragment.",
+    )
+    auth: AwsAuth | None = Field(
+        default=None,
+        description="Exactly one method. Omitted, a ClusterSecretStore uses the operator's own "
+        "default credential chain; a SecretStore must set it.",
+    )
 
     @field_validator("endpoint")
     @classmethod

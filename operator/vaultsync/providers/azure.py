@@ -52,7 +52,7 @@ from azure.identity.aio import (
     ManagedIdentityCredential,
 )
 from azure.keyvault.secrets.aio import SecretClient
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from vaultsync.egress import GuardedResolver, guard_for
 from vaultsync.errors import (
@@ -68,6 +68,7 @@ from vaultsync.errors import (
 )
 from vaultsync.origins import HTTPS_ONLY, check_origin
 from vaultsync.providers.base import (
+    Audience,
     ConfigModel,
     Credentials,
     Provider,
@@ -77,10 +78,13 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    audiences_field,
     credential_text,
 )
+from vaultsync.providers.schema import cel, crd, exactly_one, origin_field
 
 FIELD = "spec.provider.azurekv"
+ID_MAX_LENGTH = 256  # client and tenant ids
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 # A ServiceAccount token just fetched serves the token requests that queued behind it.
 ASSERTION_REUSE_SECONDS = 60.0
@@ -107,23 +111,53 @@ PIPELINE_SETTINGS: dict[str, Any] = {
 
 
 class ClientSecretAuth(ConfigModel):
-    client_id: str = Field(min_length=1)
-    secret_ref: SecretKeySelector
+    client_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, description="The application (client) id.")
+    secret_ref: SecretKeySelector = Field(description="The key of a Secret holding the client secret.")
+
+
+class AzureServiceAccount(ServiceAccountSelector):
+    audiences: list[Audience] = audiences_field(
+        f"Audiences of the requested token; default {TOKEN_EXCHANGE_AUDIENCE}."
+    )
 
 
 class WorkloadIdentityAuth(ConfigModel):
-    client_id: str = Field(min_length=1)
-    service_account_ref: ServiceAccountSelector
+    client_id: str = Field(
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        description="The application (client) id federated with the ServiceAccount.",
+    )
+    service_account_ref: AzureServiceAccount = Field(
+        description="The ServiceAccount whose token is requested."
+    )
 
 
 class ManagedIdentityAuth(ConfigModel):
-    client_id: str = ""  # "" = the system-assigned identity
+    client_id: str = Field(
+        default="",
+        max_length=ID_MAX_LENGTH,
+        description="Client id of a user-assigned identity; empty uses the system-assigned one.",
+    )
 
 
 class AzureAuth(ConfigModel):
-    client_secret: ClientSecretAuth | None = None
-    workload_identity: WorkloadIdentityAuth | None = None
-    managed_identity: ManagedIdentityAuth | None = None
+    model_config = ConfigDict(
+        json_schema_extra=crd(
+            exactly_one("azurekv.auth", ("clientSecret", "workloadIdentity", "managedIdentity"))
+        )
+    )
+
+    client_secret: ClientSecretAuth | None = Field(
+        default=None, description="A service principal's client id and secret."
+    )
+    workload_identity: WorkloadIdentityAuth | None = Field(
+        default=None,
+        description="Microsoft Entra Workload ID: a ServiceAccount token exchanged for an Entra token.",
+    )
+    managed_identity: ManagedIdentityAuth | None = Field(
+        default=None,
+        description="The managed identity of the node the operator runs on (ClusterSecretStore only).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -134,12 +168,64 @@ class AzureAuth(ConfigModel):
 
 
 class AzureKeyVaultConfig(ConfigModel):
-    vault_url: str
-    tenant_id: str = ""
-    authority_host: str = ""
-    ca_bundle: str = ""  # base64 of one or more PEM certificates
-    verify_challenge_resource: bool = True
-    auth: AzureAuth
+    """Azure Key Vault."""
+
+    model_config = ConfigDict(
+        json_schema_extra=crd(
+            cel(
+                "has(self.auth.managedIdentity) || (has(self.tenantId) && self.tenantId != '')",
+                "azurekv.tenantId is required with clientSecret and workloadIdentity auth",
+                field_path=".tenantId",
+                reason="FieldValueRequired",
+            )
+        )
+    )
+    # A namespaced store never borrows the operator's identity: no managed identity.
+    namespaced_rules: ClassVar[tuple[dict[str, str], ...]] = (
+        cel(
+            "!has(self.auth.managedIdentity)",
+            "azurekv.auth.managedIdentity is not allowed in a SecretStore: it is the operator's own "
+            "identity; use a ClusterSecretStore",
+            field_path=".auth.managedIdentity",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+    vault_url: str = origin_field(
+        "azurekv.vaultUrl",
+        HTTPS_ONLY,
+        optional=False,
+        description="The vault's URL, e.g. https://shop.vault.azure.net. An origin only: "
+        "https://host[:port], no path, query or fragment.",
+    )
+    tenant_id: str = Field(
+        default="",
+        max_length=ID_MAX_LENGTH,
+        description="The Microsoft Entra tenant (directory) id.",
+        # In the CRD only: `_tenant` checks it here, with a message that says what a tenant is.
+        json_schema_extra=crd(pattern=TENANT_ID_PATTERN),
+    )
+    authority_host: str = origin_field(
+        "azurekv.authorityHost",
+        HTTPS_ONLY,
+        optional=True,
+        description="Where tokens are requested; default Azure's public cloud "
+        "(https://login.microsoftonline.com). Set it for a sovereign cloud, or for a local "
+        "emulator's token endpoint in development.",
+    )
+    ca_bundle: str = Field(
+        default="",
+        description="Base64-encoded PEM CA certificates trusted for both the vault and "
+        "authorityHost, replacing the system's CAs (a private cloud, a local emulator); empty "
+        "trusts the system's CAs. TLS is always verified.",
+        json_schema_extra=crd(format="byte"),
+    )
+    verify_challenge_resource: bool = Field(
+        default=True,
+        description="Whether the vault's authentication challenge must name a Key Vault resource. "
+        "Set false only for an emulator whose address is not a *.vault.azure.net-style host.",
+    )
+    auth: AzureAuth = Field(description="Exactly one method; managedIdentity only in a ClusterSecretStore.")
 
     @field_validator("vault_url", "authority_host")
     @classmethod
@@ -149,7 +235,7 @@ class AzureKeyVaultConfig(ConfigModel):
     @field_validator("tenant_id")
     @classmethod
     def _tenant(cls, tenant: str) -> str:
-        if tenant and (not TENANT_ID.fullmatch(tenant) or ".." in tenant or len(tenant) > 256):
+        if tenant and (not TENANT_ID.fullmatch(tenant) or ".." in tenant or len(tenant) > ID_MAX_LENGTH):
             raise ValueError("must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com")
         return tenant
 

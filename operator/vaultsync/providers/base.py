@@ -71,27 +71,58 @@ class StoreContext:
 
 
 class ConfigModel(BaseModel):
-    """Base of every provider config: camelCase in YAML, snake_case in Python, unknown fields rejected."""
+    """Base of every provider config: camelCase in YAML, snake_case in Python, unknown fields rejected.
+
+    The models are also the CRDs' schema (vaultsync.providers.schema, `make crds`): every
+    field has a description, its bounds and its CEL rules.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel)
+    # CEL rules only a namespaced SecretStore has, written for the provider's own block
+    # (`self` is `spec.provider.<name>`); the CRD generator moves them up to spec.provider.
+    namespaced_rules: ClassVar[tuple[dict[str, str], ...]] = ()
+
+
+K8S_NAME_MAX_LENGTH = 253  # a Secret's or ServiceAccount's name, a Secret's key
+K8S_NAMESPACE_MAX_LENGTH = 63
+MAX_AUDIENCES = 8
+Audience = Annotated[str, Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH)]
+
+
+def audiences_field(description: str) -> Any:
+    """`audiences` of a ServiceAccount selector: at most 8, each 1-253 characters; empty = the
+    provider's own audience, which `description` names."""
+    return Field(default_factory=list, max_length=MAX_AUDIENCES, description=description)
+
+
+def namespace_field(what: str, where: str) -> Any:
+    """`namespace` of a selector: a SecretStore may name only its own, a ClusterSecretStore any."""
+    return Field(
+        default=None,
+        max_length=K8S_NAMESPACE_MAX_LENGTH,
+        description=f"Namespace of the {what}. A SecretStore may name only its own (the default); "
+        f"a ClusterSecretStore names {where}.",
+    )
 
 
 class SecretKeySelector(ConfigModel):
     """A key of a Kubernetes Secret holding a credential."""
 
-    name: str
-    key: str
-    namespace: str | None = None
+    name: str = Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH, description="Key within the Secret.")
+    namespace: str | None = namespace_field("Secret", "where its credentials live")
 
 
 class ServiceAccountSelector(ConfigModel):
-    """A ServiceAccount whose token is requested from the TokenRequest API."""
+    """A ServiceAccount whose token is requested from the TokenRequest API.
 
-    name: str
-    namespace: str | None = None
-    # Empty: the provider's own audience. As in the CRD: at most 8, each 1-253 characters.
-    audiences: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
-        default_factory=list, max_length=8
+    A provider subclasses it to say which audience it requests by default.
+    """
+
+    name: str = Field(min_length=1, max_length=K8S_NAME_MAX_LENGTH, description="Name of the ServiceAccount.")
+    namespace: str | None = namespace_field("ServiceAccount", "where it lives")
+    audiences: list[Audience] = audiences_field(
+        "Audiences of the requested token; default the provider's own."
     )
 
 

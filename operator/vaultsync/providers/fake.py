@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from vaultsync.errors import SecretNotFound
 from vaultsync.providers.base import (
     ConfigModel,
@@ -22,13 +24,18 @@ from vaultsync.providers.base import (
 
 
 class FakeEntry(ConfigModel):
-    key: str
-    value: str
-    version: str = ""
+    key: str = Field(min_length=1, description="The remote key.")
+    value: str = Field(description="The value; a JSON object for property and dataFrom.extract.")
+    version: str = Field(default="", description="The version id reported for this value.")
 
 
 class FakeConfig(ConfigModel):
-    data: tuple[FakeEntry, ...] = ()
+    """Static values in the store's own spec, for development and tests."""
+
+    data: tuple[FakeEntry, ...] = Field(
+        description="The remote keys. Entries may repeat a key with different versions; without a "
+        "version pin the last one listed is read."
+    )
 
 
 class FakeClient(SecretsClient):

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import hvac
 import hvac.exceptions
 import requests
-from pydantic import field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from vaultsync.constants import SECRET_SIZE_LIMIT
 from vaultsync.egress import EgressGuard, guard_for, run_guarded
@@ -47,6 +47,7 @@ from vaultsync.errors import (
 )
 from vaultsync.origins import HTTP_SCHEMES, check_origin, origin_of
 from vaultsync.providers.base import (
+    Audience,
     ConfigModel,
     Credentials,
     Provider,
@@ -56,14 +57,17 @@ from vaultsync.providers.base import (
     SecretsClient,
     ServiceAccountSelector,
     StoreContext,
+    audiences_field,
     credential_text,
 )
+from vaultsync.providers.schema import cel, crd, exactly_one, origin_field
 from vaultsync.providers.threads import StoreThreads
 
 FIELD = "spec.provider.vault"
 # The audience of every ServiceAccount token sent to Vault unless the store names others;
 # the Vault role must expect it (`audience=vault`). Never the API server's own audience.
 VAULT_AUDIENCE = "vault"
+PATH_MAX_LENGTH = 1024  # mount paths, role names and ids, namespaces
 # Renew a token once this fraction of its lease has passed (Vault Agent does the same).
 RENEW_AT_FRACTION = 2 / 3
 REQUEST_TIMEOUT_SECONDS = 15
@@ -106,15 +110,27 @@ T = TypeVar("T")
 class TokenAuth(ConfigModel):
     """A token kept in a Kubernetes Secret."""
 
-    secret_ref: SecretKeySelector
+    secret_ref: SecretKeySelector = Field(description="The key of a Secret holding the token.")
 
 
 class AppRoleAuth(ConfigModel):
     """AppRole login: the role id in the spec, the secret id in a Kubernetes Secret."""
 
-    path: str = "approle"
-    role_id: str
-    secret_ref: SecretKeySelector
+    path: str = Field(
+        default="approle",
+        min_length=1,
+        max_length=PATH_MAX_LENGTH,
+        description="Mount path of the AppRole auth method.",
+    )
+    role_id: str = Field(min_length=1, max_length=PATH_MAX_LENGTH, description="The role id.")
+    secret_ref: SecretKeySelector = Field(description="The key of a Secret holding the secret id.")
+
+
+class VaultServiceAccount(ServiceAccountSelector):
+    audiences: list[Audience] = audiences_field(
+        f"Audiences of the requested token; default {VAULT_AUDIENCE}. One the "
+        "Kubernetes API server accepts is refused."
+    )
 
 
 class KubernetesAuth(ConfigModel):
@@ -125,17 +141,35 @@ class KubernetesAuth(ConfigModel):
     a namespaced SecretStore must name one of its own.
     """
 
-    mount_path: str = "kubernetes"
-    role: str
-    service_account_ref: ServiceAccountSelector | None = None
+    mount_path: str = Field(
+        default="kubernetes",
+        min_length=1,
+        max_length=PATH_MAX_LENGTH,
+        description="Mount path of the Kubernetes auth method.",
+    )
+    role: str = Field(min_length=1, max_length=PATH_MAX_LENGTH, description="The Vault role to log in as.")
+    service_account_ref: VaultServiceAccount | None = Field(
+        default=None, description="The ServiceAccount whose token is requested."
+    )
 
 
 class VaultAuth(ConfigModel):
     """Exactly one login method."""
 
-    token: TokenAuth | None = None
-    app_role: AppRoleAuth | None = None
-    kubernetes: KubernetesAuth | None = None
+    model_config = ConfigDict(
+        json_schema_extra=crd(exactly_one("vault.auth", ("token", "appRole", "kubernetes")))
+    )
+
+    token: TokenAuth | None = Field(default=None, description="A Vault token held in a Kubernetes Secret.")
+    app_role: AppRoleAuth | None = Field(
+        default=None, description="AppRole login with a role id and a secret id."
+    )
+    kubernetes: KubernetesAuth | None = Field(
+        default=None,
+        description="Kubernetes auth with a ServiceAccount token. Without serviceAccountRef (a "
+        "ClusterSecretStore only), the operator's own ServiceAccount, by a token requested for "
+        f"the audience {VAULT_AUDIENCE}.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> VaultAuth:
@@ -146,14 +180,59 @@ class VaultAuth(ConfigModel):
 
 
 class VaultConfig(ConfigModel):
-    """`spec.provider.vault`."""
+    """HashiCorp Vault or OpenBao, KV secrets engine."""
 
-    server: str
-    path: str = "secret"
-    version: Literal["v1", "v2"] = "v2"
-    namespace: str = ""
-    ca_bundle: str = ""
-    auth: VaultAuth
+    # A namespaced store never borrows the operator's identity: no login as its ServiceAccount.
+    namespaced_rules: ClassVar[tuple[dict[str, str], ...]] = (
+        cel(
+            "has(self.auth)",
+            "vault.auth is required in a SecretStore: only a ClusterSecretStore may use the "
+            "operator's own Vault token",
+            field_path=".auth",
+            reason="FieldValueRequired",
+        ),
+        cel(
+            "!has(self.auth) || !has(self.auth.kubernetes) || has(self.auth.kubernetes.serviceAccountRef)",
+            "vault.auth.kubernetes.serviceAccountRef is required in a SecretStore: only a "
+            "ClusterSecretStore may log in as the operator's own ServiceAccount",
+            field_path=".auth.kubernetes.serviceAccountRef",
+            reason="FieldValueRequired",
+        ),
+    )
+
+    server: str = origin_field(
+        "vault.server",
+        HTTP_SCHEMES,
+        optional=False,
+        description="Address of the server, e.g. https://vault:8200. An origin only: "
+        "scheme://host[:port], no path, query or fragment.",
+    )
+    path: str = Field(
+        default="secret",
+        min_length=1,
+        max_length=PATH_MAX_LENGTH,
+        description="Mount path of the KV secrets engine.",
+    )
+    version: Literal["v1", "v2"] = Field(default="v2", description="Version of the KV secrets engine.")
+    namespace: str = Field(
+        default="",
+        max_length=PATH_MAX_LENGTH,
+        description="Vault Enterprise / OpenBao namespace; empty for none.",
+    )
+    ca_bundle: str = Field(
+        default="",
+        description="Base64-encoded PEM CA certificates that sign the server's certificate; empty "
+        "trusts the system's CAs.",
+        json_schema_extra=crd(format="byte"),
+    )
+    # Required here; optional in the CRD so that a SecretStore without it gets the namespaced
+    # rule's message above (the API server checks no CEL rule of an object missing a required
+    # field). A ClusterSecretStore without it is refused by the operator: vaultsync never
+    # reads a Vault token from its own environment.
+    auth: VaultAuth = Field(
+        description="Exactly one method. Required: vaultsync never uses a Vault token of its own.",
+        json_schema_extra=crd(crd_required=False),
+    )
 
     @field_validator("server")
     @classmethod
