@@ -67,7 +67,8 @@ def _items(document: Document) -> Iterable[tuple[str, Any]]:
 
 
 def _describe(origin: str, body: Mapping[str, Any]) -> str:
-    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    found = body.get("metadata")
+    meta: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     namespace = f"{meta['namespace']}/" if meta.get("namespace") else ""
     return f"{origin}: {body.get('kind', '?')} {namespace}{meta.get('name', '?')}"
 
@@ -84,7 +85,9 @@ def _convert_one(origin: str, body: Any, result: Conversion, floor_seconds: floa
     kind = body.get("kind")
     objects: list[dict[str, Any]] = []
     if group != ESO_GROUP or kind not in KINDS:
-        report("apiVersion", "refused", f"{body.get('apiVersion')} {kind} is not one of ESO's {', '.join(KINDS)}")
+        report(
+            "apiVersion", "refused", f"{body.get('apiVersion')} {kind} is not one of ESO's {', '.join(KINDS)}"
+        )
     elif version not in ESO_VERSIONS:
         report("apiVersion", "refused", f"{version!r}: the converter reads {' and '.join(ESO_VERSIONS)}")
     else:
@@ -127,7 +130,9 @@ def _metadata(top: Fields) -> dict[str, Any]:
     return out
 
 
-def _convert_kind(kind: str, meta: dict[str, Any], spec: Fields, floor_seconds: float) -> list[dict[str, Any]]:
+def _convert_kind(
+    kind: str, meta: dict[str, Any], spec: Fields, floor_seconds: float
+) -> list[dict[str, Any]]:
     if kind == "ExternalSecret":
         return [_object("ExternalSecret", meta, convert_external_secret_spec(spec, meta, floor_seconds))]
     if kind in ("SecretStore", "ClusterSecretStore"):
@@ -139,7 +144,9 @@ def _object(kind: str, meta: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
 
 
-def _cluster_external_secret(meta: dict[str, Any], spec: Fields, floor_seconds: float) -> list[dict[str, Any]]:
+def _cluster_external_secret(
+    meta: dict[str, Any], spec: Fields, floor_seconds: float
+) -> list[dict[str, Any]]:
     """vaultsync has no ClusterExternalSecret: a fixed `namespaces` list becomes one per namespace."""
     for key in ("namespaceSelector", "namespaceSelectors"):
         if spec.has(key):

@@ -26,7 +26,9 @@ _Check = Callable[[dict[str, str]], dict[str, str]]
 _ONE_STORE = "vaultsync reads every key of an ExternalSecret from its one storeRef"
 
 
-def convert_external_secret_spec(spec: Fields, metadata: dict[str, Any], floor_seconds: float) -> dict[str, Any]:
+def convert_external_secret_spec(
+    spec: Fields, metadata: dict[str, Any], floor_seconds: float
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     store = _store_ref(spec)
     if store is not None:
@@ -77,8 +79,8 @@ def _interval(spec: Fields, floor_seconds: float) -> str:
         spec.report(
             "refreshInterval",
             "note",
-            f"{value!r} is shorter than vaultsync's floor (--min-refresh-interval, {floor_seconds:g} s by default), "
-            "which raises it",
+            f"{value!r} is shorter than vaultsync's floor (--min-refresh-interval, "
+            f"{floor_seconds:g} s by default), which raises it",
         )
     return value
 
@@ -101,7 +103,9 @@ def _same_store(entry: Fields, store: dict[str, str] | None) -> None:
 def _strategies(ref: Fields) -> None:
     ref.refuse_unless("metadataPolicy", ("None",), "vaultsync reads values, not their metadata or tags")
     ref.refuse_unless("conversionStrategy", ("Default",), "vaultsync does not convert key names")
-    ref.refuse_unless("decodingStrategy", ("None",), "vaultsync writes values as read (use b64decode in a template)")
+    ref.refuse_unless(
+        "decodingStrategy", ("None",), "vaultsync writes values as read (use b64decode in a template)"
+    )
     ref.refuse_unless("nullBytePolicy", ("Ignore",), "vaultsync has no null-byte policy")
 
 
@@ -170,7 +174,9 @@ def _target(target: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
         if policy != "Owner":
             out["creationPolicy"] = policy
     else:
-        target.refuse("creationPolicy", f"{policy!r}: vaultsync creates (Owner, Orphan) or merges (Merge) a Secret")
+        target.refuse(
+            "creationPolicy", f"{policy!r}: vaultsync creates (Owner, Orphan) or merges (Merge) a Secret"
+        )
     deletion = target.text("deletionPolicy", "Retain")
     if deletion == "Delete":
         out["deletionPolicy"] = "Delete"
@@ -226,7 +232,9 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             template.refuse("type", str(exc))
     template.refuse_unless("engineVersion", ("v2",), "vaultsync translates ESO's v2 templates only")
-    template.refuse_unless("mergePolicy", ("Replace",), "a vaultsync template replaces the data (ESO's Replace)")
+    template.refuse_unless(
+        "mergePolicy", ("Replace",), "a vaultsync template replaces the data (ESO's Replace)"
+    )
     if template.has("templateFrom"):
         template.refuse("templateFrom", "vaultsync's templates are inline: copy them into template.data")
     meta = template.child("metadata")

@@ -32,7 +32,7 @@ class Fields:
     def report_to(self) -> Report:
         return self._report
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._data)
 
     def at(self, key: str) -> str:

@@ -30,11 +30,15 @@ def convert_store_spec(spec: Fields, cluster: bool) -> dict[str, Any]:
     else:
         out["provider"] = _provider(provider, cluster)
     if spec.has("controller"):
-        spec.report("controller", "dropped", "vaultsync has no controller classes: one operator serves every store")
+        spec.report(
+            "controller", "dropped", "vaultsync has no controller classes: one operator serves every store"
+        )
     if spec.has("retrySettings"):
         spec.report("retrySettings", "dropped", "vaultsync retries provider errors with its own backoff")
     if spec.has("refreshInterval"):
-        spec.report("refreshInterval", "dropped", "vaultsync re-checks a store that is not ready every minute")
+        spec.report(
+            "refreshInterval", "dropped", "vaultsync re-checks a store that is not ready every minute"
+        )
     conditions = spec.children("conditions")
     if conditions and cluster:
         out["conditions"] = [_condition(c) for c in conditions]
@@ -63,7 +67,7 @@ def _condition(condition: Fields) -> dict[str, Any]:
 def _provider(provider: Fields, cluster: bool) -> dict[str, Any]:
     converters = {"aws": _aws, "vault": _vault, "azurekv": _azure, "fake": _fake}
     out: dict[str, Any] = {}
-    for name in provider.keys():
+    for name in provider.names():
         section = provider.child(name)
         if name not in converters:
             provider.refuse(name, "vaultsync has no such provider (it has aws, vault, azurekv and fake)")
@@ -119,7 +123,10 @@ def _aws(aws: Fields, cluster: bool) -> dict[str, Any]:
     secret_ref = auth.child("secretRef")
     if secret_ref is not None:
         keys: dict[str, Any] = {}
-        for eso, ours in (("accessKeyIDSecretRef", "accessKeyId"), ("secretAccessKeySecretRef", "secretAccessKey")):
+        for eso, ours in (
+            ("accessKeyIDSecretRef", "accessKeyId"),
+            ("secretAccessKeySecretRef", "secretAccessKey"),
+        ):
             ref = secret_ref.child(eso)
             if ref is None:
                 secret_ref.refuse(eso, "vaultsync needs both the access key id and the secret access key")
@@ -144,7 +151,9 @@ def _vault(vault: Fields, cluster: bool) -> dict[str, Any]:
     if vault.has("path"):
         out["path"] = vault.text("path")
     else:
-        vault.refuse("path", "without a mount path ESO reads the mount from each key; vaultsync needs it here")
+        vault.refuse(
+            "path", "without a mount path ESO reads the mount from each key; vaultsync needs it here"
+        )
     out["version"] = vault.text("version", "v2")
     for key in ("namespace", "caBundle"):
         if vault.has(key):
@@ -187,7 +196,10 @@ def _vault_auth(auth: Fields, cluster: bool) -> dict[str, Any]:
         out["appRole"] = app_role
     kubernetes = auth.child("kubernetes")
     if kubernetes is not None:
-        k8s: dict[str, Any] = {"mountPath": kubernetes.text("mountPath", "kubernetes"), "role": kubernetes.text("role")}
+        k8s: dict[str, Any] = {
+            "mountPath": kubernetes.text("mountPath", "kubernetes"),
+            "role": kubernetes.text("role"),
+        }
         account = kubernetes.child("serviceAccountRef")
         if account is not None:
             k8s["serviceAccountRef"] = _service_account_ref(account)
@@ -198,7 +210,9 @@ def _vault_auth(auth: Fields, cluster: bool) -> dict[str, Any]:
                 "must name a ServiceAccount of its namespace",
             )
         if kubernetes.has("secretRef"):
-            kubernetes.refuse("secretRef", "vaultsync requests ServiceAccount tokens; it reads none from Secrets")
+            kubernetes.refuse(
+                "secretRef", "vaultsync requests ServiceAccount tokens; it reads none from Secrets"
+            )
         kubernetes.finish()
         out["kubernetes"] = k8s
     for key in ("ldap", "jwt", "cert", "iam", "userPass", "gcp"):
@@ -219,8 +233,12 @@ def _azure(azure: Fields, cluster: bool) -> dict[str, Any]:
     auth_type = azure.text("authType", "ServicePrincipal")
     if auth_type == "ManagedIdentity":
         if not cluster:
-            azure.refuse("authType", "a managed identity is the operator's own; only a ClusterSecretStore may use it")
-        out["auth"] = {"managedIdentity": {"clientId": azure.text("identityId")} if azure.has("identityId") else {}}
+            azure.refuse(
+                "authType", "a managed identity is the operator's own; only a ClusterSecretStore may use it"
+            )
+        out["auth"] = {
+            "managedIdentity": {"clientId": azure.text("identityId")} if azure.has("identityId") else {}
+        }
     elif auth_type == "ServicePrincipal":
         azure.refuse(
             "authSecretRef",
@@ -230,8 +248,9 @@ def _azure(azure: Fields, cluster: bool) -> dict[str, Any]:
     elif auth_type == "WorkloadIdentity":
         azure.refuse(
             "serviceAccountRef",
-            "ESO reads the client id from the ServiceAccount's azure.workload.identity/client-id annotation, "
-            "the converter cannot; write spec.provider.azurekv.auth.workloadIdentity{clientId, serviceAccountRef}",
+            "ESO reads the client id from the ServiceAccount's azure.workload.identity/client-id "
+            "annotation, the converter cannot; write "
+            "spec.provider.azurekv.auth.workloadIdentity{clientId, serviceAccountRef}",
         )
     else:
         azure.refuse("authType", f"{auth_type!r}: not an authentication vaultsync has")
