@@ -21,6 +21,8 @@ from vaultsync.commands import COMMANDS
 from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.kube import Kube
 from vaultsync.leader import Leadership, LeaseTiming
+from vaultsync.metrics import LEADER
+from vaultsync.readiness import TRACKER
 from vaultsync.registry import REGISTRY, UnstoredMemories
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ def run_operator(config: Config) -> int:
     from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
 
     configure_logging(config.verbose)
+    TRACKER.configure(
+        config.external_secret_metrics, config.external_secret_metrics_max_series, config.min_refresh_interval
+    )
     return asyncio.run(_run(config))
 
 
@@ -58,6 +63,7 @@ async def _run(config: Config) -> int:
     # /metrics is up from the start, like /healthz: a standby's figures are part of the fleet.
     start_http_server(config.metrics_port)
     if not config.leader_elect:
+        LEADER.set(1)
         await _kopf(config, None)
         return 0
     kube = Kube()

@@ -38,7 +38,7 @@ from vaultsync import constants as c
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError, crash_fields
 from vaultsync.fingerprints import combined
 from vaultsync.kube import Body, Kube, ObjectRef
-from vaultsync.metrics import RESTARTS
+from vaultsync.metrics import RESTART_BACKLOG, RESTARTS
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,9 @@ class Batches:
     def namespaces(self) -> list[str]:
         return list(self._rotations)
 
+    def size(self) -> int:
+        return sum(len(rotations) for rotations in self._rotations.values())
+
 
 class _RateLimit:
     """At most `per_minute` restarts in any sliding minute; callers wait for a slot."""
@@ -208,8 +211,16 @@ class _RateLimit:
     def __init__(self, per_minute: int) -> None:
         self._per_minute = max(1, per_minute)
         self._recent: deque[float] = deque()
+        self.waiting = 0
 
     async def acquire(self) -> None:
+        self.waiting += 1
+        try:
+            await self._acquire()
+        finally:
+            self.waiting -= 1
+
+    async def _acquire(self) -> None:
         while True:
             now = time.monotonic()
             while self._recent and now - self._recent[0] >= 60.0:
@@ -288,6 +299,7 @@ class Rollouts:
         self._key = key
         self._batches = Batches(quiet, window)
         self._limit = _RateLimit(per_minute)
+        RESTART_BACKLOG.set_function(lambda: self._batches.size() + self._limit.waiting)
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flushes = _Background("restarts")  # one per namespace and batch; the patches are bounded
