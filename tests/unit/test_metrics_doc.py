@@ -18,9 +18,9 @@ def declared() -> dict[str, tuple[str, tuple[str, ...]]]:
     found = {}
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
-            kind = value._type  # noqa: SLF001
-            name = value._name + ("_total" if kind == "counter" else "")  # noqa: SLF001
-            found[name] = (kind, tuple(value._labelnames))  # noqa: SLF001
+            kind = value._type
+            name = value._name + ("_total" if kind == "counter" else "")
+            found[name] = (kind, tuple(value._labelnames))
     return found
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import REGISTRY
-
 from tests.unit.test_cache import DB, vault
+
 from vaultsync.cache import FetchCache
 from vaultsync.errors import ThrottledError
 from vaultsync.kube import ObjectRef
