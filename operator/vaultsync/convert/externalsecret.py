@@ -10,7 +10,7 @@ ones vaultsync refuses on a Secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vaultsync.convert.fields import Fields, Report
@@ -201,9 +201,14 @@ def _target(target: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
 
 def _copied_metadata(where: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
     """ESO's default: the ExternalSecret's labels and annotations are copied to the Secret."""
+    return _secret_metadata(where.report_to, "metadata", metadata)
+
+
+def _secret_metadata(report: Report, prefix: str, source: Mapping[str, Any]) -> dict[str, Any]:
+    """`labels` and `annotations` for the Secret, from `source` (at `prefix` in the ESO object)."""
     out: dict[str, Any] = {}
     for name, check in (("labels", check_labels), ("annotations", check_annotations)):
-        kept = _allowed(where.report_to, f"metadata.{name}", metadata.get(name) or {}, check)
+        kept = _allowed(report, f"{prefix}.{name}", dict(source.get(name) or {}), check)
         if kept:
             out[name] = kept
     return out
@@ -241,10 +246,8 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
     if meta is None:
         out.update(_copied_metadata(template, metadata))
     else:
-        for name, check in (("labels", check_labels), ("annotations", check_annotations)):
-            kept = _allowed(meta.report_to, meta.at(name), dict(meta.get(name) or {}), check)
-            if kept:
-                out[name] = kept
+        written = {"labels": meta.get("labels"), "annotations": meta.get("annotations")}
+        out.update(_secret_metadata(meta.report_to, meta.path, written))
         if meta.has("finalizers"):
             meta.refuse("finalizers", "vaultsync adds no finalizers to a Secret")
         meta.finish()
