@@ -53,6 +53,7 @@ class GoModule:
     version: str
     ldflags: tuple[str, ...]
     tools: tuple[Tool, ...]
+    tags: tuple[str, ...] = ()  # Go build tags
 
     @property
     def path(self) -> Path:
@@ -146,6 +147,8 @@ PROMTOOL_MODULE = GoModule(
     requires="github.com/prometheus/prometheus",
     version=versions.PROMETHEUS,
     ldflags=(f"-X github.com/prometheus/common/version.Version={versions.PROMETHEUS}",),
+    # promtool checks rule files; the cloud service-discovery SDKs would triple its build.
+    tags=("remove_all_sd",),
     tools=(
         Tool(
             name="promtool",
@@ -234,6 +237,7 @@ def _go_build(module: GoModule, tools: Sequence[Tool], out_dir: Path) -> None:
         "-buildvcs=false",
         "-ldflags",
         ldflags,
+        *(("-tags", ",".join(module.tags)) if module.tags else ()),
         "-o",
         output,
         *(t.package for t in tools),
