@@ -38,7 +38,8 @@ class Readiness:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._states: dict[Key, _State] = {}
-        self._series: set[Key] = set()
+        self._ready = 0  # kept as events come: ten thousand objects listed at start stay O(n)
+        self._series: set[Key] = set()  # always a subset of the keys of _states
         self.per_object = False
         self.max_series = c.EXTERNAL_SECRET_METRICS_MAX_SERIES
         self.min_refresh = MIN_REFRESH_SECONDS
@@ -55,15 +56,19 @@ class Readiness:
             return
         is_ready = ready.get("status") == "True"
         since = None if is_ready else _timestamp(ready.get("lastTransitionTime"))
+        previous = self._states.get(key)
+        self._ready += is_ready - (previous is not None and previous.ready)
         self._states[key] = _State(is_ready, since, self._interval(body))
         self._publish(key)
 
     def forget(self, key: Key) -> None:
-        if self._states.pop(key, None) is not None:
+        previous = self._states.pop(key, None)
+        if previous is not None:
+            self._ready -= previous.ready
             self._publish(key)
 
     def ready(self) -> int:
-        return sum(s.ready for s in self._states.values())
+        return self._ready
 
     def stale(self, intervals: int) -> int:
         now = self._clock()
@@ -95,7 +100,7 @@ class Readiness:
         elif key in self._series or len(self._series) < self.max_series:
             self._series.add(key)
             EXTERNAL_SECRET_READY.labels(*key).set(1 if state.ready else 0)
-        EXTERNAL_SECRET_READY_UNTRACKED.set(len(self._states) - len(self._series & self._states.keys()))
+        EXTERNAL_SECRET_READY_UNTRACKED.set(len(self._states) - len(self._series))
 
 
 def _timestamp(text: Any) -> float | None:

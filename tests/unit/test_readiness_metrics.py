@@ -41,6 +41,7 @@ def tracker(clock: float = NOW) -> Readiness:
 def test_ready_counts_objects_whose_last_condition_is_true_and_forgets_deleted_ones() -> None:
     readiness = tracker()
     readiness.observe(("a", "one"), es("True"))
+    readiness.observe(("a", "one"), es("True"))  # the same status again: counted once
     readiness.observe(("a", "two"), es("True"))
     readiness.observe(("a", "three"), es("False"))
     readiness.observe(("a", "new"), es(None))
@@ -48,7 +49,10 @@ def test_ready_counts_objects_whose_last_condition_is_true_and_forgets_deleted_o
     assert sample("vaultsync_external_secrets_ready") == 2
     readiness.observe(("a", "one"), es("False"))
     readiness.forget(("a", "two"))
+    readiness.forget(("a", "two"))
     assert sample("vaultsync_external_secrets_ready") == 0
+    readiness.observe(("a", "three"), es("True"))
+    assert readiness.ready() == 1
 
 
 def test_stale_counts_failures_by_how_many_refresh_intervals_they_have_lasted() -> None:
