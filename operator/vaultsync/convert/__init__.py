@@ -136,7 +136,8 @@ def _convert_kind(
     if kind == "ExternalSecret":
         return [_object("ExternalSecret", meta, convert_external_secret_spec(spec, meta, floor_seconds))]
     if kind in ("SecretStore", "ClusterSecretStore"):
-        return [_object(kind, meta, convert_store_spec(spec, cluster=kind == "ClusterSecretStore"))]
+        cluster = kind == "ClusterSecretStore"
+        return [_object(kind, meta, convert_store_spec(spec, cluster, meta.get("namespace", "")))]
     return _cluster_external_secret(meta, spec, floor_seconds)
 
 

@@ -9,6 +9,7 @@ with what to write instead, never guessed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from vaultsync.convert.fields import Fields
@@ -22,13 +23,21 @@ _AZURE_AUTHORITIES = {
 }
 
 
-def convert_store_spec(spec: Fields, cluster: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Scope:
+    """A ClusterSecretStore, or a SecretStore and the namespace its credentials must be in."""
+
+    cluster: bool
+    namespace: str
+
+
+def convert_store_spec(spec: Fields, cluster: bool, namespace: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     provider = spec.child("provider")
     if provider is None:
         spec.refuse("provider", "a store needs a provider")
     else:
-        out["provider"] = _provider(provider, cluster)
+        out["provider"] = _provider(provider, _Scope(cluster, namespace))
     if spec.has("controller"):
         spec.report(
             "controller", "dropped", "vaultsync has no controller classes: one operator serves every store"
@@ -64,7 +73,7 @@ def _condition(condition: Fields) -> dict[str, Any]:
     return out
 
 
-def _provider(provider: Fields, cluster: bool) -> dict[str, Any]:
+def _provider(provider: Fields, scope: _Scope) -> dict[str, Any]:
     converters = {"aws": _aws, "vault": _vault, "azurekv": _azure, "fake": _fake}
     out: dict[str, Any] = {}
     for name in provider.names():
@@ -72,31 +81,41 @@ def _provider(provider: Fields, cluster: bool) -> dict[str, Any]:
         if name not in converters:
             provider.refuse(name, "vaultsync has no such provider (it has aws, vault, azurekv and fake)")
         elif section is not None:
-            out[name] = converters[name](section, cluster)
+            out[name] = converters[name](section, scope)
             section.finish()
     return out
 
 
-def _secret_ref(ref: Fields) -> dict[str, Any]:
+def _namespace(ref: Fields, scope: _Scope, out: dict[str, Any]) -> None:
+    if not ref.has("namespace"):
+        return
+    out["namespace"] = ref.text("namespace")
+    if not scope.cluster and out["namespace"] != scope.namespace:
+        ref.refuse(
+            "namespace",
+            f"{out['namespace']!r}: a SecretStore reads credentials only from its own namespace "
+            f"({scope.namespace or 'unset'}); ESO refuses this too",
+        )
+
+
+def _secret_ref(ref: Fields, scope: _Scope) -> dict[str, Any]:
     out = {"name": ref.text("name"), "key": ref.text("key")}
-    if ref.has("namespace"):
-        out["namespace"] = ref.text("namespace")
+    _namespace(ref, scope, out)
     ref.finish()
     return out
 
 
-def _service_account_ref(ref: Fields) -> dict[str, Any]:
+def _service_account_ref(ref: Fields, scope: _Scope) -> dict[str, Any]:
     out: dict[str, Any] = {"name": ref.text("name")}
-    if ref.has("namespace"):
-        out["namespace"] = ref.text("namespace")
+    _namespace(ref, scope, out)
     if ref.has("audiences"):
         out["audiences"] = list(ref.get("audiences"))
     ref.finish()
     return out
 
 
-def _needs_auth(section: Fields, cluster: bool) -> None:
-    if not cluster:
+def _needs_auth(section: Fields, scope: _Scope) -> None:
+    if not scope.cluster:
         section.refuse(
             "auth",
             "without auth ESO uses its controller's own identity; a vaultsync SecretStore must carry "
@@ -104,7 +123,7 @@ def _needs_auth(section: Fields, cluster: bool) -> None:
         )
 
 
-def _aws(aws: Fields, cluster: bool) -> dict[str, Any]:
+def _aws(aws: Fields, scope: _Scope) -> dict[str, Any]:
     out: dict[str, Any] = {"region": aws.text("region")}
     aws.refuse_unless("service", ("SecretsManager",), "vaultsync reads AWS Secrets Manager only")
     if aws.has("role"):
@@ -118,7 +137,7 @@ def _aws(aws: Fields, cluster: bool) -> dict[str, Any]:
         aws.report("secretsManager", "dropped", _PUSH_ONLY)
     auth = aws.child("auth")
     if auth is None:
-        _needs_auth(aws, cluster)
+        _needs_auth(aws, scope)
         return out
     secret_ref = auth.child("secretRef")
     if secret_ref is not None:
@@ -131,7 +150,7 @@ def _aws(aws: Fields, cluster: bool) -> dict[str, Any]:
             if ref is None:
                 secret_ref.refuse(eso, "vaultsync needs both the access key id and the secret access key")
             else:
-                keys[ours] = _secret_ref(ref)
+                keys[ours] = _secret_ref(ref, scope)
         if secret_ref.has("sessionTokenSecretRef"):
             secret_ref.refuse("sessionTokenSecretRef", "vaultsync takes no session token (it expires)")
         secret_ref.finish()
@@ -146,7 +165,7 @@ def _aws(aws: Fields, cluster: bool) -> dict[str, Any]:
     return out
 
 
-def _vault(vault: Fields, cluster: bool) -> dict[str, Any]:
+def _vault(vault: Fields, scope: _Scope) -> dict[str, Any]:
     out: dict[str, Any] = {"server": vault.text("server")}
     if vault.has("path"):
         out["path"] = vault.text("path")
@@ -174,16 +193,16 @@ def _vault(vault: Fields, cluster: bool) -> dict[str, Any]:
     if auth is None:
         vault.refuse("auth", "vaultsync needs a Vault auth method")
         return out
-    out["auth"] = _vault_auth(auth, cluster)
+    out["auth"] = _vault_auth(auth, scope)
     auth.finish()
     return out
 
 
-def _vault_auth(auth: Fields, cluster: bool) -> dict[str, Any]:
+def _vault_auth(auth: Fields, scope: _Scope) -> dict[str, Any]:
     out: dict[str, Any] = {}
     token = auth.child("tokenSecretRef")
     if token is not None:
-        out["token"] = {"secretRef": _secret_ref(token)}
+        out["token"] = {"secretRef": _secret_ref(token, scope)}
     role = auth.child("appRole")
     if role is not None:
         app_role: dict[str, Any] = {"path": role.text("path", "approle"), "roleId": role.text("roleId")}
@@ -191,7 +210,7 @@ def _vault_auth(auth: Fields, cluster: bool) -> dict[str, Any]:
             role.refuse("roleRef", "vaultsync takes the role id inline: write it in roleId")
         secret = role.child("secretRef")
         if secret is not None:
-            app_role["secretRef"] = _secret_ref(secret)
+            app_role["secretRef"] = _secret_ref(secret, scope)
         role.finish()
         out["appRole"] = app_role
     kubernetes = auth.child("kubernetes")
@@ -202,8 +221,8 @@ def _vault_auth(auth: Fields, cluster: bool) -> dict[str, Any]:
         }
         account = kubernetes.child("serviceAccountRef")
         if account is not None:
-            k8s["serviceAccountRef"] = _service_account_ref(account)
-        elif not cluster:
+            k8s["serviceAccountRef"] = _service_account_ref(account, scope)
+        elif not scope.cluster:
             kubernetes.refuse(
                 "serviceAccountRef",
                 "without it ESO logs in with its controller's own token; a vaultsync SecretStore "
@@ -221,7 +240,7 @@ def _vault_auth(auth: Fields, cluster: bool) -> dict[str, Any]:
     return out
 
 
-def _azure(azure: Fields, cluster: bool) -> dict[str, Any]:
+def _azure(azure: Fields, scope: _Scope) -> dict[str, Any]:
     out: dict[str, Any] = {"vaultUrl": azure.text("vaultUrl")}
     if azure.has("tenantId"):
         out["tenantId"] = azure.text("tenantId")
@@ -232,7 +251,7 @@ def _azure(azure: Fields, cluster: bool) -> dict[str, Any]:
         out["authorityHost"] = _AZURE_AUTHORITIES[environment]
     auth_type = azure.text("authType", "ServicePrincipal")
     if auth_type == "ManagedIdentity":
-        if not cluster:
+        if not scope.cluster:
             azure.refuse(
                 "authType", "a managed identity is the operator's own; only a ClusterSecretStore may use it"
             )
@@ -260,8 +279,8 @@ def _azure(azure: Fields, cluster: bool) -> dict[str, Any]:
     return out
 
 
-def _fake(fake: Fields, cluster: bool) -> dict[str, Any]:
-    del cluster
+def _fake(fake: Fields, scope: _Scope) -> dict[str, Any]:
+    del scope
     data: list[dict[str, Any]] = []
     for entry in fake.children("data"):
         item = {"key": entry.text("key"), "value": entry.text("value")}
