@@ -29,6 +29,7 @@ class TokenBucket:
         self._tokens = float(burst)
         self._clock = clock
         self._last = clock()
+        self.waiting = 0  # callers inside `acquire`, waiting for a token
 
     def take(self) -> bool:
         """Spends one token if there is one."""
@@ -46,5 +47,9 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         """Spends one token, waiting for it if there is none."""
-        while not self.take():
-            await asyncio.sleep(self.wait())
+        self.waiting += 1
+        try:
+            while not self.take():
+                await asyncio.sleep(self.wait())
+        finally:
+            self.waiting -= 1

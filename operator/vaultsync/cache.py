@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 from vaultsync import audit
 from vaultsync.constants import SECRET_SIZE_LIMIT
-from vaultsync.errors import ProviderError, SecretTooLarge, VaultsyncError
-from vaultsync.metrics import CACHE_BYTES, CACHE_EVICTIONS, CACHE_LOOKUPS, PROVIDER_CALLS
+from vaultsync.errors import ProviderError, SecretTooLarge, ThrottledError, VaultsyncError
+from vaultsync.metrics import CACHE_BYTES, CACHE_EVICTIONS, CACHE_LOOKUPS, PROVIDER_CALLS, PROVIDER_THROTTLED
 from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
 
 CacheKey = tuple[str, RemoteRef]
@@ -203,6 +203,9 @@ class FetchCache:
             error = ProviderError(f"provider {batch.provider!r} failed: {type(exc).__name__}")
             fetched = dict.fromkeys(batch.refs, error)
             del exc
+        PROVIDER_THROTTLED.labels(provider=batch.provider).inc(
+            sum(isinstance(r, ThrottledError) for r in fetched.values())
+        )
         now = self._clock()
         for ref in batch.refs:
             key = (store_key, ref)

@@ -1,4 +1,5 @@
-"""The `vaultsync` command: `vaultsync run` starts the operator, `--version` says which."""
+"""The `vaultsync` command: `vaultsync run` starts the operator, `--version` says which, and
+the modules in `vaultsync.commands` add the tools for the people who run it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from aiohttp import web
 from prometheus_client import start_http_server
 
 from vaultsync import __version__, logsafety
+from vaultsync.commands import COMMANDS
 from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.kube import Kube
 from vaultsync.leader import Leadership, LeaseTiming
+from vaultsync.metrics import LEADER
+from vaultsync.readiness import TRACKER
 from vaultsync.registry import REGISTRY, UnstoredMemories
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator against the current cluster")
     add_run_arguments(run)
+    for command in COMMANDS:
+        command.register(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         config = from_arguments(args)
@@ -38,13 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         return run_operator(config)
-    return 2  # argparse rejects unknown commands before this
+    return int(args.handler(args))
 
 
 def run_operator(config: Config) -> int:
     from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
 
     configure_logging(config.verbose)
+    TRACKER.configure(
+        config.external_secret_metrics, config.external_secret_metrics_max_series, config.min_refresh_interval
+    )
     return asyncio.run(_run(config))
 
 
@@ -54,6 +63,7 @@ async def _run(config: Config) -> int:
     # /metrics is up from the start, like /healthz: a standby's figures are part of the fleet.
     start_http_server(config.metrics_port)
     if not config.leader_elect:
+        LEADER.set(1)
         await _kopf(config, None)
         return 0
     kube = Kube()

@@ -15,6 +15,7 @@ from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND
 from vaultsync.cache import CACHE_MAX_BYTES
 from vaultsync.constants import (
     DEFAULT_DENY_EGRESS_CIDRS,
+    EXTERNAL_SECRET_METRICS_MAX_SERIES,
     STORE_CONCURRENCY,
     SYNC_TIMEOUT_SECONDS,
     TEMPLATE_CPU_SECONDS,
@@ -56,6 +57,8 @@ class Config:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    external_secret_metrics: bool = False
+    external_secret_metrics_max_series: int = EXTERNAL_SECRET_METRICS_MAX_SERIES
 
     @property
     def clusterwide(self) -> bool:
@@ -224,6 +227,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "for development and tests only; off by default",
     )
     _add_leader_election_arguments(parser)
+    parser.add_argument(
+        "--external-secret-metrics",
+        action="store_true",
+        default=_env("EXTERNAL_SECRET_METRICS", "") == "true",
+        help="export vaultsync_external_secret_ready{namespace,name} per ExternalSecret (docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--external-secret-metrics-max-series",
+        type=_positive_int,
+        default=int(_env("EXTERNAL_SECRET_METRICS_MAX_SERIES", str(EXTERNAL_SECRET_METRICS_MAX_SERIES))),
+        help="at most this many ExternalSecrets get a series; the others are counted in "
+        "vaultsync_external_secret_ready_untracked",
+    )
 
 
 def _add_leader_election_arguments(parser: argparse.ArgumentParser) -> None:
@@ -297,4 +313,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         lease_duration=args.leader_elect_lease_duration,
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
+        external_secret_metrics=args.external_secret_metrics,
+        external_secret_metrics_max_series=args.external_secret_metrics_max_series,
     )

@@ -157,3 +157,8 @@ SYNC_TIMEOUT_SECONDS = 60.0  # one sync's store login and reads, at most (--sync
 STORE_CONCURRENCY = 16
 STORE_THREADS = 4  # threads of one store client's blocking SDK calls
 STORE_STATUS_TIMEOUT_SECONDS = 30.0  # one store's validation in housekeeping
+
+# Per-ExternalSecret metrics (--external-secret-metrics): series at most, and the failure
+# lengths, in refresh intervals, that vaultsync_external_secrets_stale counts.
+EXTERNAL_SECRET_METRICS_MAX_SERIES = 1000
+STALE_INTERVALS = (1, 3, 10)

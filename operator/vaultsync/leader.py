@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError
+from vaultsync.metrics import LEADER, LEADER_ACQUISITIONS
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ class Leadership:
         while not stop.is_set():
             if await self._try(timeout=self._timing.renew_deadline):
                 log.info("leader election: acquired the Lease", extra=self._fields())
+                LEADER.set(1)
+                LEADER_ACQUISITIONS.inc()
                 return True
             wait = self._timing.retry_period * random.uniform(1.0, RETRY_JITTER)  # noqa: S311
             try:
@@ -228,6 +231,7 @@ class Leadership:
         if self._lease is None or not self.held():
             return
         self._released = True  # no write from here on
+        LEADER.set(0)
         body = {**self._lease, "spec": released(Record.of(self._lease), datetime.now(UTC)).spec()}
         try:
             await asyncio.wait_for(self._kube.replace_lease(self._namespace, self._name, body), 5.0)
@@ -238,6 +242,7 @@ class Leadership:
 
     def _lose(self) -> None:
         self._lost = True
+        LEADER.set(0)
         log.error("leader election: lost the Lease; stopping every write", extra=self._fields())
         for callback in self._on_lost:
             callback()

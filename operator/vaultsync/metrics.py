@@ -54,3 +54,34 @@ RESTARTS = Counter(
 SYNC_SECONDS = Histogram("vaultsync_sync_duration_seconds", "Time to reconcile one ExternalSecret.")
 QUEUE_DEPTH = Gauge("vaultsync_scheduled_external_secrets", "ExternalSecrets known to the scheduler.")
 READY = Gauge("vaultsync_external_secrets_ready", "ExternalSecrets whose Ready condition is True.")
+PROVIDER_THROTTLED = Counter(
+    "vaultsync_provider_throttled_total",
+    "Remote values whose read ended throttled by the vault (after the provider's own retries).",
+    ["provider"],
+)
+LEADER = Gauge("vaultsync_leader", "1 while this process holds the leader Lease (or runs without election).")
+LEADER_ACQUISITIONS = Counter(
+    "vaultsync_leader_acquisitions_total", "Times this process acquired the leader Lease."
+)
+RESTART_BACKLOG = Gauge(
+    "vaultsync_restart_backlog",
+    "Rotations whose workload restarts are waiting: in their coalescing window, for a retry, "
+    "or behind the restart cap.",
+)
+STALE = Gauge(
+    "vaultsync_external_secrets_stale",
+    "ExternalSecrets not Ready for at least `intervals` of their refresh intervals "
+    "(their Secret keeps older data).",
+    ["intervals"],
+)
+EXTERNAL_SECRET_READY = Gauge(
+    "vaultsync_external_secret_ready",
+    "1 if the ExternalSecret is Ready, else 0; only with --external-secret-metrics, "
+    "for at most --external-secret-metrics-max-series ExternalSecrets.",
+    ["namespace", "name"],
+)
+EXTERNAL_SECRET_READY_UNTRACKED = Gauge(
+    "vaultsync_external_secret_ready_untracked",
+    "ExternalSecrets left without a vaultsync_external_secret_ready series by "
+    "--external-secret-metrics-max-series.",
+)

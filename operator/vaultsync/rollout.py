@@ -37,7 +37,7 @@ from vaultsync.budget import TokenBucket
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError, crash_fields
 from vaultsync.fingerprints import combined
 from vaultsync.kube import Body, Kube, ObjectRef
-from vaultsync.metrics import RESTARTS
+from vaultsync.metrics import RESTART_BACKLOG, RESTARTS
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ class Batches:
     def namespaces(self) -> list[str]:
         return list(self._rotations)
 
+    def size(self) -> int:
+        return sum(len(rotations) for rotations in self._rotations.values())
+
 
 def restart_budget(per_minute: int) -> TokenBucket:
     """A burst of `per_minute` restarts, then `per_minute` a minute (at least one); the excess waits."""
@@ -274,6 +277,7 @@ class Rollouts:
         self._key = key
         self._batches = Batches(quiet, window)
         self._limit = restart_budget(per_minute)
+        RESTART_BACKLOG.set_function(lambda: self._batches.size() + self._limit.waiting)
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flushes = _Background("restarts")  # one per namespace and batch; the patches are bounded

@@ -47,6 +47,7 @@ from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
 from vaultsync.providers.base import RemoteRef
+from vaultsync.readiness import TRACKER
 from vaultsync.reconcile import Reconciler, SyncResult
 from vaultsync.schedule import MIN_REFRESH_SECONDS, backoff, clamped, jittered, next_on_grid
 
@@ -125,6 +126,7 @@ class Scheduler:
         if deleted:
             self._forget(key)
             return
+        TRACKER.observe(key, body)
         body = slim(body)
         generation = meta.get("generation", 0)
         token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
@@ -369,6 +371,7 @@ class Scheduler:
 
     def _forget(self, key: Key) -> None:
         tracked = self._tracked.pop(key, None)
+        TRACKER.forget(key)
         if tracked is not None and tracked.store_key is not None:
             for remote in tracked.remote_keys:
                 self._users[(tracked.store_key, remote)].discard(key)

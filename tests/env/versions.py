@@ -12,6 +12,10 @@ KUBERNETES_STAGING: Final = "v0.36.3"
 ETCD: Final = "v3.6.16"
 KWOK: Final = "v0.8.0"
 HELM: Final = "v3.21.4"
+# promtool checks the chart's alert rules; Prometheus 3.x is published as module v0.3xx.
+PROMETHEUS: Final = "v0.316.0"
+# The Lua interpreter (Lua 5.1, as Argo CD's gopher-lua) the Argo CD health checks are tested with.
+LUPA: Final = "2.8"
 
 # Stamped into the Kubernetes binaries so that /version reports a real, reproducible build.
 KUBERNETES_BUILD_DATE: Final = "2026-01-01T00:00:00Z"

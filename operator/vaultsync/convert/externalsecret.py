@@ -1,0 +1,267 @@
+"""ESO's ExternalSecret (and ClusterExternalSecret's template of one) to vaultsync's.
+
+The fields keep ESO's names where vaultsync has them (`data[].remoteRef`, `dataFrom[].extract`,
+`target.creationPolicy`); ESO's `secretStoreRef` is vaultsync's `storeRef`, and what ESO puts
+in `target.template.{type,metadata}` is vaultsync's `target.{type,labels,annotations}`. ESO
+copies the ExternalSecret's own labels and annotations to the Secret when the template has no
+`metadata`; the converter writes them into `target` so the Secret keeps them, and reports the
+ones vaultsync refuses on a Secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vaultsync.convert.fields import Fields, Report
+from vaultsync.convert.gotemplate import Untranslatable, translate
+from vaultsync.models import SECRET_KEY_RULE, is_valid_secret_key
+from vaultsync.schedule import refresh_interval
+from vaultsync.targets import check_annotations, check_labels, check_name, check_type
+
+# gjson path syntax that vaultsync's dotted `property` does not have.
+_GJSON_SYNTAX = frozenset("*?#@|\\!%")
+_STORE_KINDS = ("SecretStore", "ClusterSecretStore")
+_Check = Callable[[dict[str, str]], dict[str, str]]
+_ONE_STORE = "vaultsync reads every key of an ExternalSecret from its one storeRef"
+
+
+def convert_external_secret_spec(
+    spec: Fields, metadata: dict[str, Any], floor_seconds: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    store = _store_ref(spec)
+    if store is not None:
+        out["storeRef"] = store
+    if spec.has("refreshInterval"):
+        out["refreshInterval"] = _interval(spec, floor_seconds)
+    spec.refuse_unless(
+        "refreshPolicy",
+        ("Periodic",),
+        "vaultsync refreshes periodically (refreshInterval '0' syncs once, and again on every spec change)",
+    )
+    if spec.has("syncWindows"):
+        spec.refuse("syncWindows", "vaultsync has no sync windows")
+    data = [_data_item(item, store) for item in spec.children("data")]
+    if data:
+        out["data"] = data
+    data_from = [_data_from_item(item, store) for item in spec.children("dataFrom")]
+    if data_from:
+        out["dataFrom"] = data_from
+    target = spec.child("target")
+    out["target"] = _target(target, metadata) if target is not None else _copied_metadata(spec, metadata)
+    if not out["target"]:
+        del out["target"]
+    spec.finish()
+    return out
+
+
+def _store_ref(spec: Fields) -> dict[str, str] | None:
+    ref = spec.child("secretStoreRef")
+    if ref is None:
+        spec.refuse("secretStoreRef", f"{_ONE_STORE}; ESO's per-entry sourceRef is not converted")
+        return None
+    out = {"name": ref.text("name"), "kind": ref.text("kind", "SecretStore")}
+    if out["kind"] not in _STORE_KINDS:
+        ref.refuse("kind", f"{out['kind']!r}: vaultsync reads from a SecretStore or a ClusterSecretStore")
+    ref.finish()
+    return out
+
+
+def _interval(spec: Fields, floor_seconds: float) -> str:
+    value = spec.text("refreshInterval")
+    try:
+        seconds = refresh_interval(value)
+    except ValueError as exc:  # the operator's own parser: its message says what is wrong
+        spec.refuse("refreshInterval", f"{value!r}: {exc}")
+        return value
+    if 0 < seconds < floor_seconds:
+        spec.report(
+            "refreshInterval",
+            "note",
+            f"{value!r} is shorter than vaultsync's floor (--min-refresh-interval, "
+            f"{floor_seconds:g} s by default), which raises it",
+        )
+    return value
+
+
+def _same_store(entry: Fields, store: dict[str, str] | None) -> None:
+    source = entry.child("sourceRef")
+    if source is None:
+        return
+    ref = source.child("storeRef")
+    if source.has("generatorRef"):
+        source.refuse("generatorRef", "vaultsync has no generators")
+    if ref is not None:
+        wanted = {"name": ref.text("name"), "kind": ref.text("kind", "SecretStore")}
+        ref.finish()
+        if wanted != store:
+            source.refuse("storeRef", _ONE_STORE)
+    source.finish()
+
+
+def _strategies(ref: Fields) -> None:
+    ref.refuse_unless("metadataPolicy", ("None",), "vaultsync reads values, not their metadata or tags")
+    ref.refuse_unless("conversionStrategy", ("Default",), "vaultsync does not convert key names")
+    ref.refuse_unless(
+        "decodingStrategy", ("None",), "vaultsync writes values as read (use b64decode in a template)"
+    )
+    ref.refuse_unless("nullBytePolicy", ("Ignore",), "vaultsync has no null-byte policy")
+
+
+def _property(ref: Fields) -> str:
+    value = ref.text("property")
+    if any(c in _GJSON_SYNTAX for c in value):
+        ref.refuse("property", f"{value!r}: a gjson query; vaultsync's property is a dotted path")
+    return value
+
+
+def _data_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
+    key = item.text("secretKey")
+    if not is_valid_secret_key(key):
+        item.refuse("secretKey", f"{key!r} is not a valid Secret key ({SECRET_KEY_RULE})")
+    _same_store(item, store)
+    out: dict[str, Any] = {"secretKey": key}
+    ref = item.child("remoteRef")
+    if ref is None:
+        item.refuse("remoteRef", "an entry needs a remoteRef")
+        return out
+    remote: dict[str, Any] = {"key": ref.text("key")}
+    prop = _property(ref)
+    if prop:
+        remote["property"] = prop
+    if ref.has("version"):
+        remote["version"] = ref.text("version")
+    _strategies(ref)
+    ref.finish()
+    out["remoteRef"] = remote
+    item.finish()
+    return out
+
+
+def _data_from_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
+    _same_store(item, store)
+    if item.has("find"):
+        item.refuse("find", "vaultsync does not search the provider: list the keys in extract entries")
+    if item.has("rewrite"):
+        item.refuse("rewrite", "vaultsync does not rename extracted keys (a template can)")
+    extract = item.child("extract")
+    out: dict[str, Any] = {}
+    if extract is not None:
+        out["extract"] = {"key": extract.text("key")}
+        if extract.has("version"):
+            out["extract"]["version"] = extract.text("version")
+        if extract.has("property"):
+            extract.refuse("property", "vaultsync extracts the top-level properties of the whole value")
+        _strategies(extract)
+        extract.finish()
+    elif not item.has("find"):
+        item.refuse("extract", "an entry needs extract")
+    item.finish()
+    return out
+
+
+def _target(target: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if target.has("name"):
+        out["name"] = target.text("name")
+        try:
+            check_name(out["name"])
+        except ValueError as exc:
+            target.refuse("name", str(exc))
+    policy = target.text("creationPolicy", "Owner")
+    if policy in ("Owner", "Merge", "Orphan"):
+        if policy != "Owner":
+            out["creationPolicy"] = policy
+    else:
+        target.refuse(
+            "creationPolicy", f"{policy!r}: vaultsync creates (Owner, Orphan) or merges (Merge) a Secret"
+        )
+    deletion = target.text("deletionPolicy", "Retain")
+    if deletion == "Delete":
+        out["deletionPolicy"] = "Delete"
+        target.report(
+            "deletionPolicy",
+            "note",
+            "vaultsync deletes the Secret only when every remote key is gone; one missing key is KeyNotFound "
+            "and the Secret keeps its data (ESO drops that key)",
+        )
+    elif deletion != "Retain":
+        target.refuse("deletionPolicy", f"{deletion!r}: vaultsync has Retain and Delete")
+    if target.get("immutable"):
+        target.refuse("immutable", "vaultsync writes mutable Secrets (it updates them on rotation)")
+    template = target.child("template")
+    if template is None:
+        out.update(_copied_metadata(target, metadata))
+    else:
+        out.update(_template(template, metadata))
+    target.finish()
+    return out
+
+
+def _copied_metadata(where: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
+    """ESO's default: the ExternalSecret's labels and annotations are copied to the Secret."""
+    return _secret_metadata(where.report_to, "metadata", metadata)
+
+
+def _secret_metadata(report: Report, prefix: str, source: Mapping[str, Any]) -> dict[str, Any]:
+    """`labels` and `annotations` for the Secret, from `source` (at `prefix` in the ESO object)."""
+    out: dict[str, Any] = {}
+    for name, check in (("labels", check_labels), ("annotations", check_annotations)):
+        kept = _allowed(report, f"{prefix}.{name}", dict(source.get(name) or {}), check)
+        if kept:
+            out[name] = kept
+    return out
+
+
+def _allowed(report: Report, field: str, values: dict[str, Any], check: _Check) -> dict[str, str]:
+    """The entries vaultsync's own check (targets.py) accepts on a Secret; the others reported."""
+    kept: dict[str, str] = {}
+    for key, value in values.items():
+        try:
+            check({key: str(value)})
+        except ValueError as exc:
+            report(f"{field}[{key}]", "dropped", f"not copied to the Secret: {exc}")
+            continue
+        kept[key] = str(value)
+    return kept
+
+
+def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    kind = template.text("type")
+    if kind:
+        try:
+            check_type(kind)
+            out["type"] = kind
+        except ValueError as exc:
+            template.refuse("type", str(exc))
+    template.refuse_unless("engineVersion", ("v2",), "vaultsync translates ESO's v2 templates only")
+    template.refuse_unless(
+        "mergePolicy", ("Replace",), "a vaultsync template replaces the data (ESO's Replace)"
+    )
+    if template.has("templateFrom"):
+        template.refuse("templateFrom", "vaultsync's templates are inline: copy them into template.data")
+    meta = template.child("metadata")
+    if meta is None:
+        out.update(_copied_metadata(template, metadata))
+    else:
+        written = {"labels": meta.get("labels"), "annotations": meta.get("annotations")}
+        out.update(_secret_metadata(meta.report_to, meta.path, written))
+        if meta.has("finalizers"):
+            meta.refuse("finalizers", "vaultsync adds no finalizers to a Secret")
+        meta.finish()
+    sources = template.get("data") or {}
+    rendered: dict[str, str] = {}
+    for key, source in sources.items():
+        if not is_valid_secret_key(str(key)):
+            template.refuse(f"data.{key}", f"not a valid Secret key ({SECRET_KEY_RULE})")
+            continue
+        try:
+            rendered[str(key)] = translate(str(source))
+        except Untranslatable as exc:
+            template.refuse(f"data.{key}", f"no exact translation: {exc}")
+    if rendered:
+        out["template"] = {"data": rendered}
+    template.finish()
+    return out
