@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import start_http_server
 
 from vaultsync import __version__, logsafety
+from vaultsync.commands import COMMANDS
 from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.kube import Kube
 from vaultsync.leader import Leadership, LeaseTiming
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator against the current cluster")
     add_run_arguments(run)
+    for command in COMMANDS:
+        command.register(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         config = from_arguments(args)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         return run_operator(config)
-    return 2  # argparse rejects unknown commands before this
+    return int(args.handler(args))
 
 
 def run_operator(config: Config) -> int:
