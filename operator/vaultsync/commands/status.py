@@ -24,8 +24,8 @@ from vaultsync.schedule import BACKOFF_MAX_SECONDS
 # Failures are retried with backoff up to this (the operator does not write each retry's
 # time: that would be a status write per retry); stores are checked again every minute.
 STORE_RECHECK = "within 1m"
-# A message that starts with a field path names the field at fault (docs/api.md).
-FIELD = re.compile(r"^((?:spec|metadata|data|status)[\w.\[\]-]*):")
+# Messages name the field at fault (docs/api.md): "spec.data[1].remoteRef.property: ...".
+FIELD = re.compile(r"(?:^|\s)((?:spec|metadata)\.[\w.\[\]-]+):")
 
 COLUMNS = [
     ("KIND", "kind"),
@@ -103,7 +103,7 @@ def _row(kind: str, body: Body) -> common.Row:
     condition = common.ready_condition(body)
     status = body.get("status") or {}
     message = str(condition.get("message") or "")
-    found = FIELD.match(message)
+    found = FIELD.search(message)
     ready = str(condition.get("status") or "Unknown")
     if ready == "True":
         retry = common.age(status.get("nextRefreshAt")) if status.get("nextRefreshAt") else "-"
