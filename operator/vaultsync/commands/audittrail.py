@@ -30,7 +30,7 @@ class Reader:
 
     def row(self) -> dict[str, Any]:
         def when(times: list[datetime], pick: Any) -> str:
-            return pick(times).isoformat(timespec="seconds") if times else ""
+            return pick(times).isoformat(timespec="milliseconds") if times else ""
 
         return {
             "externalSecret": self.external_secret,
