@@ -3,6 +3,9 @@ as an app team whose RBAC hides every other namespace (the answer then says it i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +126,20 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
     assert plain.returncode == 0 and "team-broken" in plain.stdout
     assert other_namespace not in plain.stdout and vs.namespace not in plain.stdout
     assert "partial answer" in plain.stderr
+
+
+def test_kubectl_runs_it_as_the_vaultsync_plugin(cluster: Cluster) -> None:
+    """The package's `kubectl-vaultsync` entry point, next to this Python, is `kubectl vaultsync`."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run(
+        [str(cluster.kubectl), "vaultsync", "status", "-A", "--kubeconfig", str(cluster.kubeconfig)],
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_status_follows_kubectl_conventions_for_usage_errors_and_help(cluster: Cluster) -> None:
