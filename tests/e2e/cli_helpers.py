@@ -11,13 +11,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
-from tests.env import paths
+from tests.e2e.tenancy.actors import TENANT_ACCOUNT, Tenant, create_tenant
+from tests.env import kube, paths
 from tests.env.kube import KubeApi
 
 CLI_TIMEOUT_SECONDS = 300.0
@@ -70,6 +73,22 @@ def token_kubeconfig(admin_kubeconfig: Path, token: str, namespace: str, path: P
     return path
 
 
+@contextmanager
+def app_team(admin: KubeApi, kubeconfig: Path, *, may_list_namespaces: bool = False) -> Iterator[Tenant]:
+    """An app team (tests/e2e/tenancy/actors.py): its namespace and token, nothing elsewhere;
+    `may_list_namespaces`: it may also list the namespaces, as many platforms allow."""
+    team = create_tenant(admin, kubeconfig)
+    role = allow_listing_namespaces(admin, team.namespace, TENANT_ACCOUNT) if may_list_namespaces else None
+    try:
+        yield team
+    finally:
+        if role is not None:
+            admin.rbac.delete_cluster_role_binding(role)
+            admin.rbac.delete_cluster_role(role)
+        team.api.client.close()
+        kube.delete_namespace(admin, team.namespace)
+
+
 def allow_listing_namespaces(admin: KubeApi, namespace: str, service_account: str) -> str:
     """Lets a ServiceAccount list (only) namespaces cluster-wide, as many platforms allow
     their teams; returns the ClusterRole's name, also that of its binding."""
@@ -85,8 +104,3 @@ def allow_listing_namespaces(admin: KubeApi, namespace: str, service_account: st
         )
     )
     return name
-
-
-def remove_cluster_role(admin: KubeApi, name: str) -> None:
-    admin.rbac.delete_cluster_role_binding(name)
-    admin.rbac.delete_cluster_role(name)

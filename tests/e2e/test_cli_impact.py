@@ -10,15 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cli_helpers import (
-    allow_listing_namespaces,
-    output_json,
-    remove_cluster_role,
-    token_kubeconfig,
-    vaultsync_cli,
-)
+from tests.e2e.cli_helpers import app_team, output_json, token_kubeconfig, vaultsync_cli
 from tests.e2e.conftest import Vaultsync
-from tests.e2e.tenancy.actors import TENANT_ACCOUNT, Tenant, create_tenant
+from tests.e2e.tenancy.actors import Tenant
 from tests.e2e.workloads import (
     AUTO_RELOAD,
     RELOAD,
@@ -29,7 +23,6 @@ from tests.e2e.workloads import (
     pod_spec,
     stateful_set,
 )
-from tests.env import kube
 from tests.env.kube import Cluster, KubeApi
 
 pytestmark = pytest.mark.e2e
@@ -38,21 +31,9 @@ KEY = "prod/db"
 
 
 @pytest.fixture
-def other_namespace(kube_api: KubeApi) -> Iterator[str]:
-    name = kube.create_namespace(kube_api, prefix="vs-other-")
-    yield name
-    kube.delete_namespace(kube_api, name)
-
-
-@pytest.fixture
-def app_team(cluster: Cluster, kube_api: KubeApi, install_crds: list[str]) -> Iterator[Tenant]:
-    """An app team that may list namespaces (as many platforms allow) but read only its own."""
-    found = create_tenant(kube_api, cluster.kubeconfig)
-    role = allow_listing_namespaces(kube_api, found.namespace, TENANT_ACCOUNT)
-    yield found
-    remove_cluster_role(kube_api, role)
-    found.api.client.close()
-    kube.delete_namespace(kube_api, found.namespace)
+def team(cluster: Cluster, kube_api: KubeApi, install_crds: list[str]) -> Iterator[Tenant]:
+    with app_team(kube_api, cluster.kubeconfig, may_list_namespaces=True) as found:
+        yield found
 
 
 def _reads(
@@ -72,7 +53,7 @@ def _items(document: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def test_impact_finds_every_dependant_the_user_may_read(
-    vs: Vaultsync, other_namespace: str, app_team: Tenant, kube_api: KubeApi, cluster: Cluster, tmp_path: Path
+    vs: Vaultsync, other_namespace: str, team: Tenant, kube_api: KubeApi, cluster: Cluster, tmp_path: Path
 ) -> None:
     here, there = vs.namespace, other_namespace
     other = Vaultsync(kube_api, there)
@@ -81,7 +62,7 @@ def test_impact_finds_every_dependant_the_user_may_read(
     vs.external_secret("via-legacy", _reads(KEY, store="legacy"))
     other.external_secret("bundle", _reads(KEY, extract=True))
     other.external_secret("cluster-wide", _reads(KEY, kind="ClusterSecretStore"))
-    app_team.vs.external_secret("team-db", _reads(KEY))
+    team.vs.external_secret("team-db", _reads(KEY))
 
     Workloads(kube_api, here).create(deployment("web", annotations={RELOAD: "db,unrelated"}))
     Workloads(kube_api, here).create(deployment("not-opted-in", annotations={}))
@@ -92,25 +73,23 @@ def test_impact_finds_every_dependant_the_user_may_read(
             spec=pod_spec(container(**env_from_key("bundle", "password"))),
         )
     )
-    Workloads(app_team.api, app_team.namespace).create(
-        deployment("team-web", annotations={RELOAD: "team-db"})
-    )
+    Workloads(team.api, team.namespace).create(deployment("team-web", annotations={RELOAD: "team-db"}))
 
     admin = cluster.kubeconfig
     found = output_json(vaultsync_cli("impact", "vault", KEY, "-A", "-o", "json", kubeconfig=admin))
-    mine = {item for item in _items(found) if item[1] in (here, there, app_team.namespace)}
+    mine = {item for item in _items(found) if item[1] in (here, there, team.namespace)}
     assert mine == {
         ("ExternalSecret", here, "db"),
         ("ExternalSecret", there, "bundle"),
         ("ExternalSecret", there, "cluster-wide"),
-        ("ExternalSecret", app_team.namespace, "team-db"),
+        ("ExternalSecret", team.namespace, "team-db"),
         ("Secret", here, "db"),
         ("Secret", there, "bundle"),
         ("Secret", there, "cluster-wide"),
-        ("Secret", app_team.namespace, "team-db"),
+        ("Secret", team.namespace, "team-db"),
         ("Deployment", here, "web"),
         ("StatefulSet", there, "cache"),
-        ("Deployment", app_team.namespace, "team-web"),
+        ("Deployment", team.namespace, "team-web"),
     }
     assert found["partial"] is False
 
@@ -127,18 +106,18 @@ def test_impact_finds_every_dependant_the_user_may_read(
     assert table.returncode == 0 and "cluster-wide" in table.stdout and "bundle" not in table.stdout
 
     # The app team: only its namespace, and the answer says the others refused it.
-    team = token_kubeconfig(admin, app_team.token, app_team.namespace, tmp_path / "team-kubeconfig")
+    team = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
     seen = vaultsync_cli("impact", "vault", KEY, "-A", "-o", "json", kubeconfig=team)
     assert seen.returncode == 0, seen.stderr
     answer = output_json(seen)
     assert _items(answer) == {
-        ("ExternalSecret", app_team.namespace, "team-db"),
-        ("Secret", app_team.namespace, "team-db"),
-        ("Deployment", app_team.namespace, "team-web"),
+        ("ExternalSecret", team.namespace, "team-db"),
+        ("Secret", team.namespace, "team-db"),
+        ("Deployment", team.namespace, "team-web"),
     }
     assert answer["partial"] is True
     assert {here, there} <= set(answer["forbiddenNamespaces"])
-    assert app_team.namespace not in answer["forbiddenNamespaces"]
+    assert team.namespace not in answer["forbiddenNamespaces"]
     assert "namespace(s) refused you" in seen.stderr
     plain = vaultsync_cli("impact", "vault", KEY, "-A", kubeconfig=team)
     assert plain.returncode == 0 and "team-web" in plain.stdout and here not in plain.stdout

@@ -20,7 +20,6 @@ from kubernetes import client
 from tests.e2e.cli_helpers import output_json, vaultsync_cli
 from tests.e2e.conftest import Vaultsync
 from tests.e2e.workloads import RELOAD, Workloads, deployment, stays
-from tests.env import kube
 from tests.env.kube import Cluster, KubeApi
 from tests.env.waiting import eventually
 from tests.providers.backends.aws import AwsBackend, start_backend
@@ -36,13 +35,6 @@ def moto() -> Iterator[AwsBackend]:
     backend = start_backend()
     yield backend
     backend.close()
-
-
-@pytest.fixture
-def other_namespace(kube_api: KubeApi) -> Iterator[str]:
-    name = kube.create_namespace(kube_api, prefix="vs-other-")
-    yield name
-    kube.delete_namespace(kube_api, name)
 
 
 def _aws_store(vs: Vaultsync, moto: AwsBackend) -> None:

@@ -12,28 +12,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cli_helpers import output_json, token_kubeconfig, vaultsync_cli
+from tests.e2e.cli_helpers import app_team, output_json, token_kubeconfig, vaultsync_cli
 from tests.e2e.conftest import Vaultsync, fake_entry
-from tests.e2e.tenancy.actors import Tenant, create_tenant
-from tests.env import kube
+from tests.e2e.tenancy.actors import Tenant
 from tests.env.kube import Cluster, KubeApi
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def other_namespace(kube_api: KubeApi) -> Iterator[str]:
-    name = kube.create_namespace(kube_api, prefix="vs-other-")
-    yield name
-    kube.delete_namespace(kube_api, name)
-
-
-@pytest.fixture
-def app_team(cluster: Cluster, kube_api: KubeApi, install_crds: list[str]) -> Iterator[Tenant]:
-    found = create_tenant(kube_api, cluster.kubeconfig)
-    yield found
-    found.api.client.close()
-    kube.delete_namespace(kube_api, found.namespace)
+def team(cluster: Cluster, kube_api: KubeApi, install_crds: list[str]) -> Iterator[Tenant]:
+    with app_team(kube_api, cluster.kubeconfig) as found:
+        yield found
 
 
 def _failing(vs: Vaultsync, name: str) -> None:
@@ -53,14 +43,14 @@ def _items(document: dict[str, Any]) -> set[tuple[str, str, str]]:
 def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
     vs: Vaultsync,
     other_namespace: str,
-    app_team: Tenant,
+    team: Tenant,
     kube_api: KubeApi,
     cluster: Cluster,
     run_operator: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
     other = Vaultsync(kube_api, other_namespace)
-    watched = [vs.namespace, other_namespace, app_team.namespace]
+    watched = [vs.namespace, other_namespace, team.namespace]
     with run_operator(vs.namespace, *[a for ns in watched for a in ("--namespace", ns)]):
         vs.fake_store("vault", [fake_entry("db", {"password": "p"})])
         vs.external_secret(
@@ -75,12 +65,12 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
         auth = {"secretRef": {"accessKeyId": missing, "secretAccessKey": missing}}
         vs.apply_store("misconfigured", {"provider": {"aws": {"region": "eu-west-1", "auth": auth}}})
         _failing(other, "elsewhere")
-        _failing(app_team.vs, "team-broken")
+        _failing(team.vs, "team-broken")
         vs.wait_reason("good", "Synced")
         vs.wait_reason("broken", "StoreNotFound")
         vs.wait_store_ready("misconfigured", status="False")
         other.wait_reason("elsewhere", "StoreNotFound")
-        app_team.vs.wait_reason("team-broken", "StoreNotFound")
+        team.vs.wait_reason("team-broken", "StoreNotFound")
 
     admin = cluster.kubeconfig
     table = vaultsync_cli("status", "-n", vs.namespace, kubeconfig=admin)
@@ -111,17 +101,17 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
         ("ExternalSecret", vs.namespace, "good"),
         ("ExternalSecret", vs.namespace, "broken"),
         ("ExternalSecret", other_namespace, "elsewhere"),
-        ("ExternalSecret", app_team.namespace, "team-broken"),
+        ("ExternalSecret", team.namespace, "team-broken"),
     } <= _items(everything)
 
     # The app team sees its own namespace only, and is told the answer is partial.
-    team = token_kubeconfig(admin, app_team.token, app_team.namespace, tmp_path / "team-kubeconfig")
+    team = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
     seen = vaultsync_cli("status", "-A", "-o", "json", kubeconfig=team)
     assert seen.returncode == 0, seen.stderr
     found = output_json(seen)
-    assert _items(found) == {("ExternalSecret", app_team.namespace, "team-broken")}
+    assert _items(found) == {("ExternalSecret", team.namespace, "team-broken")}
     assert found["partial"] is True and found["namespacesUnlisted"] is True
-    assert "partial answer" in seen.stderr and app_team.namespace in seen.stderr
+    assert "partial answer" in seen.stderr and team.namespace in seen.stderr
     plain = vaultsync_cli("status", "-A", kubeconfig=team)
     assert plain.returncode == 0 and "team-broken" in plain.stdout
     assert other_namespace not in plain.stdout and vs.namespace not in plain.stdout

@@ -29,6 +29,22 @@ Row = dict[str, Any]
 Handler = Callable[[UserKube, argparse.Namespace], Awaitable[int]]
 
 
+def add_parser(
+    subparsers: Any, name: str, summary: str, doc: str | None, *examples: str
+) -> argparse.ArgumentParser:
+    """A subcommand's parser: `summary` in `vaultsync --help`, the module's docstring and the
+    examples in its own `--help`."""
+    epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples) if examples else None
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=doc,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", help="path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"

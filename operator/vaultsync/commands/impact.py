@@ -97,22 +97,26 @@ class Dependants:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = common.add_parser(
+        subparsers,
         "impact",
-        help="what depends on a remote key: ExternalSecrets, Secrets, workloads",
-        description=__doc__,
-        epilog="example:\n  vaultsync impact ClusterSecretStore/aws prod/db/password -A",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "what depends on a remote key: ExternalSecrets, Secrets, workloads",
+        __doc__,
+        "vaultsync impact ClusterSecretStore/aws prod/db -A",
     )
-    parser.add_argument("store", help="NAME, SecretStore/NAME or ClusterSecretStore/NAME")
-    parser.add_argument("key", help="the remote key, as in remoteRef.key")
+    add_store_and_key(parser)
     common.add_namespace_arguments(parser)
     common.add_output_argument(parser)
     common.add_cluster_arguments(parser)
-    parser.set_defaults(handler=common.handle(_impact, parser, _check))
+    parser.set_defaults(handler=common.handle(_impact, parser, check_store))
 
 
-def _check(args: argparse.Namespace) -> str | None:
+def add_store_and_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", help="NAME, SecretStore/NAME or ClusterSecretStore/NAME")
+    parser.add_argument("key", help="the remote key, as in remoteRef.key")
+
+
+def check_store(args: argparse.Namespace) -> str | None:
     store = Store.parse(args.store)
     if store.kind not in (None, *STORE_KINDS) or not store.name:
         return f"STORE: {args.store!r} is not NAME, SecretStore/NAME or ClusterSecretStore/NAME"

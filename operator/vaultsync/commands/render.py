@@ -42,12 +42,12 @@ OFFLINE_NAMESPACE = "default"
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = common.add_parser(
+        subparsers,
         "render",
-        help="render an ExternalSecret's Secret from sample values, offline",
-        description=__doc__,
-        epilog="example:\n  vaultsync render -f externalsecret.yaml --values samples.yaml --show-values",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "render an ExternalSecret's Secret from sample values, offline",
+        __doc__,
+        "vaultsync render -f externalsecret.yaml --values samples.yaml --show-values",
     )
     parser.add_argument(
         "-f", "--filename", required=True, help="the ExternalSecret manifest (YAML or JSON; - for stdin)"

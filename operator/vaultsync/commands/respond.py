@@ -27,7 +27,7 @@ from vaultsync.commands import common
 from vaultsync.commands.audittrail import Reader, readers
 from vaultsync.commands.client import CliError, UserKube, pod_log_path
 from vaultsync.commands.forcing import POLL_SECONDS, Outcome, force_and_wait, new_token
-from vaultsync.commands.impact import STORE_KINDS, Dependants, Store, find_dependants
+from vaultsync.commands.impact import Dependants, Store, add_store_and_key, check_store, find_dependants
 from vaultsync.errors import KubeForbidden, KubeNotFound
 from vaultsync.kube import Body
 from vaultsync.rollout import seen_fingerprints
@@ -58,16 +58,15 @@ READER_COLUMNS = [
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = common.add_parser(
+        subparsers,
         "respond",
-        help="after rotating a leaked key: push it everywhere, restart consumers, report readers",
-        description=__doc__,
-        epilog="example:\n  vaultsync respond ClusterSecretStore/aws prod/db --audit-log audit.jsonl\n"
-        "  vaultsync respond aws prod/db --operator-namespace vaultsync --rotated-at 2026-11-30T05:00:00Z",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "after rotating a leaked key: push it everywhere, restart consumers, report readers",
+        __doc__,
+        "vaultsync respond ClusterSecretStore/aws prod/db --audit-log audit.jsonl",
+        "vaultsync respond aws prod/db --operator-namespace vaultsync --rotated-at 2026-11-30T05:00:00Z",
     )
-    parser.add_argument("store", help="NAME, SecretStore/NAME or ClusterSecretStore/NAME")
-    parser.add_argument("key", help="the remote key, as in remoteRef.key")
+    add_store_and_key(parser)
     parser.add_argument(
         "-n", "--namespace", action="append", help="only these namespaces (default: every one you may read)"
     )
@@ -96,9 +95,9 @@ def register(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> str | None:
-    store = Store.parse(args.store)
-    if store.kind not in (None, *STORE_KINDS) or not store.name:
-        return f"STORE: {args.store!r} is not NAME, SecretStore/NAME or ClusterSecretStore/NAME"
+    problem = check_store(args)
+    if problem is not None:
+        return problem
     if args.timeout <= 0 or args.audit_hours <= 0:
         return "--timeout, --audit-hours: must be positive"
     try:

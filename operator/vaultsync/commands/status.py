@@ -50,11 +50,8 @@ CLUSTER_SCOPED = (
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "status",
-        help="what is not Ready, and why",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = common.add_parser(
+        subparsers, "status", "what is not Ready, and why", __doc__, "vaultsync status -A"
     )
     common.add_namespace_arguments(parser)
     common.add_output_argument(parser)

@@ -17,13 +17,14 @@ WIDE = [*COLUMNS, ("MESSAGE", "message")]
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = common.add_parser(
+        subparsers,
         "sync",
-        help="force a sync now and wait for its result",
-        description=__doc__,
-        epilog="examples:\n  vaultsync sync db-creds -n shop\n  vaultsync sync -l team=payments -n shop\n"
-        "  vaultsync sync --all -n shop --timeout 120",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "force a sync now and wait for its result",
+        __doc__,
+        "vaultsync sync db-creds -n shop",
+        "vaultsync sync -l team=payments -n shop",
+        "vaultsync sync --all -n shop --timeout 120",
     )
     parser.add_argument("name", nargs="?", help="the ExternalSecret")
     parser.add_argument("-l", "--selector", help="label selector, as kubectl's (e.g. team=payments)")
