@@ -106,8 +106,8 @@ def test_impact_finds_every_dependant_the_user_may_read(
     assert table.returncode == 0 and "cluster-wide" in table.stdout and "bundle" not in table.stdout
 
     # The app team: only its namespace, and the answer says the others refused it.
-    team = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
-    seen = vaultsync_cli("impact", "vault", KEY, "-A", "-o", "json", kubeconfig=team)
+    team_config = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
+    seen = vaultsync_cli("impact", "vault", KEY, "-A", "-o", "json", kubeconfig=team_config)
     assert seen.returncode == 0, seen.stderr
     answer = output_json(seen)
     assert _items(answer) == {
@@ -119,6 +119,6 @@ def test_impact_finds_every_dependant_the_user_may_read(
     assert {here, there} <= set(answer["forbiddenNamespaces"])
     assert team.namespace not in answer["forbiddenNamespaces"]
     assert "namespace(s) refused you" in seen.stderr
-    plain = vaultsync_cli("impact", "vault", KEY, "-A", kubeconfig=team)
+    plain = vaultsync_cli("impact", "vault", KEY, "-A", kubeconfig=team_config)
     assert plain.returncode == 0 and "team-web" in plain.stdout and here not in plain.stdout
     assert "partial answer" in plain.stderr

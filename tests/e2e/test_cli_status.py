@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.cli_helpers import app_team, output_json, token_kubeconfig, vaultsync_cli
 from tests.e2e.conftest import Vaultsync, fake_entry
 from tests.e2e.tenancy.actors import Tenant
+from tests.env import paths
 from tests.env.kube import Cluster, KubeApi
 
 pytestmark = pytest.mark.e2e
@@ -105,31 +108,60 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
     } <= _items(everything)
 
     # The app team sees its own namespace only, and is told the answer is partial.
-    team = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
-    seen = vaultsync_cli("status", "-A", "-o", "json", kubeconfig=team)
+    team_config = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
+    seen = vaultsync_cli("status", "-A", "-o", "json", kubeconfig=team_config)
     assert seen.returncode == 0, seen.stderr
     found = output_json(seen)
     assert _items(found) == {("ExternalSecret", team.namespace, "team-broken")}
     assert found["partial"] is True and found["namespacesUnlisted"] is True
     assert "partial answer" in seen.stderr and team.namespace in seen.stderr
-    plain = vaultsync_cli("status", "-A", kubeconfig=team)
+    plain = vaultsync_cli("status", "-A", kubeconfig=team_config)
     assert plain.returncode == 0 and "team-broken" in plain.stdout
     assert other_namespace not in plain.stdout and vs.namespace not in plain.stdout
     assert "partial answer" in plain.stderr
 
 
-def test_kubectl_runs_it_as_the_vaultsync_plugin(cluster: Cluster) -> None:
-    """The package's `kubectl-vaultsync` entry point, next to this Python, is `kubectl vaultsync`."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+def test_kubectl_runs_it_as_the_vaultsync_plugin(cluster: Cluster, tmp_path: Path) -> None:
+    """The `kubectl-vaultsync` entry point pyproject.toml declares, put on the PATH as pip puts
+    console scripts there, is `kubectl vaultsync`. (The shared test venv's own copy of the script
+    depends on which clone installed it last, so the test writes it as pip would.)"""
+    scripts = tomllib.loads((paths.REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["kubectl-vaultsync"].split(":")
+    plugin = tmp_path / "kubectl-vaultsync"
+    plugin.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n"
+    )
+    plugin.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(tmp_path), os.environ.get("PATH", "")]),
+        "PYTHONPATH": str(paths.REPO / "operator"),
+    }
     result = subprocess.run(
         [str(cluster.kubectl), "vaultsync", "status", "-A", "--kubeconfig", str(cluster.kubeconfig)],
-        env={**os.environ, "PATH": path},
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_context_picks_the_kubeconfig_context(cluster: Cluster, tmp_path: Path) -> None:
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    good = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    config["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:1"}})
+    config["contexts"].append({"name": "nowhere", "context": {**good["context"], "cluster": "nowhere"}})
+    config["current-context"] = "nowhere"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+
+    assert vaultsync_cli("status", "-A", "--context", good["name"], kubeconfig=kubeconfig).returncode == 0
+    unreachable = vaultsync_cli("status", "-A", kubeconfig=kubeconfig, timeout=120)
+    assert unreachable.returncode == 1 and "unreachable" in unreachable.stderr
+    unknown = vaultsync_cli("status", "--context", "no-such-context", kubeconfig=kubeconfig)
+    assert unknown.returncode == 1 and "--context: no context 'no-such-context'" in unknown.stderr
 
 
 def test_status_follows_kubectl_conventions_for_usage_errors_and_help(cluster: Cluster) -> None:
