@@ -43,10 +43,15 @@ def custom_path(plural: str, namespace: str | None, *rest: str) -> str:
     return _segments("apis", c.GROUP, c.VERSION, "namespaces", namespace, plural, *rest)
 
 
+# Where kopf finds a Pod's ServiceAccount token (kopf.login_with_service_account).
+POD_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
 @contextmanager
-def _kubeconfig_env(kubeconfig: str | None, context: str | None) -> Iterator[None]:
-    """KUBECONFIG as the flags say, for kopf's and kubeexec's readers of it; `--context`
-    becomes a private copy of the merged files with that current-context."""
+def kubeconfig_env(kubeconfig: str | None, context: str | None) -> Iterator[None]:
+    """KUBECONFIG as the flags say, for the whole command: kopf's and kubeexec's readers of it
+    use it to log in, and again to renew an expiring `exec` credential. `--context` becomes a
+    private copy (mode 0600, removed after) of the merged files with that current-context."""
     saved = os.environ.get("KUBECONFIG")
     try:
         if kubeconfig:
@@ -81,16 +86,16 @@ def _kubeconfig_env(kubeconfig: str | None, context: str | None) -> Iterator[Non
             os.environ["KUBECONFIG"] = saved
 
 
-def user_login(kubeconfig: str | None, context: str | None) -> kopf.ConnectionInfo:
-    """The user's credentials from the kubeconfig; a Pod's ServiceAccount is never used."""
-    with _kubeconfig_env(kubeconfig, context):
-        try:
-            info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-            if info is None:
-                raise CliError("no kubeconfig: set --kubeconfig or KUBECONFIG, or create ~/.kube/config")
-            return kubeconfig_exec(info)
-        except (kopf.LoginError, KeyError, OSError, yaml.YAMLError) as exc:
-            raise CliError(f"kubeconfig: {exc}") from None
+def user_login() -> kopf.ConnectionInfo:
+    """The user's credentials from the kubeconfig (inside `kubeconfig_env`); a Pod's
+    ServiceAccount is never used."""
+    try:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+        if info is None:
+            raise CliError("no kubeconfig: set --kubeconfig or KUBECONFIG, or create ~/.kube/config")
+        return kubeconfig_exec(info)
+    except (kopf.LoginError, KeyError, OSError, yaml.YAMLError) as exc:
+        raise CliError(f"kubeconfig: {exc}") from None
 
 
 class UserKube(Kube):
@@ -99,6 +104,13 @@ class UserKube(Kube):
     def __init__(self, info: kopf.ConnectionInfo) -> None:
         super().__init__(info, connections=4)
         self.default_namespace = info.default_namespace or "default"
+
+    async def _relogin(self, seen: kopf.ConnectionInfo) -> None:
+        """The shared client renews credentials as the operator would: a Pod's ServiceAccount
+        first. In a Pod, the CLI stops instead of acting as that ServiceAccount."""
+        if POD_TOKEN.exists():
+            raise CliError("the kubeconfig's credentials expired or were refused; run the command again")
+        await super()._relogin(seen)
 
     async def get(self, path: str, **query: str) -> Body:
         if query:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vaultsync.commands.client import CliError, UserKube, user_login
+from vaultsync.commands.client import CliError, UserKube, kubeconfig_env, user_login
 from vaultsync.errors import KubeForbidden, VaultsyncError
 
 EXIT_OK = 0
@@ -90,11 +90,12 @@ def handle(
 
 
 async def _with_kube(handler: Handler, args: argparse.Namespace) -> int:
-    kube = UserKube(user_login(args.kubeconfig, args.context))
-    try:
-        return await handler(kube, args)
-    finally:
-        await kube.close()
+    with kubeconfig_env(args.kubeconfig, args.context):
+        kube = UserKube(user_login())
+        try:
+            return await handler(kube, args)
+        finally:
+            await kube.close()
 
 
 def namespace_of(kube: UserKube, args: argparse.Namespace) -> str:
