@@ -158,6 +158,8 @@ TEMPLATE_MAX_INT_BITS = 16 * 1024
 
 # Bulkheads: a slow or hanging store delays only its own ExternalSecrets.
 SYNC_TIMEOUT_SECONDS = 60.0  # one sync's store login and reads, at most (--sync-timeout)
-STORE_CONCURRENCY = 8  # syncs of one store running at once (--store-concurrency)
+# Syncs of one store running at once (--store-concurrency): half the 32 workers. With 8, one
+# store's cold start batched less (bench: 733 reads for 1,000 keys, 397 without the limit).
+STORE_CONCURRENCY = 16
 STORE_THREADS = 4  # threads of one store client's blocking SDK calls
 STORE_STATUS_TIMEOUT_SECONDS = 30.0  # one store's validation in housekeeping

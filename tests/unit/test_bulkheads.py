@@ -223,7 +223,7 @@ def parse(*argv: str) -> Config:
 
 def test_the_deadline_and_the_store_limit_are_flags_with_defaults() -> None:
     assert parse().sync_timeout == 60.0
-    assert parse().store_concurrency == 8
+    assert parse().store_concurrency == 16
     assert parse("--sync-timeout", "1m30s", "--store-concurrency", "2").sync_timeout == 90.0
     with pytest.raises(SystemExit):
         parse("--sync-timeout", "0s")
