@@ -147,6 +147,7 @@ def test_respond_rereads_everywhere_restarts_each_consumer_once_and_reports_read
             assert reader["oldVersionReads"] >= 1 and _time(reader["firstRead"]) < _time(rotated_at)
             assert reader["newVersionReads"] >= 1
         assert report["partial"] is False
+        assert not [note for note in report["notes"] if "unchanged" in note]
 
         # Responding again changes nothing: no second restart.
         again = vaultsync_cli(
@@ -155,6 +156,7 @@ def test_respond_rereads_everywhere_restarts_each_consumer_once_and_reports_read
         assert again.returncode == 0, again.stdout + again.stderr
         assert "Namespaces that read the old version:" in again.stdout
         assert vs.namespace in again.stdout and other_namespace in again.stdout
+        assert "unchanged by this response" in again.stderr, "a response that changed nothing must say so"
 
         def restarted_once() -> None:
             assert _generation(here, "api") == before["api"] + 1

@@ -122,6 +122,8 @@ async def _respond(kube: UserKube, args: argparse.Namespace) -> int:
     found = await find_dependants(kube, store, args.key, args.namespace)
     targets = [(es["metadata"]["namespace"], es["metadata"]["name"]) for es in found.external_secrets]
     deadline = time.monotonic() + args.timeout
+    secrets = sorted(found.targets())
+    before = await _fingerprints(kube, secrets)
     outcomes = (
         await force_and_wait(kube, targets, new_token(c.FORCE_SYNC_URGENT_PREFIX), args.timeout)
         if targets
@@ -132,6 +134,15 @@ async def _respond(kube: UserKube, args: argparse.Namespace) -> int:
     since = datetime.now(UTC) - timedelta(hours=args.audit_hours)
     report = readers(lines, store, args.key, cutoff, since)
     notes = found.notes()
+    after = await _fingerprints(kube, secrets)
+    unchanged = [
+        f"{ns}/{n}" for ns, n in secrets if (ns, n) in after and before.get((ns, n)) == after[(ns, n)]
+    ]
+    if unchanged:
+        notes.append(
+            f"unchanged by this response (the provider returned the data they already held; was "
+            f"{args.key} rotated, or had a refresh already picked it up?): Secret {', '.join(unchanged)}"
+        )
     if not args.audit_log and not args.operator_namespace:
         notes.append("no audit trail given (--audit-log or --operator-namespace): readers are not reported")
     _print(args, outcomes, restarts, report, notes, cutoff)
@@ -170,6 +181,20 @@ async def _wait_for_restarts(kube: UserKube, found: Dependants, deadline: float)
     for row in rows:
         row.pop("before")
     return rows
+
+
+async def _fingerprints(kube: UserKube, secrets: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """Each Secret's data fingerprint annotation (which changes exactly when its data does)."""
+    found: dict[tuple[str, str], str | None] = {}
+    for namespace, name in secrets:
+        try:
+            metadata = await kube.secret_metadata(namespace, name)
+        except KubeForbidden:
+            continue
+        found[(namespace, name)] = ((metadata or {}).get("annotations") or {}).get(
+            c.ANNOTATION_DATA_FINGERPRINT
+        )
+    return found
 
 
 async def _restart_state(kube: UserKube, row: common.Row) -> str | None:
