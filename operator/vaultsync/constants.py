@@ -27,6 +27,12 @@ LABEL_OWNER_NAME = f"{GROUP}/external-secret"
 
 # Annotations.
 ANNOTATION_FORCE_SYNC = f"{GROUP}/force-sync"
+# A force-sync value with this prefix is urgent (`vaultsync respond`, docs/runbooks/leaked-secret.md):
+# the re-read bypasses the cache as every force-sync does, and a rotation it finds restarts
+# its namespace's workloads after RESTART_URGENT_DELAY_SECONDS instead of --restart-quiet /
+# --restart-window, at most once per --restart-window per namespace, under the same cap.
+FORCE_SYNC_URGENT_PREFIX = "urgent-"
+RESTART_URGENT_DELAY_SECONDS = 0.5
 ANNOTATION_DATA_FINGERPRINT = f"{GROUP}/data-fingerprint"
 ANNOTATION_MANAGED_KEYS = f"{GROUP}/managed-keys"
 ANNOTATION_RELOAD = f"{GROUP}/reload"

@@ -45,7 +45,8 @@ from vaultsync.templating import build_data, remote_refs
 
 log = logging.getLogger(__name__)
 
-RotationListener = Callable[[str, str, str, ObjectRef], Awaitable[None]]
+# (namespace, Secret, fingerprint, ExternalSecret, urgent)
+RotationListener = Callable[[str, str, str, ObjectRef, bool], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ class Reconciler:
         if applied.rotated and fingerprint and self._on_rotated is not None:
             # Before the status and Event: a refused status write must not lose the restart.
             ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
-            await self._on_rotated(es.namespace, es.target_name, fingerprint, ref)
+            urgent = (force_token or "").startswith(c.FORCE_SYNC_URGENT_PREFIX)
+            await self._on_rotated(es.namespace, es.target_name, fingerprint, ref, urgent)
         await self._report(es, result, versions, fingerprint, next_refresh, force_token)
         return result
 

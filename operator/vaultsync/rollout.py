@@ -171,6 +171,7 @@ class Batches:
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._retry: dict[str, float] = {}
+        self._urgent: dict[str, float] = {}
 
     def add(self, namespace: str, rotation: Rotation, now: float) -> None:
         pending = self._rotations.setdefault(namespace, {})
@@ -187,13 +188,21 @@ class Batches:
             pending.setdefault(name, rotation)
         self._retry[namespace] = min(at, self._retry.get(namespace, at))
 
+    def hurry(self, namespace: str, at: float) -> None:
+        """An urgent rotation: the namespace's batch is due at `at` at the latest."""
+        self._urgent[namespace] = min(at, self._urgent.get(namespace, at))
+
+    def hurried(self, namespace: str) -> bool:
+        return namespace in self._urgent
+
     def due(self, namespace: str) -> float | None:
         if namespace in self._first:
-            return min(self._last[namespace] + self.quiet, self._first[namespace] + self.window)
+            due = min(self._last[namespace] + self.quiet, self._first[namespace] + self.window)
+            return min(due, self._urgent.get(namespace, due))
         return self._retry.get(namespace)
 
     def take(self, namespace: str) -> dict[str, Rotation]:
-        for times in (self._first, self._last, self._retry):
+        for times in (self._first, self._last, self._retry, self._urgent):
             times.pop(namespace, None)
         return self._rotations.pop(namespace, {})
 
@@ -285,6 +294,8 @@ class Rollouts:
         self._stopping = False
         # (namespace, workload uid) → the changes its RestartDeferred Event named
         self._deferred: dict[tuple[str, str], str] = {}
+        # namespace → when its last urgent batch began (one per window, see `_hurry`)
+        self._urgent_since: dict[str, float] = {}
 
     def halt(self) -> None:
         """Leadership lost: every pending restart is dropped and the running ones cancelled,
@@ -316,10 +327,13 @@ class Rollouts:
         await self._events.drain(max(deadline, loop.time() + EVENT_DRAIN_SECONDS))
 
     async def secret_rotated(
-        self, namespace: str, secret: str, fingerprint: str, external_secret: ObjectRef
+        self, namespace: str, secret: str, fingerprint: str, external_secret: ObjectRef, urgent: bool = False
     ) -> None:
-        """A managed Secret's data changed (and is written); restart its users once the batch is due."""
-        self._add(namespace, Rotation(secret, fingerprint, external_secret))
+        """A managed Secret's data changed (and is written); restart its users once the batch is due.
+
+        `urgent` (an urgent force-sync found it, `vaultsync respond`): the batch is due within
+        RESTART_URGENT_DELAY_SECONDS, whatever the quiet period and window say."""
+        self._add(namespace, Rotation(secret, fingerprint, external_secret), urgent)
 
     def resume(self, secret: Mapping[str, Any]) -> None:
         """A Secret listed with a pending-restart mark: a rotation whose restart a previous
@@ -332,12 +346,31 @@ class Rollouts:
         log.info("resuming a pending restart", extra={"secret": f"{namespace}/{rotation.secret}"})
         self._add(namespace, rotation)
 
-    def _add(self, namespace: str, rotation: Rotation) -> None:
-        self._batches.add(namespace, rotation, asyncio.get_running_loop().time())
+    def _add(self, namespace: str, rotation: Rotation, urgent: bool = False) -> None:
+        now = asyncio.get_running_loop().time()
+        self._batches.add(namespace, rotation, now)
+        if urgent:
+            self._hurry(namespace, now)
         if self._stopping:
             self._flush(namespace)
         else:
             self._plan(namespace)
+
+    def _hurry(self, namespace: str, now: float) -> None:
+        """Make the namespace's batch due now (after a short delay that lets the other urgent
+        syncs of the same response join it, so a workload restarts once for all of them).
+
+        A tenant may set an urgent force-sync on its own ExternalSecrets, so urgency is bounded:
+        a namespace starts at most one urgent batch per window (its workloads then restart no
+        more often than the window already allows), restarts still take their turn under the
+        cluster-wide cap, and only this namespace's batch is affected."""
+        if not self._batches.hurried(namespace):
+            started = self._urgent_since.get(namespace)
+            if started is not None and now - started < self._batches.window:
+                log.info("urgent restart batched normally: one per window", extra={"namespace": namespace})
+                return
+            self._urgent_since[namespace] = now
+        self._batches.hurry(namespace, now + c.RESTART_URGENT_DELAY_SECONDS)
 
     def _plan(self, namespace: str) -> None:
         """(Re)arm the namespace's timer for when its batch is due."""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiException
 
+from tests.env import kube
 from tests.env.kube import KubeApi
 from tests.env.waiting import eventually
 
@@ -166,3 +167,11 @@ def operator(run_operator: Callable[..., Any], namespace: str) -> Iterator[Any]:
     """
     with run_operator(namespace, "--namespace", namespace) as running:
         yield running
+
+
+@pytest.fixture
+def other_namespace(kube_api: KubeApi) -> Iterator[str]:
+    """A second fresh namespace, for tests that span namespaces."""
+    name = kube.create_namespace(kube_api, prefix="vs-other-")
+    yield name
+    kube.delete_namespace(kube_api, name)

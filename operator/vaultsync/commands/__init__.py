@@ -1,11 +1,11 @@
-"""The `vaultsync` subcommands besides `run`: one module each, registered by `cli.main`.
+"""The `vaultsync` subcommands an operator's users run (kubectl-style), one module each.
 
-Each module exposes `register(subparsers) -> None`, which adds its parser and sets
-`handler` (a function of the parsed arguments returning the exit code) as its default.
+Each module exposes `register(subparsers)`, which adds its parser and sets `handler`;
+`cli.main` registers every module listed in `COMMANDS`.
 """
 
 from __future__ import annotations
 
-from vaultsync.commands import convert
+from vaultsync.commands import convert, impact, render, respond, status, sync
 
-COMMANDS = (convert,)
+COMMANDS = (status, sync, render, impact, respond, convert)

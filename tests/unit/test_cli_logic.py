@@ -1,0 +1,89 @@
+"""The CLI's pure logic: reading the audit trail back, matching stores and keys, status rows, ages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from vaultsync.commands.audittrail import readers
+from vaultsync.commands.common import age
+from vaultsync.commands.impact import Store, key_fields
+from vaultsync.commands.status import _row
+
+CUTOFF = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+SINCE = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def _line(when: str, store: str, keys: list[str], who: list[str], message: str = "provider read") -> str:
+    audit = {"store": store, "provider": "aws", "keys": keys, "requestedBy": who}
+    return json.dumps({"message": message, "audit": audit, "timestamp": when, "severity": "info"})
+
+
+def test_readers_split_at_the_rotation_and_ignore_other_stores_keys_and_noise() -> None:
+    lines = [
+        _line("2026-11-30T04:00:00+00:00", "ClusterSecretStore aws", ["prod/db"], ["shop/db", "billing/db"]),
+        _line(
+            "2026-11-30T04:30:00+00:00", "ClusterSecretStore aws", ["prod/db@v3"], ["shop/db"], "cache read"
+        ),
+        _line("2026-11-30T05:00:01+00:00", "ClusterSecretStore aws", ["prod/db"], ["shop/db"]),
+        _line("2026-11-30T04:00:00+00:00", "ClusterSecretStore other", ["prod/db"], ["x/wrong-store"]),
+        _line("2026-11-30T04:00:00+00:00", "ClusterSecretStore aws", ["prod/dbx"], ["x/wrong-key"]),
+        _line("2026-11-28T04:00:00+00:00", "ClusterSecretStore aws", ["prod/db"], ["x/too-old"]),
+        "not json at all",
+        json.dumps({"message": "synced", "timestamp": "2026-11-30T04:00:00+00:00"}),
+        '{"audit": "broken"',
+    ]
+    found = {r.external_secret: r for r in readers(lines, Store.parse("aws"), "prod/db", CUTOFF, SINCE)}
+    assert set(found) == {"shop/db", "billing/db"}
+    assert (len(found["shop/db"].before), len(found["shop/db"].after)) == (2, 1)
+    assert (len(found["billing/db"].before), len(found["billing/db"].after)) == (1, 0)
+    assert found["shop/db"].row()["lastOldRead"] == "2026-11-30T04:30:00.000+00:00"
+
+
+def test_a_store_kind_narrows_the_audit_match_and_the_dependants() -> None:
+    line = _line("2026-11-30T04:00:00+00:00", "SecretStore shop/aws", ["k"], ["shop/a"])
+    assert readers([line], Store.parse("SecretStore/aws"), "k", CUTOFF, SINCE)
+    assert not readers([line], Store.parse("ClusterSecretStore/aws"), "k", CUTOFF, SINCE)
+    es = {
+        "spec": {
+            "storeRef": {"name": "aws"},
+            "data": [{"remoteRef": {"key": "k"}}],
+            "dataFrom": [{"extract": {"key": "k"}}],
+        }
+    }
+    assert Store.parse("aws").matches(es) and Store.parse("SecretStore/aws").matches(es)
+    assert not Store.parse("ClusterSecretStore/aws").matches(es)
+    assert list(key_fields(es, "k")) == ["spec.data[0]", "spec.dataFrom[0]"]
+
+
+def test_a_status_row_names_the_field_in_the_message() -> None:
+    message = "SecretStore shop/aws: spec.provider.aws.auth.secretRef.accessKeyId.name: gone"
+    body = {
+        "metadata": {"name": "db", "namespace": "shop", "generation": 2},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "StoreNotReady",
+                    "message": message,
+                    "lastTransitionTime": "2026-11-30T04:00:00Z",
+                }
+            ],
+        },
+    }
+    row = _row("ExternalSecret", body)
+    assert row["field"] == "spec.provider.aws.auth.secretRef.accessKeyId.name"
+    assert row["reason"] == "StoreNotReady" and row["nextRetry"] == "within 5m"
+    assert row["message"].endswith("(spec changed since; not yet acted on)")
+
+
+def test_ages_read_as_kubectl_writes_them() -> None:
+    now = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+    assert age("2026-11-30T04:59:15Z", now) == "45s"
+    assert age("2026-11-30T04:48:00Z", now) == "12m"
+    assert age("2026-11-30T02:00:00Z", now) == "3h"
+    assert age("2026-11-25T05:00:00Z", now) == "5d"
+    assert age("2026-11-30T05:00:30Z", now) == "in 30s"
+    assert age(None, now) == "-"
