@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.e2e.cli_helpers import app_team, output_json, token_kubeconfig, vaultsync_cli
-from tests.e2e.conftest import Vaultsync, fake_entry
+from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
 from tests.e2e.tenancy.actors import Tenant
 from tests.env import paths
 from tests.env.kube import Cluster, KubeApi
@@ -67,14 +67,30 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
         missing = {"name": "no-such-secret", "key": "id"}
         auth = {"secretRef": {"accessKeyId": missing, "secretAccessKey": missing}}
         vs.apply_store("misconfigured", {"provider": {"aws": {"region": "eu-west-1", "auth": auth}}})
+        elsewhere = {**missing, "namespace": vs.namespace}
+        cluster_auth = {"secretRef": {"accessKeyId": elsewhere, "secretAccessKey": elsewhere}}
+        cluster_store = f"cli-status-{vs.namespace}"
+        vs.apply_store(
+            cluster_store, {"provider": {"aws": {"region": "eu-west-1", "auth": cluster_auth}}}, cluster=True
+        )
         _failing(other, "elsewhere")
         _failing(team.vs, "team-broken")
         vs.wait_reason("good", "Synced")
         vs.wait_reason("broken", "StoreNotFound")
         vs.wait_store_ready("misconfigured", status="False")
+        vs.wait_store_ready(cluster_store, status="False", cluster=True)
         other.wait_reason("elsewhere", "StoreNotFound")
         team.vs.wait_reason("team-broken", "StoreNotFound")
 
+    try:
+        _check_status(vs, other_namespace, team, cluster, cluster_store, tmp_path)
+    finally:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", cluster_store)
+
+
+def _check_status(
+    vs: Vaultsync, other_namespace: str, team: Tenant, cluster: Cluster, cluster_store: str, tmp_path: Path
+) -> None:
     admin = cluster.kubeconfig
     table = vaultsync_cli("status", "-n", vs.namespace, kubeconfig=admin)
     assert table.returncode == 0, table.stderr
@@ -105,7 +121,10 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
         ("ExternalSecret", vs.namespace, "broken"),
         ("ExternalSecret", other_namespace, "elsewhere"),
         ("ExternalSecret", team.namespace, "team-broken"),
+        ("ClusterSecretStore", "", cluster_store),
     } <= _items(everything)
+    (row,) = [i for i in everything["items"] if i["name"] == cluster_store]
+    assert row["ready"] == "False" and row["nextRetry"] == "within 1m", row
 
     # The app team sees its own namespace only, and is told the answer is partial.
     team_config = token_kubeconfig(admin, team.token, team.namespace, tmp_path / "team-kubeconfig")
@@ -114,6 +133,7 @@ def test_status_lists_what_is_not_ready_with_reason_field_and_retry(
     found = output_json(seen)
     assert _items(found) == {("ExternalSecret", team.namespace, "team-broken")}
     assert found["partial"] is True and found["namespacesUnlisted"] is True
+    assert "partial answer: you may not list ClusterSecretStores" in found["notes"]
     assert "partial answer" in seen.stderr and team.namespace in seen.stderr
     plain = vaultsync_cli("status", "-A", kubeconfig=team_config)
     assert plain.returncode == 0 and "team-broken" in plain.stdout
