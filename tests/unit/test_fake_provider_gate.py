@@ -17,7 +17,8 @@ from vaultsync import constants as c
 from vaultsync.config import add_run_arguments, from_arguments
 from vaultsync.errors import StoreNotReady
 from vaultsync.kube import Kube
-from vaultsync.stores import ResolvedStore, Stores
+from vaultsync.storeclients import ResolvedStore
+from vaultsync.stores import Stores
 
 FAKE_STORE = {
     "metadata": {"name": "demo", "namespace": "shop", "uid": "u1", "generation": 1},
