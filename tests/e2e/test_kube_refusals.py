@@ -32,18 +32,19 @@ def _no_more_secrets(kube_api: KubeApi, namespace: str) -> None:
         status = kube_api.core.read_namespaced_resource_quota("no-more-secrets", namespace).status
         assert status is not None and (status.used or {}).get("count/secrets") == str(used), status
 
-    eventually(counted, what="the quota controller to count the namespace's Secrets", timeout=60)
+    eventually(counted, what="the quota controller to count the namespace's Secrets", timeout=120)
+
+
+def _exists(vs: Vaultsync, name: str) -> None:
+    assert vs.secret_exists(name), f"Secret {name} does not exist yet"
 
 
 def test_a_refused_secret_write_is_a_kubernetes_error_naming_the_operation(
     vs: Vaultsync, operator: Any, kube_api: KubeApi, namespace: str
 ) -> None:
     vs.fake_store("fake", [fake_entry("db", {"password": "pw-one"}, "1")])
-    eventually(
-        lambda: kube_api.core.read_namespaced_secret("vaultsync-hmac-key", namespace),
-        what="the operator's HMAC key Secret",
-        timeout=60,
-    )
+    # Healthy before it holds the Lease: the key Secret comes once it starts.
+    eventually(lambda: _exists(vs, "vaultsync-hmac-key"), what="the operator's HMAC key Secret", timeout=120)
     _no_more_secrets(kube_api, namespace)
     vs.external_secret(
         "app",
@@ -53,7 +54,7 @@ def test_a_refused_secret_write_is_a_kubernetes_error_naming_the_operation(
             "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
         },
     )
-    condition = vs.wait_reason("app", "KubernetesError")
+    condition = vs.wait_reason("app", "KubernetesError", timeout=120)
     assert condition["status"] == "False"
     assert condition["message"] == "create secrets: forbidden by a ResourceQuota of the namespace", condition
     assert not vs.secret_exists("app")
