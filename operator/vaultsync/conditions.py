@@ -26,6 +26,11 @@ def micro_time(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_time(stamp: str) -> datetime:
+    """A `metav1.Time` or `MicroTime` as written by `timestamp` / `micro_time` (or the API server)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def ready_condition(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The `Ready` condition of a status, if it has one."""
     for condition in (status or {}).get("conditions") or []:

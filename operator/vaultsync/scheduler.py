@@ -38,11 +38,10 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from vaultsync import constants as c
-from vaultsync.conditions import is_ready
+from vaultsync.conditions import is_ready, parse_time
 from vaultsync.errors import InvalidSpec, crash_fields
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
@@ -416,7 +415,7 @@ class Scheduler:
         interval = self._refresh(body)
         if interval <= 0:
             return float("inf")
-        synced = datetime.fromisoformat(synced_at.replace("Z", "+00:00")).timestamp()
+        synced = parse_time(synced_at).timestamp()
         return next_on_grid(synced, jittered(interval), self._wall())
 
 
