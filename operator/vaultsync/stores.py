@@ -10,7 +10,6 @@ ClusterSecretStore serves the namespaces its `conditions` allow.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -23,17 +22,8 @@ from vaultsync.storemirror import StoreKey, StoreMirror
 
 
 class Stores:
-    def __init__(
-        self,
-        kube: Kube,
-        operator_account: tuple[str, str] | None = None,
-        denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
-        *,
-        enable_fake_provider: bool = False,
-    ) -> None:
-        self.clients = StoreClients(
-            kube, operator_account, denied_egress, enable_fake_provider=enable_fake_provider
-        )
+    def __init__(self, kube: Kube, clients: StoreClients | None = None) -> None:
+        self.clients = clients or StoreClients(kube)
         self.mirror = StoreMirror(kube, on_deleted=self._deleted)
         self._access = StoreAccess(kube)
 

@@ -28,6 +28,7 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.rollout import Rollouts
 from vaultsync.sandbox import Limits
 from vaultsync.scheduler import Scheduler
+from vaultsync.storeclients import StoreClients
 from vaultsync.stores import Stores
 
 
@@ -49,12 +50,13 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
     events = EventRecorder(kube, TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await ensure_hmac_key(kube, config.operator_namespace)
     operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
-    stores = Stores(
+    clients = StoreClients(
         kube,
         operator_account,
         config.deny_egress_cidrs,
         enable_fake_provider=config.enable_fake_provider,
     )
+    stores = Stores(kube, clients)
     cache = FetchCache(max_bytes=config.cache_max_bytes)
     rollouts = Rollouts(
         kube,
