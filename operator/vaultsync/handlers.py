@@ -3,9 +3,9 @@
 Only `on.event` handlers: they need no finalizers and write no bookkeeping
 annotations, and the scheduler, not kopf, decides when to reconcile. They are
 `async` so they run on the event loop that owns the scheduler (a sync handler
-would run in kopf's thread pool). Each calls the services `wiring` built (in
-`memo.services`) and goes through `kopfboundary.translated`, so kopf sees its own
-errors and vaultsync's modules never see kopf's.
+would run in kopf's thread pool). Each calls the services `wiring` built
+(`memo.services`, a `services.Services`) and goes through `kopfboundary.translated`,
+so kopf sees its own errors and vaultsync's modules never see kopf's.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from vaultsync.errors import KubeNotFound
 from vaultsync.kopfboundary import translated
 from vaultsync.kube import connection_info
 from vaultsync.registry import REGISTRY
+from vaultsync.services import Services
 from vaultsync.storestatus import update_store_status
-from vaultsync.wiring import Services
 
 
 @kopf.on.login(registry=REGISTRY)

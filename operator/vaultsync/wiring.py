@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
-from typing import Any
 
 from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
@@ -28,20 +26,9 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.rollout import Rollouts
 from vaultsync.sandbox import Limits
 from vaultsync.scheduler import Scheduler
+from vaultsync.services import Services
 from vaultsync.storeclients import StoreClients
 from vaultsync.stores import Stores
-
-
-@dataclass
-class Services:
-    kube: Kube
-    stores: Stores
-    scheduler: Scheduler
-    rollouts: Rollouts
-    renderer: TemplateRenderer
-    reconciler: Reconciler
-    listings: dict[str, Listings]
-    housekeeping: asyncio.Task[Any]
 
 
 async def wire(config: Config, leadership: Leadership | None) -> Services:
