@@ -17,7 +17,7 @@ from vaultsync import constants as c
 # resources appear); in namespaced mode it also lists and watches Namespaces to learn
 # which of the named ones exist. It writes nothing else (no peering: the leader election
 # Lease, not kopf's peering, keeps standby replicas idle): only `on.event` handlers exist and
-# its own Events are off (startup.py).
+# its own Events are off (tuning.py).
 KOPF_WATCH = "kopf watch"
 KOPF_CRD_SCAN = "kopf resource scan"
 KOPF_NAMESPACE_SCAN = "kopf namespace scan (namespaced mode)"
@@ -59,7 +59,7 @@ API_ACCESS: tuple[Access, ...] = (
     Access(CORE, "namespaces", "get", "Kube.namespace_labels"),
     Access(CORE, "serviceaccounts/token", "create", "Kube.request_token"),
     Access("authentication.k8s.io", "tokenreviews", "create", "Kube.api_server_accepts"),
-    Access(CORE, "events", "create", "Kube.post_event"),
+    Access(CORE, "events", "create", "Kube.create_event"),
     # Leader election's Lease, in the operator's namespace only (a Role there).
     Access(COORDINATION, "leases", "get", "Kube.read_lease"),
     Access(COORDINATION, "leases", "create", "Kube.create_lease"),

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_operator(config: Config) -> int:
-    from vaultsync import handlers  # noqa: F401  (registers the handlers with kopf)
+    from vaultsync import handlers, startup  # noqa: F401  (registers the handlers with kopf)
 
     configure_logging(config.verbose)
     TRACKER.configure(

@@ -136,6 +136,9 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     TARGET_CONFLICT = "TargetConflict"
     SECRET_TOO_LARGE = "SecretTooLarge"
+    # The Kubernetes API server refused or failed a request (403, 409, 422, 5xx); the message
+    # names the operation and, for a 422, the field at fault.
+    KUBERNETES_ERROR = "KubernetesError"
     # Store conditions.
     VALID = "Valid"
     INVALID_CONFIG = "InvalidConfig"

@@ -5,6 +5,10 @@ message a person can act on. Messages name fields and keys, never values.
 SDK exceptions are converted to these at the boundary where they arise (each
 provider module, `kube.py`), so nothing above that boundary sees botocore, hvac,
 azure-core or kubernetes exception types.
+
+Nothing here depends on kopf: providers and services raise these, and only the
+handler boundary (`kopfboundary.py`) turns them into kopf's retry signals.
+Whether an error is worth retrying is its class: `RetryableError` or `PermanentError`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import copy
 import traceback
 from typing import Any, Self
 
-import kopf
-
 from vaultsync.constants import Reason
 
 
@@ -22,7 +24,6 @@ class VaultsyncError(Exception):
     """Base: a message safe to show (no secret values) and the condition reason."""
 
     reason: Reason = Reason.PROVIDER_ERROR
-    retryable: bool = True
 
     def __init__(self, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(message)
@@ -38,7 +39,7 @@ class VaultsyncError(Exception):
         return clone
 
 
-class RetryableError(VaultsyncError, kopf.TemporaryError):
+class RetryableError(VaultsyncError):
     """Transient: network, throttling, server down. Retried with backoff."""
 
     def __init__(
@@ -48,10 +49,8 @@ class RetryableError(VaultsyncError, kopf.TemporaryError):
         self.retry_after = retry_after
 
 
-class PermanentError(VaultsyncError, kopf.PermanentError):
+class PermanentError(VaultsyncError):
     """Retrying the same input cannot help; the user has to change something."""
-
-    retryable = False
 
 
 class ProviderError(RetryableError):
@@ -156,17 +155,25 @@ class CredentialNotFound(PermanentError):
 class KubeNotFound(PermanentError):
     """A Kubernetes object the operator asked for does not exist."""
 
+    reason = Reason.KUBERNETES_ERROR
+
 
 class KubeConflict(RetryableError):
     """Optimistic concurrency lost (409) or the object already exists; read again and retry."""
 
+    reason = Reason.KUBERNETES_ERROR
+
 
 class KubeForbidden(PermanentError):
-    """The operator's RBAC lacks a rule; the message names the verb and resource."""
+    """The API server refused (403): RBAC, a quota or an admission policy; names the verb and resource."""
+
+    reason = Reason.KUBERNETES_ERROR
 
 
 class KubeError(RetryableError):
     """Any other API server failure (5xx, timeouts, connection refused)."""
+
+    reason = Reason.KUBERNETES_ERROR
 
 
 class NotLeader(KubeError):
@@ -176,7 +183,7 @@ class NotLeader(KubeError):
 class KubeInvalid(PermanentError):
     """The API server refused a write as invalid (422); the message names the fields, not values."""
 
-    reason = Reason.INVALID_SPEC
+    reason = Reason.KUBERNETES_ERROR
 
 
 class HmacKeyUnusable(PermanentError):

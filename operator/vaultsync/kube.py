@@ -1,4 +1,4 @@
-"""Every Kubernetes API call the operator makes, and nothing else.
+"""Every Kubernetes API call the operator makes, and nothing else: the transport.
 
 One place to see what the operator reads and writes (which is what its RBAC
 must allow), to count writes, and to convert HTTP failures into the
@@ -13,11 +13,7 @@ of resident memory, a third of the operator's budget, for a dozen REST calls.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
-import logging
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,9 +24,7 @@ import aiohttp
 import kopf
 
 from vaultsync import constants as c
-from vaultsync.budget import EVENT_BURST, EVENTS_PER_SECOND, TokenBucket
 from vaultsync.errors import (
-    HmacKeyUnusable,
     KubeConflict,
     KubeError,
     KubeForbidden,
@@ -41,10 +35,8 @@ from vaultsync.errors import (
 )
 from vaultsync.kubeexec import kubeconfig_exec
 from vaultsync.kuberetry import RetryPolicy, retryable_status
-from vaultsync.kubestatus import invalid_fields
-from vaultsync.metrics import EVENTS_DROPPED, KUBE_REQUESTS, KUBE_RETRIES
-
-log = logging.getLogger(__name__)
+from vaultsync.kubestatus import forbidden_cause, invalid_fields
+from vaultsync.metrics import KUBE_REQUESTS, KUBE_RETRIES
 
 Body = dict[str, Any]
 
@@ -60,7 +52,6 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 REQUEST_TIMEOUT_SECONDS = 60.0
 # Credentials are renewed this long before they expire, so no request carries a dead token.
 EXPIRY_MARGIN_SECONDS = 10.0
-HMAC_KEY_MIN_BYTES = 32
 
 
 def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
@@ -125,7 +116,6 @@ class Kube:
         self,
         info: kopf.ConnectionInfo | None = None,
         connections: int = 8,
-        event_budget: TokenBucket | None = None,
         retry: RetryPolicy | None = None,
         may_write: Callable[[], bool] | None = None,
     ) -> None:
@@ -134,7 +124,6 @@ class Kube:
         # whichever service asks (the Lease's own calls are not gated).
         self._may_write = may_write
         self._connections = connections
-        self._event_budget = event_budget or TokenBucket(rate=EVENTS_PER_SECOND, burst=EVENT_BURST)
         self._retry = retry or RetryPolicy()
         self._session = self._new_session(self._info)
         self._relogin_lock = asyncio.Lock()
@@ -366,98 +355,10 @@ class Kube:
         body = await self._json("create", "tokenreviews", "POST", path, review, idempotent=True)
         return bool((body.get("status") or {}).get("authenticated"))
 
-    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        """Posts an Event if the budget allows; otherwise counts it as dropped.
-
-        Events are best effort, as with client-go's EventRecorder: one the API server refuses
-        (a namespace being deleted answers 403, an API server under load 5xx) is logged and
-        counted, never raised, so no sync or restart fails for want of its Event.
-        """
-        if not self._event_budget.take():
-            EVENTS_DROPPED.labels(type=type_).inc()
-            return
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        namespace = ref.namespace or "default"
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{ref.name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": ref.api_version,
-                "kind": ref.kind,
-                "name": ref.name,
-                "namespace": ref.namespace,
-                "uid": ref.uid,
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "firstTimestamp": now[:19] + "Z",
-            "lastTimestamp": now[:19] + "Z",
-            "eventTime": now,
-            "count": 1,
-            "source": {"component": "vaultsync"},
-            "reportingComponent": "vaultsync.io/operator",
-            "reportingInstance": "vaultsync",
-            "action": reason,
-        }
+    async def create_event(self, namespace: str, event: Body) -> None:
+        """Posts an Event body as it is (`events.py` decides which, and when)."""
         # Not resent after a 5xx: Events use generateName, so a resend may post a duplicate.
-        try:
-            await self._request(
-                "create", "events", "POST", _core(namespace, "events"), event, idempotent=False
-            )
-        except VaultsyncError as exc:
-            EVENTS_DROPPED.labels(type=type_).inc()
-            log.warning(
-                "posting an event failed",
-                extra={"object": f"{namespace}/{ref.name}", "reason": reason, "detail": exc.message},
-            )
-
-    async def ensure_hmac_key(self, namespace: str) -> bytes:
-        """The operator's data-HMAC key, random, kept in a Secret of its own namespace.
-
-        Never overwritten: replicas starting together race on the create, one wins and the
-        others get 409 and read the winner's key (so does a resent create whose first
-        attempt got through). A key Secret that cannot be used stops the start.
-        """
-        try:
-            body = await self.read_secret(namespace, c.HMAC_KEY_SECRET)
-        except KubeNotFound:
-            return await self._create_hmac_key(namespace, secrets.token_bytes(HMAC_KEY_MIN_BYTES))
-        return _hmac_key(namespace, body)
-
-    async def keep_hmac_key(self, namespace: str, key: bytes) -> bytes:
-        """A running operator puts its key back if the Secret was deleted, so nothing that was
-        fingerprinted with it changes. Returns the stored key (another replica's, if it
-        differs, which is logged: that replica fingerprints with another key)."""
-        try:
-            stored = _hmac_key(namespace, await self.read_secret(namespace, c.HMAC_KEY_SECRET))
-        except KubeNotFound:
-            stored = await self._create_hmac_key(namespace, key)
-            log.warning("HMAC key Secret was missing and is restored", extra={"secret": c.HMAC_KEY_SECRET})
-        if stored != key:
-            log.error(
-                "HMAC key Secret holds a key this process does not use; restart it to adopt the stored key",
-                extra={"secret": c.HMAC_KEY_SECRET},
-            )
-        return stored
-
-    async def _create_hmac_key(self, namespace: str, key: bytes) -> bytes:
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": c.HMAC_KEY_SECRET,
-                "labels": {"app.kubernetes.io/part-of": "vaultsync"},
-            },
-            "type": "Opaque",
-            "data": {c.HMAC_KEY_FIELD: base64.b64encode(key).decode()},
-        }
-        try:
-            body = await self.create_secret(namespace, secret)
-        except KubeConflict:  # another replica created it first: its key wins
-            body = await self.read_secret(namespace, c.HMAC_KEY_SECRET)
-        return _hmac_key(namespace, body)
+        await self._request("create", "events", "POST", _core(namespace, "events"), event, idempotent=False)
 
     # Workloads -----------------------------------------------------------------------------
 
@@ -482,21 +383,6 @@ class Kube:
         )
 
 
-def _hmac_key(namespace: str, body: Body) -> bytes:
-    encoded = (body.get("data") or {}).get(c.HMAC_KEY_FIELD) or ""
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) < HMAC_KEY_MIN_BYTES:
-        raise HmacKeyUnusable(
-            f"Secret {namespace}/{c.HMAC_KEY_SECRET}: data.{c.HMAC_KEY_FIELD}: must hold at least "
-            f"{HMAC_KEY_MIN_BYTES} random bytes in base64; vaultsync never overwrites it: delete "
-            "the Secret and a new key is made"
-        )
-    return key
-
-
 class _Failed(Exception):
     """No HTTP answer; `sent`: the request may have reached the server."""
 
@@ -518,7 +404,12 @@ def _convert(status: int, reason: str, verb: str, what: str, payload: bytes = b"
     if status == 409:
         return KubeConflict(f"{verb} {what}: conflict (changed concurrently or already exists)")
     if status == 403:
-        return KubeForbidden(f"{verb} {what}: forbidden; the operator's RBAC must allow '{verb}' on '{what}'")
+        by = forbidden_cause(payload)
+        if by == "RBAC":
+            return KubeForbidden(
+                f"{verb} {what}: forbidden; the operator's RBAC must allow '{verb}' on '{what}'"
+            )
+        return KubeForbidden(f"{verb} {what}: forbidden by {by}")
     if status == 422:
         fields = "; ".join(invalid_fields(payload)) or "no field named"
         return KubeInvalid(f"{verb} {what}: rejected by the API server as invalid: {fields}")

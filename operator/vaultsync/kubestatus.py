@@ -1,4 +1,5 @@
-"""What of an API server's 422 `Status` may be reported: the fields at fault, never values.
+"""What of an API server's 422 or 403 `Status` may be reported: the fields at fault or who
+refused, never values.
 
 A rejected write is only fixable when the message says which field is wrong
 (`metadata.annotations: Too long`), and the API server says so in
@@ -55,6 +56,23 @@ def invalid_fields(payload: bytes) -> list[str]:
         if described not in out:
             out.append(described)
     return out[:MAX_CAUSES]
+
+
+def forbidden_cause(payload: bytes) -> str:
+    """Who refused a 403, in fixed words: a ResourceQuota, RBAC or else an admission policy.
+    The Status message itself is not passed on (an admission webhook may quote the object)."""
+    try:
+        status: Any = json.loads(payload)
+    except ValueError:
+        status = None
+    message = str(status.get("message") or "") if isinstance(status, dict) else ""
+    if "exceeded quota" in message or "status unknown for quota" in message:
+        return "a ResourceQuota of the namespace"
+    if (
+        "denied" in message
+    ):  # "admission webhook ... denied the request", "ValidatingAdmissionPolicy ... denied request"
+        return "an admission policy"
+    return "RBAC"
 
 
 def _safe_field(field: Any) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from vaultsync.conditions import micro_time
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError
 from vaultsync.metrics import LEADER, LEADER_ACQUISITIONS
 
@@ -129,11 +130,6 @@ def next_record(old: Record | None, identity: str, timing: LeaseTiming, wall: da
 def released(old: Record, wall: datetime) -> Record:
     """client-go's release: no holder, a 1 s duration, so a standby takes over at once."""
     return Record("", 1, old.acquire_time, micro_time(wall), old.transitions)
-
-
-def micro_time(wall: datetime) -> str:
-    """A `metav1.MicroTime` as the API server writes it."""
-    return wall.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def renew_deadline_passed(last_renew: float, now: float, timing: LeaseTiming) -> bool:

@@ -1,22 +1,20 @@
-"""One ExternalSecret, once: resolve the store → fetch → build data → write the Secret → status.
+"""One ExternalSecret, once: resolve the store → fetch → plan → apply the plan.
 
 This is the whole product in one function. It never deletes or empties a
 Secret because a provider failed (fail static), never writes when nothing
 changed (no churn, no spurious rollouts), and reports every failure as the one
 `Ready` condition with a reason and a message naming the field at fault.
-The scheduler decides *when* this runs; the rollout module is told when a
-Secret's data really changed.
+What to write is decided by `plan.py` without side effects; this module only
+fetches, applies the plan in a crash-safe order (see `Reconciler.sync`) and
+hands a rotation to the rollouts. The scheduler decides *when* this runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync import constants as c
@@ -28,47 +26,36 @@ from vaultsync.errors import (
     KubeConflict,
     KubeNotFound,
     SecretNotFound,
-    SecretTooLarge,
     StoreTimeout,
-    TargetConflict,
     VaultsyncError,
 )
+from vaultsync.events import EventSink
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
 from vaultsync.models import ExternalSecret
+from vaultsync.plan import (
+    Report,
+    SecretWrite,
+    SyncResult,
+    check_bounds,
+    plan_invalid,
+    plan_removal,
+    plan_report,
+    plan_write,
+    stored,
+)
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer
-from vaultsync.stores import ResolvedStore, Stores
-from vaultsync.targets import check_merge_target, created_by, every_key_gone, merged_secret, released_secret
+from vaultsync.storeclients import ResolvedStore
+from vaultsync.stores import Stores
+from vaultsync.targets import every_key_gone
 from vaultsync.templating import build_data, remote_refs
 
 log = logging.getLogger(__name__)
 
 # (namespace, Secret, fingerprint, ExternalSecret, urgent)
 RotationListener = Callable[[str, str, str, ObjectRef, bool], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """What one reconcile did; the scheduler uses it to plan the next one."""
-
-    reason: Reason
-    message: str
-    retry_after: float | None = None
-    written: bool = False
-    store_key: str | None = None
-    remote_keys: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is Reason.SYNCED
-
-
-@dataclass(frozen=True)
-class _Applied:
-    written: bool
-    rotated: bool
 
 
 class Reconciler:
@@ -79,11 +66,14 @@ class Reconciler:
         cache: FetchCache,
         hmac_key: bytes,
         renderer: TemplateRenderer,
+        *,
+        events: EventSink,
         on_rotated: RotationListener | None = None,
         sync_timeout: float = c.SYNC_TIMEOUT_SECONDS,
     ) -> None:
         self._sync_timeout = sync_timeout
         self._kube = kube
+        self._events = events
         self._stores = stores
         self._cache = cache
         self._renderer = renderer
@@ -99,7 +89,18 @@ class Reconciler:
         force_token: str | None,
         trust_target: bool = False,
     ) -> SyncResult:
-        """Brings the target Secret in line with the vault; never raises for vault or spec errors.
+        """Brings the target Secret in line with the vault; never raises for vault, spec or
+        Kubernetes errors (each is the Ready condition), only when the status cannot be written.
+
+        The plan is applied in this order, each step recoverable if the process dies after it:
+        1. the Secret, with its fingerprint and, for a rotation, the pending-restart mark in the
+           same write: dead here, the next start lists the marked Secret and resumes the
+           restart, and the next sync finds the data in place (no second write);
+        2. the rotation handed to the rollouts (before the status, so a refused status write
+           cannot lose it; the mark is cleared once every workload is patched);
+        3. the status: dead before it, the status still describes the previous sync (or
+           generation), so the scheduler reconciles again at once at the next start;
+        4. the Event, best effort.
 
         `trust_target`: the Secret watch saw no change since the target was last checked, so
         when the data is what the status says was written, the Secret need not be read again.
@@ -111,7 +112,7 @@ class Reconciler:
         remote_keys = frozenset(r.key for r in refs)
         versions: dict[str, str] = {}
         fingerprint: str | None = None
-        applied = _Applied(written=False, rotated=False)
+        write = SecretWrite("none")
         fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError] = {}
         try:
             deadline = asyncio.timeout(self._sync_timeout)
@@ -136,44 +137,69 @@ class Reconciler:
             if template is not None and template.data:
                 data = await self._renderer.render(es.namespace, template, data)
             fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
-            _check_size(data)
-            _check_annotations(es, data, fingerprint)
+            check_bounds(es, data, fingerprint)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
-                applied = await self._apply(es, data, fingerprint)
+                write = await self._write(es, data, fingerprint)
             result = SyncResult(
                 Reason.SYNCED,
                 f"Secret {es.target_name} is in sync with {resolved.context}",
-                written=applied.written,
+                written=write.action != "none",
                 store_key=resolved.cache_key,
                 remote_keys=remote_keys,
             )
         except VaultsyncError as exc:
-            if isinstance(exc, AuthenticationError) and resolved is not None:
-                # The store's login was refused: its shared client is rebuilt (after a
-                # backoff). A denied or missing key (PermissionDenied, SecretNotFound) is this
-                # ExternalSecret's condition only and leaves the client to the others.
-                await self._stores.invalidate(resolved)
-            message = exc.message
-            if isinstance(exc, SecretNotFound) and es.spec.target.deletion_policy == "Delete":
-                if every_key_gone(fetched):
-                    await self._remove_target(es)
-                else:
-                    message += "; deletionPolicy Delete keeps the Secret until every remote key is gone"
-            result = SyncResult(
-                exc.reason,
-                message,
-                retry_after=getattr(exc, "retry_after", None),
-                store_key=resolved.cache_key if resolved else None,
-                remote_keys=remote_keys,
-            )
+            result = await self._failed(es, exc, resolved, fetched, remote_keys)
         SYNCS.labels(reason=result.reason.value).inc()
-        if applied.rotated and fingerprint and self._on_rotated is not None:
+        if write.rotated and fingerprint and self._on_rotated is not None:
             # Before the status and Event: a refused status write must not lose the restart.
-            ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
             urgent = (force_token or "").startswith(c.FORCE_SYNC_URGENT_PREFIX)
-            await self._on_rotated(es.namespace, es.target_name, fingerprint, ref, urgent)
-        await self._report(es, result, versions, fingerprint, next_refresh, force_token)
-        return result
+            await self._on_rotated(es.namespace, es.target_name, fingerprint, self._ref(es), urgent)
+        report = plan_report(
+            es.status,
+            es.generation,
+            result,
+            versions,
+            fingerprint,
+            force_token,
+            next_refresh,
+            es.target_name,
+            datetime.now(UTC),
+        )
+        status = await self._apply_report(es.namespace, es.name, self._ref(es), report)
+        self._log(es, result, report)
+        return result if status is None else _with_status(result, status)
+
+    async def _failed(
+        self,
+        es: ExternalSecret,
+        exc: VaultsyncError,
+        resolved: ResolvedStore | None,
+        fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError],
+        remote_keys: frozenset[str],
+    ) -> SyncResult:
+        if isinstance(exc, AuthenticationError) and resolved is not None:
+            # The store's login was refused: its shared client is rebuilt (after a
+            # backoff). A denied or missing key (PermissionDenied, SecretNotFound) is this
+            # ExternalSecret's condition only and leaves the client to the others.
+            await self._stores.invalidate(resolved)
+        message = exc.message
+        reason = exc.reason
+        if isinstance(exc, SecretNotFound) and es.spec.target.deletion_policy == "Delete":
+            if every_key_gone(fetched):
+                try:
+                    await self._remove(es.name, es.spec.target.creation_policy, es.namespace, es.target_name)
+                except VaultsyncError as removal:
+                    reason = removal.reason
+                    message += f"; the Secret was not deleted: {removal.message}"
+            else:
+                message += "; deletionPolicy Delete keeps the Secret until every remote key is gone"
+        return SyncResult(
+            reason,
+            message,
+            retry_after=getattr(exc, "retry_after", None),
+            store_key=resolved.cache_key if resolved else None,
+            remote_keys=remote_keys,
+        )
 
     def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
         ref = es.spec.store_ref
@@ -205,148 +231,70 @@ class Reconciler:
         meta = body["metadata"]
         result = SyncResult(Reason.INVALID_SPEC, error.message)
         old: Mapping[str, Any] = body.get("status") or {}
-        status = desired_status(old, meta.get("generation", 0), result, {}, None, None)
-        if _material(status) != _material(old):
-            await self._kube.patch_status(c.EXTERNAL_SECRETS, meta["namespace"], meta["name"], status)
-            ref = ObjectRef(
-                c.API_VERSION, c.KIND_EXTERNAL_SECRET, meta["namespace"], meta["name"], meta["uid"]
-            )
-            await self._kube.post_event(ref, "Warning", result.reason.value, result.message)
+        report = plan_invalid(old, meta.get("generation", 0), result, datetime.now(UTC))
+        ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, meta["namespace"], meta["name"], meta["uid"])
+        status = await self._apply_report(meta["namespace"], meta["name"], ref, report)
         SYNCS.labels(reason=result.reason.value).inc()
-        return result
+        return result if status is None else _with_status(result, status)
 
     # Writing the Secret --------------------------------------------------------------------
 
-    async def _apply(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> _Applied:
-        name, namespace = es.target_name, es.namespace
-        policy = es.spec.target.creation_policy
-        existing = await self._existing(es, data, fingerprint)
-        if existing is None:
-            return _Applied(written=True, rotated=False)
+    async def _write(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> SecretWrite:
+        """Plans and applies the Secret write; returns what was done.
 
-        if policy == "Merge":
-            check_merge_target(existing, es.name, es.uid)
-            desired = merged_secret(existing, _encode(data), _annotations(data, fingerprint), es.name)
-        elif created_by(existing, es.name):
-            desired = self._updated_secret(es, existing, data, fingerprint)
-        else:
-            raise TargetConflict(
-                f"spec.target.name: Secret {namespace}/{name} exists and was not created by this "
-                "ExternalSecret; vaultsync does not take over Secrets it did not create "
-                "(creationPolicy: Merge writes into an existing Secret)"
-            )
-        if _same(existing, desired):
-            return _Applied(written=False, rotated=False)
-        rotated = (existing.get("data") or {}) != desired.get("data")
-        if rotated and policy != "Merge":
-            # Recorded in the same write as the new data: a crash before the restart leaves it
-            # on the Secret, and the next start resumes it (docs/rollouts.md). A Merge target
-            # is someone else's Secret, unlabelled and so not watched: it gets no mark.
-            annotations = {**(desired["metadata"].get("annotations") or {})}
-            annotations[c.ANNOTATION_PENDING_RESTART] = fingerprint
-            desired["metadata"] = {**desired["metadata"], "annotations": annotations}
-        if existing.get("type", "Opaque") != desired["type"]:  # immutable: recreate (never Merge's)
-            await self._kube.delete_secret(namespace, name, existing["metadata"]["uid"])
-            desired["metadata"].pop("resourceVersion", None)
-            desired["metadata"].pop("uid", None)
-            await self._kube.create_secret(namespace, desired)
-            SECRET_WRITES.labels(operation="recreate").inc()
-        else:
-            try:
-                await self._kube.replace_secret(namespace, name, desired)
-            except KubeConflict:
-                raise KubeConflict(
-                    f"Secret {namespace}/{name} changed while being written; retrying"
-                ) from None
-            SECRET_WRITES.labels(operation="update").inc()
-        return _Applied(written=True, rotated=rotated)
-
-    async def _existing(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> Body | None:
-        """The target Secret as it is, or None after creating it.
-
-        A first sync creates without reading first (one request instead of two,
-        which matters for ten thousand objects); an existing Secret answers 409.
+        A first sync plans a create without reading first (one request instead of two,
+        which matters for ten thousand objects); an existing Secret answers 409, and the
+        write is planned again from the Secret as read.
         """
-        name, namespace = es.target_name, es.namespace
         if es.spec.target.creation_policy != "Merge" and not es.status.get("dataHMAC"):
+            write = plan_write(es, None, data, fingerprint)
             try:
-                await self._kube.create_secret(namespace, self._new_secret(es, data, fingerprint))
+                await self._apply_write(es, write)
             except KubeConflict:
                 pass
             else:
-                SECRET_WRITES.labels(operation="create").inc()
-                return None
+                return write
         try:
-            return await self._kube.read_secret(namespace, name)
+            existing: Body | None = await self._kube.read_secret(es.namespace, es.target_name)
         except KubeNotFound:
-            if es.spec.target.creation_policy == "Merge":
-                raise TargetConflict(
-                    f"spec.target.creationPolicy: Merge only writes into an existing Secret, "
-                    f"and Secret {namespace}/{name} does not exist"
+            existing = None
+        write = plan_write(es, existing, data, fingerprint)
+        await self._apply_write(es, write)
+        return write
+
+    async def _apply_write(self, es: ExternalSecret, write: SecretWrite) -> None:
+        name, namespace = es.target_name, es.namespace
+        if write.action == "none" or write.body is None:
+            return
+        if write.action == "create":
+            await self._kube.create_secret(namespace, write.body)
+        elif write.action == "recreate":
+            # The type is immutable. Dead between the two, the status still describes the
+            # previous generation: the next start reconciles at once and creates the Secret.
+            assert write.existing_uid is not None
+            await self._kube.delete_secret(namespace, name, write.existing_uid)
+            await self._kube.create_secret(namespace, write.body)
+        else:
+            try:
+                await self._kube.replace_secret(namespace, name, write.body)
+            except KubeConflict:
+                raise KubeConflict(
+                    f"update secrets: Secret {namespace}/{name} changed while being written; retrying"
                 ) from None
-        await self._kube.create_secret(namespace, self._new_secret(es, data, fingerprint))
-        SECRET_WRITES.labels(operation="create").inc()
-        return None
+        SECRET_WRITES.labels(operation=write.action).inc()
 
-    def _new_secret(self, es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> Body:
-        target = es.spec.target
-        metadata: Body = {
-            "name": es.target_name,
-            "namespace": es.namespace,
-            "labels": {**target.labels, **self._labels(es)},
-            "annotations": {**target.annotations, **_annotations(data, fingerprint)},
-        }
-        if target.creation_policy == "Owner":
-            metadata["ownerReferences"] = [
-                {
-                    "apiVersion": c.API_VERSION,
-                    "kind": c.KIND_EXTERNAL_SECRET,
-                    "name": es.name,
-                    "uid": es.uid,
-                    "controller": True,
-                }
-            ]
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": metadata,
-            "type": target.type,
-            "data": _encode(data),
-        }
-
-    def _updated_secret(
-        self, es: ExternalSecret, existing: Body, data: Mapping[str, bytes], fingerprint: str
-    ) -> Body:
-        """A Secret vaultsync created, as Owner or Orphan want it (Merge: `targets.merged_secret`)."""
-        target = es.spec.target
-        meta = dict(existing["metadata"])
-        annotations = dict(meta.get("annotations") or {})
-        if target.creation_policy == "Owner":
-            meta["ownerReferences"] = self._new_secret(es, data, fingerprint)["metadata"]["ownerReferences"]
-        meta["labels"] = {**(meta.get("labels") or {}), **target.labels, **self._labels(es)}
-        meta["annotations"] = {
-            **annotations,
-            **target.annotations,
-            **_annotations(data, fingerprint),
-        }
-        return {**existing, "metadata": meta, "type": target.type, "data": _encode(data)}
-
-    def _labels(self, es: ExternalSecret) -> dict[str, str]:
-        return {c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_OWNER_NAME: es.name}
-
-    async def _remove_target(self, es: ExternalSecret) -> None:
-        """deletionPolicy Delete, every remote key gone: the Secret goes if vaultsync created it
-        (and it is not a Merge target); Merge takes back only the keys it wrote."""
+    async def _remove(self, es_name: str, creation_policy: str, namespace: str, name: str) -> None:
         try:
-            existing = await self._kube.read_secret(es.namespace, es.target_name)
+            existing: Body | None = await self._kube.read_secret(namespace, name)
         except KubeNotFound:
-            return
-        if es.spec.target.creation_policy != "Merge":
-            if created_by(existing, es.name):
-                await self._kube.delete_secret(es.namespace, es.target_name, existing["metadata"]["uid"])
-                SECRET_WRITES.labels(operation="delete").inc()
-            return
-        await self._release(existing, es.name)
+            existing = None
+        removal = plan_removal(es_name, creation_policy, existing)
+        if removal.action == "delete" and removal.uid is not None:
+            await self._kube.delete_secret(namespace, name, removal.uid)
+            SECRET_WRITES.labels(operation="delete").inc()
+        elif removal.action == "update" and removal.body is not None:
+            await self._kube.replace_secret(namespace, name, removal.body)
+            SECRET_WRITES.labels(operation="update").inc()
 
     async def released(self, body: Mapping[str, Any]) -> None:
         """A deleted ExternalSecret with creationPolicy Merge takes back the keys it wrote; the
@@ -357,60 +305,35 @@ class Reconciler:
         target = (body.get("spec") or {}).get("target") or {}
         if target.get("creationPolicy") != "Merge":
             return
-        try:
-            existing = await self._kube.read_secret(meta["namespace"], target.get("name") or meta["name"])
-        except KubeNotFound:
-            return
-        await self._release(existing, meta["name"])
-
-    async def _release(self, existing: Body, es_name: str) -> None:
-        released = released_secret(existing, es_name)
-        if released is not None:
-            meta = existing["metadata"]
-            await self._kube.replace_secret(meta["namespace"], meta["name"], released)
-            SECRET_WRITES.labels(operation="update").inc()
+        await self._remove(meta["name"], "Merge", meta["namespace"], target.get("name") or meta["name"])
 
     # Status and Events ---------------------------------------------------------------------
 
-    async def _report(
-        self,
-        es: ExternalSecret,
-        result: SyncResult,
-        versions: Mapping[str, str],
-        fingerprint: str | None,
-        next_refresh: float | None,
-        force_token: str | None,
-    ) -> None:
-        old: Mapping[str, Any] = dict(es.status)
-        status = desired_status(old, es.generation, result, versions, fingerprint, force_token)
-        if _material(status) != _material(old) or result.written:
-            now = datetime.now(UTC)
-            status["syncedAt"] = _timestamp(now) if result.ok else old.get("syncedAt")
-            status["nextRefreshAt"] = (
-                _timestamp(now + timedelta(seconds=next_refresh)) if result.ok and next_refresh else None
-            )
+    async def _apply_report(
+        self, namespace: str, name: str, ref: ObjectRef, report: Report
+    ) -> dict[str, Any] | None:
+        """Writes the planned status, then posts the planned Event; returns the status as
+        stored (None: not written)."""
+        written: dict[str, Any] | None = None
+        if report.status is not None:
             try:
-                await self._kube.patch_status(c.EXTERNAL_SECRETS, es.namespace, es.name, status)
+                await self._kube.patch_status(c.EXTERNAL_SECRETS, namespace, name, report.status)
             except KubeNotFound:
-                return  # deleted meanwhile
-            es.status.clear()
-            es.status.update({k: v for k, v in status.items() if v is not None})
-        old_condition = _ready(old)
-        changed = old_condition is None or (
-            old_condition.get("reason"),
-            old_condition.get("message"),
-        ) != (result.reason.value, result.message)
-        if result.written or (changed and not result.ok):
-            ref = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
-            if result.ok:
-                message = f"Secret {es.target_name} written from {len(versions) or 'the'} remote value(s)"
-                await self._kube.post_event(ref, "Normal", result.reason.value, message)
-            else:
-                await self._kube.post_event(ref, "Warning", result.reason.value, result.message)
+                return None  # deleted meanwhile
+            written = stored(report.status)
+        if report.event is not None:
+            event = report.event
+            await self._events.post_event(ref, event.type, event.reason, event.message)
+        return written
+
+    def _ref(self, es: ExternalSecret) -> ObjectRef:
+        return ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, es.namespace, es.name, es.uid)
+
+    def _log(self, es: ExternalSecret, result: SyncResult, report: Report) -> None:
         log.log(
             # Writes and new failures are news; a refresh that changed nothing, or the same
             # failure retried, is not (ten thousand objects would drown the log).
-            logging.INFO if result.written or (changed and not result.ok) else logging.DEBUG,
+            logging.INFO if report.news else logging.DEBUG,
             "synced" if result.ok else "sync failed",
             extra={
                 "externalSecret": f"{es.namespace}/{es.name}",
@@ -421,103 +344,13 @@ class Reconciler:
         )
 
 
-def desired_status(
-    old: Mapping[str, Any],
-    generation: int,
-    result: SyncResult,
-    versions: Mapping[str, str],
-    fingerprint: str | None,
-    force_token: str | None,
-) -> dict[str, Any]:
-    """The status after a reconcile; lastTransitionTime moves only when Ready flips."""
-    state = "True" if result.ok else "False"
-    previous = _ready(old)
-    transition = (
-        previous["lastTransitionTime"]
-        if previous is not None and previous.get("status") == state and previous.get("lastTransitionTime")
-        else _timestamp(datetime.now(UTC))
+def _with_status(result: SyncResult, status: Mapping[str, Any]) -> SyncResult:
+    return SyncResult(
+        result.reason,
+        result.message,
+        retry_after=result.retry_after,
+        written=result.written,
+        store_key=result.store_key,
+        remote_keys=result.remote_keys,
+        status=status,
     )
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "conditions": [
-            {
-                "type": c.CONDITION_READY,
-                "status": state,
-                "reason": result.reason.value,
-                "message": result.message,
-                "lastTransitionTime": transition,
-            }
-        ],
-        # Failures keep what was last synced: the Secret still holds that data.
-        "remoteVersions": dict(versions) if result.ok else old.get("remoteVersions"),
-        "dataHMAC": fingerprint if result.ok else old.get("dataHMAC"),
-        "syncedAt": old.get("syncedAt"),
-        "nextRefreshAt": old.get("nextRefreshAt"),
-    }
-    if force_token is not None or old.get("forceSyncHandled") is not None:
-        status["forceSyncHandled"] = force_token if force_token is not None else old.get("forceSyncHandled")
-    return status
-
-
-def _material(status: Mapping[str, Any]) -> dict[str, Any]:
-    """Status without the timestamps that move on every refresh."""
-    return {k: v for k, v in status.items() if k not in ("syncedAt", "nextRefreshAt") and v is not None}
-
-
-def _ready(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == c.CONDITION_READY:
-            result: Mapping[str, Any] = condition
-            return result
-    return None
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _encode(data: Mapping[str, bytes]) -> dict[str, str]:
-    return {k: base64.b64encode(v).decode() for k, v in data.items()}
-
-
-def _annotations(data: Mapping[str, bytes], fingerprint: str) -> dict[str, str]:
-    return {
-        c.ANNOTATION_DATA_FINGERPRINT: fingerprint,
-        c.ANNOTATION_MANAGED_KEYS: ",".join(sorted(data)),
-    }
-
-
-def _same(existing: Body, desired: Body) -> bool:
-    keys = ("type", "data")
-    if any((existing.get(k) or None) != (desired.get(k) or None) for k in keys):
-        return False
-    meta_keys = ("labels", "annotations", "ownerReferences")
-    return all(existing["metadata"].get(k) == desired["metadata"].get(k) for k in meta_keys)
-
-
-def _check_size(data: Mapping[str, bytes]) -> None:
-    size = len(json.dumps(_encode(data)))
-    if size > c.SECRET_SIZE_LIMIT - 16 * 1024:  # leave room for metadata
-        raise SecretTooLarge(
-            f"spec.target: the Secret's data would be {size} bytes encoded, over the "
-            f"{c.SECRET_SIZE_LIMIT} byte limit of a Kubernetes Secret"
-        )
-
-
-def _check_annotations(es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) -> None:
-    """Refused before any write: the API server refuses a Secret whose annotations exceed its
-    limit, which would otherwise be met on every retry. The managed-keys annotation lists
-    every key, so the key count is bounded too."""
-    if len(data) > c.SECRET_MAX_KEYS:
-        raise SecretTooLarge(
-            f"spec.target: the Secret would have {len(data)} keys, over the limit of "
-            f"{c.SECRET_MAX_KEYS} keys one ExternalSecret may write (check spec.dataFrom)"
-        )
-    annotations = {**es.spec.target.annotations, **_annotations(data, fingerprint)}
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
-    if size > c.ANNOTATIONS_SIZE_LIMIT:
-        raise SecretTooLarge(
-            f"spec.target.annotations: the Secret's annotations would be {size} bytes with the "
-            f"{c.ANNOTATION_MANAGED_KEYS} annotation listing its keys, over the API server's "
-            f"{c.ANNOTATIONS_SIZE_LIMIT} byte limit"
-        )

@@ -34,7 +34,9 @@ from typing import Any
 
 from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
+from vaultsync.conditions import timestamp
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError, crash_fields
+from vaultsync.events import EventSink
 from vaultsync.fingerprints import combined
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import RESTART_BACKLOG, RESTARTS
@@ -133,7 +135,7 @@ def restart_patch(
     if not causes:
         return None
     seen.update({name: rotations[name].fingerprint for name in causes})
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = timestamp(now)
     patch = {
         "metadata": {"annotations": {c.ANNOTATION_SEEN_FINGERPRINTS: json.dumps(seen, sort_keys=True)}},
         "spec": {
@@ -279,10 +281,12 @@ class Rollouts:
         window: float = DEFAULT_WINDOW_SECONDS,
         per_minute: int = 60,
         *,
+        events: EventSink,
         quiet: float = DEFAULT_QUIET_SECONDS,
         concurrency: int = RESTART_CONCURRENCY,
     ) -> None:
         self._kube = kube
+        self._recorder = events
         self._key = key
         self._batches = Batches(quiet, window)
         self._limit = restart_budget(per_minute)
@@ -554,7 +558,7 @@ class Rollouts:
 
     def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Posted in the background: a restart never waits for its Events."""
-        self._events.start(self._kube.post_event(ref, type_, reason, message))
+        self._events.start(self._recorder.post_event(ref, type_, reason, message))
 
 
 def _causes(workload: Body, rotations: Mapping[str, Rotation]) -> list[str]:

@@ -38,18 +38,20 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from vaultsync import constants as c
+from vaultsync.conditions import is_ready, parse_time
 from vaultsync.errors import InvalidSpec, crash_fields
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
+from vaultsync.plan import SyncResult
 from vaultsync.providers.base import RemoteRef
 from vaultsync.readiness import TRACKER
-from vaultsync.reconcile import Reconciler, SyncResult
+from vaultsync.reconcile import Reconciler
 from vaultsync.schedule import MIN_REFRESH_SECONDS, backoff, clamped, jittered, next_on_grid
+from vaultsync.targets import managed_keys
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,8 @@ class Scheduler:
         tracked = self._tracked.get(key)
         if tracked is None:
             tracked = _Tracked(body=body, generation=generation, force_token=token)
+            # A force-sync annotation set while the operator was down is still a request.
+            tracked.force = token is not None and token != (body.get("status") or {}).get("forceSyncHandled")
             self._tracked[key] = tracked
             QUEUE_DEPTH.set(len(self._tracked))
             resume_at = self._resume_time(body)
@@ -181,7 +185,7 @@ class Scheduler:
         so a hand edit of a managed key (or of the annotations) is detected.
         """
         annotations = body["metadata"].get("annotations") or {}
-        ours = set(filter(None, annotations.get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
+        ours = managed_keys(body)
         data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items() if k in ours}
         fingerprint = annotations.get(c.ANNOTATION_DATA_FINGERPRINT)
         key = namespace_key(self._key, body["metadata"]["namespace"])
@@ -333,7 +337,8 @@ class Scheduler:
             )
             SYNC_SECONDS.observe(time.perf_counter() - started)
             self._index(key, tracked, result)
-            tracked.body = {**tracked.body, "status": dict(es.status)}
+            if result.status is not None:
+                tracked.body = {**tracked.body, "status": dict(result.status)}
             if result.ok:
                 tracked.attempts = 0
                 if not trusted:
@@ -407,14 +412,13 @@ class Scheduler:
         token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
         if token is not None and token != status.get("forceSyncHandled"):
             return None
-        ready = next((x for x in status.get("conditions") or [] if x.get("type") == c.CONDITION_READY), None)
         synced_at = status.get("syncedAt")
-        if ready is None or ready.get("status") != "True" or not synced_at:
+        if not is_ready(status) or not synced_at:
             return None
         interval = self._refresh(body)
         if interval <= 0:
             return float("inf")
-        synced = datetime.fromisoformat(synced_at.replace("Z", "+00:00")).timestamp()
+        synced = parse_time(synced_at).timestamp()
         return next_on_grid(synced, jittered(interval), self._wall())
 
 

@@ -15,7 +15,7 @@ without a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from vaultsync import constants as c
@@ -123,8 +123,14 @@ def _merged_by(secret: Mapping[str, Any], es_name: str) -> bool:
     return _annotations(secret).get(c.ANNOTATION_MERGED_BY) == es_name
 
 
-def _managed_keys(secret: Mapping[str, Any]) -> set[str]:
+def managed_keys(secret: Mapping[str, Any]) -> set[str]:
+    """The keys a Secret's managed-keys annotation says vaultsync wrote."""
     return set(filter(None, _annotations(secret).get(c.ANNOTATION_MANAGED_KEYS, "").split(",")))
+
+
+def managed_keys_value(keys: Iterable[str]) -> str:
+    """The managed-keys annotation's value for `keys`."""
+    return ",".join(sorted(keys))
 
 
 def check_merge_target(secret: Mapping[str, Any], es_name: str, es_uid: str) -> None:
@@ -168,7 +174,7 @@ def merged_secret(
     `marks` are the fingerprint and managed-keys annotations.
     """
     ours = created_by(secret, es_name)
-    previous = _managed_keys(secret) if ours or _merged_by(secret, es_name) else set()
+    previous = managed_keys(secret) if ours or _merged_by(secret, es_name) else set()
     data = {k: v for k, v in (secret.get("data") or {}).items() if k not in previous}
     data.update(encoded)
     annotations = {**_annotations(secret), **marks}
@@ -181,7 +187,7 @@ def released_secret(secret: Mapping[str, Any], es_name: str) -> Body | None:
     """`secret` without this ExternalSecret's merged keys and marks; None if it holds none."""
     if not (_merged_by(secret, es_name) or created_by(secret, es_name)):
         return None
-    ours = _managed_keys(secret)
+    ours = managed_keys(secret)
     data = {k: v for k, v in (secret.get("data") or {}).items() if k not in ours}
     marks = (
         c.ANNOTATION_MANAGED_KEYS,

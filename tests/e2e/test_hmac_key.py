@@ -24,6 +24,7 @@ from tests.env.kube import Cluster, KubeApi
 from tests.env.waiting import eventually
 from vaultsync import constants as c
 from vaultsync.errors import HmacKeyUnusable
+from vaultsync.hmackey import ensure_hmac_key, keep_hmac_key
 from vaultsync.kube import Kube
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ def test_replicas_starting_together_end_with_the_one_stored_key(
     async def race() -> set[bytes]:
         replicas = [Kube() for _ in range(REPLICAS)]
         try:
-            return set(await asyncio.gather(*(r.ensure_hmac_key(namespace) for r in replicas)))
+            return set(await asyncio.gather(*(ensure_hmac_key(r, namespace) for r in replicas)))
         finally:
             await asyncio.gather(*(r.close() for r in replicas))
 
@@ -65,10 +66,10 @@ def test_a_key_secret_deleted_while_running_is_put_back_with_the_same_key(
     async def scenario() -> tuple[bytes, bytes, bytes]:
         kube = Kube()
         try:
-            key = await kube.ensure_hmac_key(namespace)
+            key = await ensure_hmac_key(kube, namespace)
             kube_api.core.delete_namespaced_secret(c.HMAC_KEY_SECRET, namespace)
-            kept = await kube.keep_hmac_key(namespace, key)
-            again = await kube.keep_hmac_key(namespace, key)  # present: only read
+            kept = await keep_hmac_key(kube, namespace, key)
+            again = await keep_hmac_key(kube, namespace, key)  # present: only read
             return key, kept, again
         finally:
             await kube.close()
@@ -90,7 +91,7 @@ def test_an_unusable_key_secret_stops_the_start_and_is_not_overwritten(
         kube = Kube()
         try:
             with pytest.raises(HmacKeyUnusable) as refused:
-                await kube.ensure_hmac_key(namespace)
+                await ensure_hmac_key(kube, namespace)
             return refused.value
         finally:
             await kube.close()

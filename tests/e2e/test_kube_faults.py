@@ -26,6 +26,8 @@ from tests.env.faultproxy import Fault, FaultProxy, fault_proxy
 from tests.env.kube import Cluster, KubeApi
 from vaultsync import constants as c
 from vaultsync.errors import KubeConflict, KubeError
+from vaultsync.events import EventRecorder
+from vaultsync.hmackey import ensure_hmac_key
 from vaultsync.kube import Kube, ObjectRef
 from vaultsync.kuberetry import RetryPolicy
 
@@ -78,7 +80,7 @@ def test_429_is_waited_out_for_every_verb_honouring_retry_after(
         started = time.monotonic()
         assert (await kube.read_secret(namespace, "plain"))["metadata"]["name"] == "plain"
         waited = time.monotonic() - started
-        await kube.post_event(_event_ref(namespace), "Normal", "Probe", "a probe")
+        await EventRecorder(kube).post_event(_event_ref(namespace), "Normal", "Probe", "a probe")
         assert proxy.sent("GET") == ["429", "429", "200"]
         assert proxy.sent("POST", "/events") == ["429", "201"]  # a 429 was never processed
         return waited
@@ -108,7 +110,7 @@ def test_5xx_and_resets_are_resent_for_idempotent_requests_only(
         dropped = _events_dropped()
         for fault in (Fault(503), Fault(reset=True), Fault(403)):
             proxy.inject("POST", fault)
-            await kube.post_event(_event_ref(namespace), "Normal", "Probe", "once")
+            await EventRecorder(kube).post_event(_event_ref(namespace), "Normal", "Probe", "once")
         assert proxy.sent("POST", "/events") == ["503", "reset", "403"]  # one send each: not resent
         assert _events_dropped() == dropped + 3
 
@@ -127,7 +129,7 @@ def test_a_create_whose_answer_was_lost_resends_into_409_and_the_caller_reads_th
         # The HMAC key: the first create got through, its answer did not; the key that
         # came back is the one stored, not a second one.
         proxy.inject("POST", Fault(reset=True, forward=True))
-        key = await kube.ensure_hmac_key(namespace)
+        key = await ensure_hmac_key(kube, namespace)
         assert proxy.sent("POST")[-2:] == ["201->reset", "409"]
         return key
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import Vaultsync, fake_entry
 from tests.env.kube import Cluster
-from vaultsync.errors import KubeInvalid
+from vaultsync.errors import KubeInvalid, PermanentError
 from vaultsync.kube import Kube
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ def test_the_422_names_the_field_and_drops_the_quoted_value(
     assert too_long.message == (
         "create secrets: rejected by the API server as invalid: metadata.annotations: Too long"
     )
-    assert not label.retryable  # the same input is refused again: no retry loop
+    assert isinstance(label, PermanentError)  # the same input is refused again: no retry loop
 
 
 def test_the_condition_of_a_refused_secret_names_the_field_and_not_the_value(
@@ -74,7 +74,7 @@ def test_the_condition_of_a_refused_secret_names_the_field_and_not_the_value(
             "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
         },
     )
-    condition = vs.wait_reason("app", "InvalidSpec")
+    condition = vs.wait_reason("app", "KubernetesError")
     assert "metadata.labels: Invalid value" in condition["message"], condition
     assert MARKER not in condition["message"]
     assert not vs.secret_exists("app")

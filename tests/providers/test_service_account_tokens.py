@@ -20,11 +20,11 @@ from kubernetes import client
 
 from tests.e2e.tenancy.recording import RecordingServer
 from tests.env.kube import Cluster, KubeApi
+from vaultsync.credentials import StoreCredentials
 from vaultsync.errors import InvalidStoreConfig, VaultsyncError
 from vaultsync.kube import Kube
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.base import ServiceAccountSelector, StoreContext
-from vaultsync.stores import StoreCredentials
 
 pytestmark = pytest.mark.e2e
 

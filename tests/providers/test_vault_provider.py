@@ -23,6 +23,7 @@ from tests.env.kube import Cluster, KubeApi, configuration
 from tests.providers.backends.credentials import StaticCredentials
 from tests.providers.backends.vault import start_backend
 from tests.providers.servers.vault import VaultServer, free_port, start_dev_server
+from vaultsync.credentials import StoreCredentials
 from vaultsync.errors import (
     AuthenticationError,
     CredentialNotFound,
@@ -30,6 +31,7 @@ from vaultsync.errors import (
     InvalidStoreConfig,
     PermissionDenied,
     ProviderError,
+    RetryableError,
     SecretNotFound,
     VaultsyncError,
 )
@@ -37,7 +39,6 @@ from vaultsync.kube import Kube
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.base import Credentials, RemoteRef, StoreContext
 from vaultsync.providers.vault import VaultClient, VaultProvider
-from vaultsync.stores import StoreCredentials
 
 T = TypeVar("T")
 
@@ -487,7 +488,7 @@ def test_a_server_that_is_not_listening_is_a_retryable_provider_error() -> None:
 
     with pytest.raises(ProviderError) as caught:
         run(scenario)
-    assert caught.value.retryable and not isinstance(caught.value, AuthenticationError)
+    assert isinstance(caught.value, RetryableError) and not isinstance(caught.value, AuthenticationError)
     assert f"cannot reach Vault at {url}" in caught.value.message
 
 

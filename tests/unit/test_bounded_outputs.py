@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from vaultsync import constants as c
-from vaultsync.errors import InvalidSpec, PropertyNotFound, SecretTooLarge, TemplateError
+from vaultsync.errors import InvalidSpec, PermanentError, PropertyNotFound, SecretTooLarge, TemplateError
 from vaultsync.models import ExternalSecretSpec, TemplateSpec, parse_external_secret
+from vaultsync.plan import check_bounds
 from vaultsync.properties import extract_all, select_property
 from vaultsync.providers.base import RemoteRef, RemoteValue
-from vaultsync.reconcile import _check_annotations
 from vaultsync.renderer import TemplateRenderer, _checked
 from vaultsync.sandbox import Limits
 from vaultsync.templating import build_data
@@ -36,14 +36,14 @@ def external_secret(annotations: dict[str, str] | None = None) -> Any:
 def test_more_keys_than_the_limit_are_refused_naming_the_field() -> None:
     data = {f"k{i}": b"" for i in range(c.SECRET_MAX_KEYS + 1)}
     with pytest.raises(SecretTooLarge) as caught:
-        _check_annotations(external_secret(), data, "f" * 64)
+        check_bounds(external_secret(), data, "f" * 64)
     assert caught.value.message.startswith("spec.target: the Secret would have 1001 keys")
-    assert not caught.value.retryable
+    assert isinstance(caught.value, PermanentError)
 
 
 def test_the_limit_of_keys_is_accepted() -> None:
     data = {f"k{i}": b"" for i in range(c.SECRET_MAX_KEYS)}
-    _check_annotations(external_secret(), data, "f" * 64)
+    check_bounds(external_secret(), data, "f" * 64)
 
 
 def test_a_managed_keys_annotation_over_the_api_servers_limit_is_refused_before_any_write() -> None:
@@ -52,11 +52,11 @@ def test_a_managed_keys_annotation_over_the_api_servers_limit_is_refused_before_
     data = {f"{i:04d}" + "k" * 249: b"" for i in range(c.SECRET_MAX_KEYS)}
     own = {f"note-{i}": "x" * 4000 for i in range(4)}
     with pytest.raises(SecretTooLarge) as caught:
-        _check_annotations(external_secret(own), data, "f" * 64)
+        check_bounds(external_secret(own), data, "f" * 64)
     assert caught.value.message.startswith("spec.target.annotations: the Secret's annotations would be")
     assert c.ANNOTATION_MANAGED_KEYS in caught.value.message
     assert "262144" in caught.value.message
-    _check_annotations(external_secret(), data, "f" * 64)  # without them it fits
+    check_bounds(external_secret(), data, "f" * 64)  # without them it fits
 
 
 def test_a_lone_surrogate_in_a_selected_property_is_refused_naming_the_field() -> None:

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import threading
 import time
 from typing import Any
 
 import pytest
 
-from vaultsync import startup
+from vaultsync import constants as c
+from vaultsync import housekeeping
 from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.constants import Reason
 from vaultsync.errors import StoreTimeout
 from vaultsync.models import parse_external_secret
+from vaultsync.plan import SyncResult
 from vaultsync.providers.threads import StoreThreads
-from vaultsync.reconcile import Reconciler, SyncResult
+from vaultsync.reconcile import Reconciler
 from vaultsync.scheduler import Scheduler
-from vaultsync.stores import store_status
+from vaultsync.storestatus import store_status
+
+KEY = b"k" * 32
 
 
 def body(name: str, store: str, namespace: str = "shop") -> dict[str, Any]:
@@ -116,6 +121,7 @@ def test_a_sync_that_hangs_ends_at_its_deadline_naming_the_store_and_writes_no_s
         cache=None,  # type: ignore[arg-type]
         hmac_key=b"k" * 32,
         renderer=None,  # type: ignore[arg-type]
+        events=kube,  # type: ignore[arg-type]
         sync_timeout=0.2,
     )
     es = parse_external_secret({**body("app", "tarpit"), "status": {"dataHMAC": "h"}})
@@ -127,7 +133,7 @@ def test_a_sync_that_hangs_ends_at_its_deadline_naming_the_store_and_writes_no_s
     assert "--sync-timeout" in result.message
     assert [c for c in kube.calls if "secret" in c] == []  # fail static: the Secret is untouched
     assert "patch_status" in kube.calls
-    assert es.status["dataHMAC"] == "h"
+    assert result.status is not None and result.status["dataHMAC"] == "h"
     assert issubclass(StoreTimeout, Exception)
 
 
@@ -184,8 +190,8 @@ class StatusKube:
     def __init__(self) -> None:
         self.patched: list[str] = []
 
-    async def keep_hmac_key(self, *_: Any) -> None:
-        return None
+    async def read_secret(self, *_: Any) -> dict[str, Any]:
+        return {"data": {c.HMAC_KEY_FIELD: base64.b64encode(KEY).decode()}}
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: Any) -> None:
         self.patched.append(name)
@@ -194,7 +200,7 @@ class StatusKube:
 def test_housekeeping_checks_every_store_without_waiting_for_one_that_hangs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(startup, "STORE_RECHECK_SECONDS", 0.01)
+    monkeypatch.setattr(housekeeping, "STORE_RECHECK_SECONDS", 0.01)
     kube, stores = StatusKube(), OneHangingStore()
 
     class NoCache:
@@ -203,7 +209,7 @@ def test_housekeeping_checks_every_store_without_waiting_for_one_that_hangs(
 
     async def run() -> None:
         task = asyncio.create_task(
-            startup._housekeeping(kube, stores, NoCache(), "vaultsync", b"k")  # type: ignore[arg-type]
+            housekeeping.housekeeping(kube, stores, NoCache(), "vaultsync", KEY)  # type: ignore[arg-type]
         )
         for _ in range(100):
             await asyncio.sleep(0.01)

@@ -17,7 +17,8 @@ from vaultsync import constants as c
 from vaultsync.config import add_run_arguments, from_arguments
 from vaultsync.errors import StoreNotReady
 from vaultsync.kube import Kube
-from vaultsync.stores import ResolvedStore, Stores
+from vaultsync.storeclients import ResolvedStore, StoreClients
+from vaultsync.stores import Stores
 
 FAKE_STORE = {
     "metadata": {"name": "demo", "namespace": "shop", "uid": "u1", "generation": 1},
@@ -59,5 +60,5 @@ def test_a_fake_store_is_not_ready_naming_the_field_and_the_flag() -> None:
 
 
 def test_an_enabled_operator_serves_a_fake_store() -> None:
-    stores = Stores(cast(Kube, None), enable_fake_provider=True)
+    stores = Stores(cast(Kube, None), StoreClients(cast(Kube, None), enable_fake_provider=True))
     assert resolve(stores, FAKE_STORE).provider == "fake"

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 from botocore.exceptions import NoCredentialsError
 
+from vaultsync.credentials import secret_key_bytes
 from vaultsync.errors import (
     AuthenticationError,
     CredentialNotFound,
@@ -38,7 +39,7 @@ from vaultsync.providers.base import (
     StoreContext,
     credential_text,
 )
-from vaultsync.stores import Stores, secret_key_bytes
+from vaultsync.stores import Stores
 
 FIELD = "spec.provider.aws.auth.secretRef.accessKeyId"
 SELECTOR = SecretKeySelector(name="aws-creds", key="id")
@@ -197,7 +198,7 @@ def cluster_store(provider: str) -> Mapping[str, Any]:
 @pytest.fixture
 def providers(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = {"refusing": Refusing(), "accepting": Accepting()}
-    monkeypatch.setattr("vaultsync.stores.PROVIDERS", registry)
+    monkeypatch.setattr("vaultsync.storeclients.PROVIDERS", registry)
     Refusing.logins = Accepting.logins = 0
 
 
@@ -220,7 +221,7 @@ def test_a_refused_login_is_not_tried_again_by_every_caller_before_the_backoff()
 def test_a_refused_login_is_tried_again_once_the_backoff_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
     stores = Stores(kube=None)  # type: ignore[arg-type]
     now = [1000.0]
-    monkeypatch.setattr("vaultsync.stores.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("vaultsync.storeclients.time.monotonic", lambda: now[0])
 
     async def attempt() -> None:
         with pytest.raises(StoreNotReady):
@@ -244,7 +245,7 @@ def test_invalidate_drops_a_shared_client_once_and_backs_off_before_the_next_log
 ) -> None:
     stores = Stores(kube=None)  # type: ignore[arg-type]
     now = [1000.0]
-    monkeypatch.setattr("vaultsync.stores.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("vaultsync.storeclients.time.monotonic", lambda: now[0])
 
     async def scenario() -> tuple[Counted, Counted]:
         first = await stores.client_for("ClusterSecretStore", cluster_store("accepting"))

@@ -1,5 +1,5 @@
 """The Kubernetes client's pure policies: how long to wait before a resend, and what of a
-422 Status may be repeated (fields, never the values its messages quote)."""
+422 or 403 Status may be repeated (fields or who refused, never the values its messages quote)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 from vaultsync import constants as c
 from vaultsync.kuberetry import RetryPolicy, parse_retry_after, retryable_status
-from vaultsync.kubestatus import MAX_CAUSES, invalid_fields
+from vaultsync.kubestatus import MAX_CAUSES, forbidden_cause, invalid_fields
 
 
 def test_backoff_doubles_under_a_cap_with_full_jitter() -> None:
@@ -74,3 +74,16 @@ def test_a_field_that_could_carry_a_value_is_dropped_and_causes_are_bounded() ->
     many = [{"reason": "FieldValueInvalid", "field": f"f{i}"} for i in range(50)]
     assert len(invalid_fields(_status(*many))) == MAX_CAUSES
     assert invalid_fields(b"not json") == invalid_fields(b'{"details": 3}') == []
+
+
+def test_a_403_names_who_refused_in_fixed_words_never_the_message() -> None:
+    def status(message: str) -> bytes:
+        return json.dumps({"kind": "Status", "code": 403, "reason": "Forbidden", "message": message}).encode()
+
+    quota = 'secrets "app" is forbidden: exceeded quota: q, requested: count/secrets=1'
+    assert forbidden_cause(status(quota)) == "a ResourceQuota of the namespace"
+    webhook = 'admission webhook "deny.example.com" denied the request: value "s3cret" not allowed'
+    assert forbidden_cause(status(webhook)) == "an admission policy"
+    rbac = 'secrets is forbidden: User "system:serviceaccount:x:y" cannot create resource "secrets"'
+    assert forbidden_cause(status(rbac)) == "RBAC"
+    assert forbidden_cause(b"not json") == "RBAC"

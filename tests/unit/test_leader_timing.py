@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from vaultsync.conditions import micro_time
 from vaultsync.leader import (
     LeaseTiming,
     Observation,
     Record,
-    micro_time,
     next_record,
     released,
     renew_deadline_passed,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from vaultsync.constants import Reason
-from vaultsync.errors import InvalidSpec
+from vaultsync.errors import InvalidSpec, PermanentError
 from vaultsync.models import LabelSelector, NamespaceCondition, parse_external_secret, parse_store_spec
 
 METADATA = {"name": "db-creds", "namespace": "shop", "uid": "uid-1", "generation": 4}
@@ -234,7 +234,7 @@ def test_an_error_names_the_field_but_does_not_repeat_its_value() -> None:
 
 def test_an_invalid_spec_is_permanent() -> None:
     exc = invalid({})
-    assert exc.retryable is False
+    assert isinstance(exc, PermanentError)
 
 
 def test_a_store_spec_parses_its_provider_and_conditions() -> None:

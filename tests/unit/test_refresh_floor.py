@@ -10,7 +10,7 @@ import pytest
 
 from vaultsync.config import Config, add_run_arguments, from_arguments
 from vaultsync.constants import Reason
-from vaultsync.reconcile import SyncResult
+from vaultsync.plan import SyncResult
 from vaultsync.scheduler import Scheduler
 
 

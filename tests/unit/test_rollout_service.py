@@ -109,7 +109,7 @@ def deployment(name: str, reload: str, paused: bool = False) -> dict[str, Any]:
 
 
 def rollouts(kube: FakeKube, per_minute: int = 60) -> Rollouts:
-    return Rollouts(kube, KEY, WINDOW, per_minute)  # type: ignore[arg-type]
+    return Rollouts(kube, KEY, WINDOW, per_minute, events=kube)  # type: ignore[arg-type]
 
 
 async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -142,7 +142,7 @@ def test_a_stopping_operator_makes_the_restarts_still_inside_their_window() -> N
     kube = FakeKube(deployment("web", "db-creds"))
 
     async def scenario() -> None:
-        service = Rollouts(kube, KEY, 3600.0, 60)  # type: ignore[arg-type]
+        service = Rollouts(kube, KEY, 3600.0, 60, events=kube)  # type: ignore[arg-type]
         await service.secret_rotated("shop", "db-creds", "fp-db", ES)
         await service.stop()
 
@@ -203,7 +203,7 @@ def test_a_burst_is_restarted_after_the_quiet_period_without_waiting_for_the_win
     kube = FakeKube(deployment("web", "db-creds,api-keys"))
 
     async def scenario() -> None:
-        service = Rollouts(kube, KEY, 3600.0, 60, quiet=0.05)  # type: ignore[arg-type]
+        service = Rollouts(kube, KEY, 3600.0, 60, quiet=0.05, events=kube)  # type: ignore[arg-type]
         await service.secret_rotated("shop", "db-creds", "fp-db", ES)
         await service.secret_rotated("shop", "api-keys", "fp-api", ES)
         await until(lambda: bool(kube.patches))
@@ -218,7 +218,7 @@ def test_rotations_that_keep_coming_are_restarted_within_the_window() -> None:
     kube = FakeKube(deployment("web", ",".join(names)))
 
     async def scenario() -> None:
-        service = Rollouts(kube, KEY, 0.2, 60, quiet=0.1)  # type: ignore[arg-type]
+        service = Rollouts(kube, KEY, 0.2, 60, quiet=0.1, events=kube)  # type: ignore[arg-type]
         for name in names:  # a new rotation every 10 ms: never quiet for 100 ms
             await service.secret_rotated("shop", name, "fp", ES)
             if kube.patches:
@@ -235,7 +235,7 @@ def test_workloads_are_restarted_in_parallel_up_to_the_bound() -> None:
     kube.patch_seconds = 0.01
 
     async def scenario() -> None:
-        service = Rollouts(kube, KEY, WINDOW, 60, concurrency=4)  # type: ignore[arg-type]
+        service = Rollouts(kube, KEY, WINDOW, 60, concurrency=4, events=kube)  # type: ignore[arg-type]
         await service.secret_rotated("shop", "db-creds", "fp-db", ES)
         await until(lambda: len(kube.patches) == 30)
         await service.stop()

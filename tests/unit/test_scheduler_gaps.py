@@ -121,12 +121,12 @@ def test_a_relist_without_an_external_secret_has_it_confirmed_then_forgotten() -
 
 
 def test_a_relist_without_a_store_drops_it_from_the_mirror() -> None:
-    stores = Stores(None, None, ())  # type: ignore[arg-type]
+    stores = Stores(None)  # type: ignore[arg-type]
     for name in ("gone", "kept"):
         stores.observe(c.KIND_SECRET_STORE, {"metadata": {"namespace": "shop", "name": name}}, deleted=False)
     stores.observe(c.KIND_CLUSTER_SECRET_STORE, {"metadata": {"name": "gone"}}, deleted=False)
     asyncio.run(stores.relisted(c.KIND_SECRET_STORE, {("shop", "kept")}))
-    assert sorted(stores._bodies) == [
+    assert sorted(stores.mirror.keys(), key=str) == [
         (c.KIND_CLUSTER_SECRET_STORE, None, "gone"),  # another kind's listing decides for it
         (c.KIND_SECRET_STORE, "shop", "kept"),
     ]

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync.constants import Reason
-from vaultsync.reconcile import SyncResult, _material, desired_status
+from vaultsync.plan import SyncResult, desired_status
+from vaultsync.plan import material as _material
 
 LONG_AGO = "2020-01-01T00:00:00Z"
 SYNCED = SyncResult(Reason.SYNCED, "Secret db-creds is in sync with SecretStore shop/aws")

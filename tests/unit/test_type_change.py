@@ -24,7 +24,7 @@ from vaultsync.models import parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
 from vaultsync.reconcile import Reconciler
 from vaultsync.scheduler import Scheduler
-from vaultsync.stores import ResolvedStore
+from vaultsync.storeclients import ResolvedStore
 
 
 class Crash(BaseException):
@@ -105,13 +105,13 @@ def body(generation: int, secret_type: str, status: dict[str, Any]) -> dict[str,
 
 def sync(kube: Secrets, reconciler: Reconciler, es_body: dict[str, Any]) -> dict[str, Any]:
     es = parse_external_secret(es_body)
-    asyncio.run(reconciler.sync(es, max_age=0.0, next_refresh=3600.0, force_token=None))
-    return dict(es.status)
+    result = asyncio.run(reconciler.sync(es, max_age=0.0, next_refresh=3600.0, force_token=None))
+    return dict(es.status if result.status is None else result.status)
 
 
 def test_a_crash_between_delete_and_create_is_healed_at_once_at_the_next_start() -> None:
     kube = Secrets()
-    reconciler = Reconciler(kube, OneStore(), FetchCache(), b"k" * 32, renderer=None)  # type: ignore[arg-type]
+    reconciler = Reconciler(kube, OneStore(), FetchCache(), b"k" * 32, renderer=None, events=kube)  # type: ignore[arg-type]
     status = sync(kube, reconciler, body(1, "Opaque", {}))
     assert kube.secrets["app"]["type"] == "Opaque"
     assert status["observedGeneration"] == 1
@@ -132,7 +132,7 @@ def test_a_crash_between_delete_and_create_is_healed_at_once_at_the_next_start()
     delay = asyncio.run(due_at_start())
     assert delay is not None and delay <= 0.0
     # ...and its reconcile creates the Secret with the new type.
-    restarted = Reconciler(kube, OneStore(), FetchCache(), b"k" * 32, renderer=None)  # type: ignore[arg-type]
+    restarted = Reconciler(kube, OneStore(), FetchCache(), b"k" * 32, renderer=None, events=kube)  # type: ignore[arg-type]
     status = sync(kube, restarted, body(2, "example.com/token", status))
     assert kube.secrets["app"]["type"] == "example.com/token"
     assert base64.b64decode(kube.secrets["app"]["data"]["password"]) == b"pw"

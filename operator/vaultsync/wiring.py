@@ -1,0 +1,106 @@
+"""Builds the operator's services from its Config and stops them in order.
+
+The one place that knows which service needs which: construction order, shared
+clients (one Kube, one HMAC key, one cache) and the order of shutdown. It knows
+nothing of kopf: `startup.py` hands kopf's memo the services built here, and the
+handlers call those services directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from vaultsync import constants as c
+from vaultsync.budget import TokenBucket
+from vaultsync.cache import FetchCache
+from vaultsync.config import Config
+from vaultsync.events import EventRecorder
+from vaultsync.hmackey import ensure_hmac_key
+from vaultsync.housekeeping import housekeeping
+from vaultsync.kube import Kube
+from vaultsync.leader import Leadership
+from vaultsync.reconcile import Reconciler
+from vaultsync.relist import Listings
+from vaultsync.renderer import TemplateRenderer
+from vaultsync.rollout import Rollouts
+from vaultsync.sandbox import Limits
+from vaultsync.scheduler import Scheduler
+from vaultsync.services import Services
+from vaultsync.storeclients import StoreClients
+from vaultsync.stores import Stores
+
+
+async def wire(config: Config, leadership: Leadership | None) -> Services:
+    """Every service, started; the HMAC key is made (or read) first, as fingerprints need it."""
+    kube = Kube(may_write=None if leadership is None else leadership.held)
+    events = EventRecorder(kube, TokenBucket(config.events_per_second, config.event_burst))
+    hmac_key = await ensure_hmac_key(kube, config.operator_namespace)
+    operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
+    clients = StoreClients(
+        kube,
+        operator_account,
+        config.deny_egress_cidrs,
+        enable_fake_provider=config.enable_fake_provider,
+    )
+    stores = Stores(kube, clients)
+    cache = FetchCache(max_bytes=config.cache_max_bytes)
+    rollouts = Rollouts(
+        kube,
+        hmac_key,
+        config.restart_window,
+        config.restarts_per_minute,
+        events=events,
+        quiet=config.restart_quiet,
+    )
+    renderer = TemplateRenderer(
+        Limits(config.template_cpu_seconds, config.template_memory_mib, config.template_output_bytes),
+        config.template_workers,
+    )
+    reconciler = Reconciler(
+        kube,
+        stores,
+        cache,
+        hmac_key,
+        renderer,
+        events=events,
+        on_rotated=rollouts.secret_rotated,
+        sync_timeout=config.sync_timeout,
+    )
+    scheduler = Scheduler(
+        reconciler,
+        hmac_key,
+        workers=config.workers,
+        first_sync_max_age=config.first_sync_max_age,
+        min_refresh=config.min_refresh_interval,
+        store_concurrency=config.store_concurrency,
+    )
+    cache.add_change_listener(scheduler.remote_changed)
+    scheduler.start()
+    listings: dict[str, Listings] = {
+        c.KIND_EXTERNAL_SECRET: Listings(c.RELIST_QUIET_SECONDS, scheduler.relisted),
+        **{
+            kind: Listings(c.RELIST_QUIET_SECONDS, functools.partial(stores.relisted, kind))
+            for kind in (c.KIND_SECRET_STORE, c.KIND_CLUSTER_SECRET_STORE)
+        },
+    }
+    task = asyncio.create_task(housekeeping(kube, stores, cache, config.operator_namespace, hmac_key))
+    return Services(kube, stores, scheduler, rollouts, renderer, reconciler, listings, task)
+
+
+def halt(services: Services) -> None:
+    """Leadership lost: stop every service that writes or calls providers, now (cli stops kopf)."""
+    services.housekeeping.cancel()
+    services.scheduler.halt()
+    services.rollouts.halt()
+
+
+async def close(services: Services) -> None:
+    services.housekeeping.cancel()
+    for listings in services.listings.values():
+        await listings.stop()
+    await services.scheduler.stop()  # first, so no new rotation reaches the rollouts
+    await services.rollouts.stop()
+    await services.renderer.close()
+    await services.stores.close()
+    await services.kube.close()
