@@ -20,7 +20,7 @@ OTHER = ObjectRef(c.API_VERSION, c.KIND_EXTERNAL_SECRET, "other", "db-creds", "u
 
 
 def _service(kube: FakeKube, per_minute: int = 60) -> Rollouts:
-    return Rollouts(kube, KEY, HOUR, per_minute, quiet=HOUR)  # type: ignore[arg-type]
+    return Rollouts(kube, KEY, HOUR, per_minute, quiet=HOUR, events=kube)  # type: ignore[arg-type]
 
 
 def test_an_urgent_rotation_is_restarted_without_waiting_for_quiet_period_or_window() -> None:
