@@ -12,6 +12,8 @@ KUBERNETES_STAGING: Final = "v0.36.3"
 ETCD: Final = "v3.6.16"
 KWOK: Final = "v0.8.0"
 HELM: Final = "v3.21.4"
+# The fault proxy tests/chaos puts in front of moto and OpenBao.
+TOXIPROXY: Final = "v2.5.0"
 
 # Stamped into the Kubernetes binaries so that /version reports a real, reproducible build.
 KUBERNETES_BUILD_DATE: Final = "2026-01-01T00:00:00Z"
