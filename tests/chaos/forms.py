@@ -28,6 +28,7 @@ class Form:
     convergence_bound: float  # seconds after a fault stops until every Secret and restart is done
     failover_bound: float  # seconds from SIGKILL of the leader to a new Lease holder
     setup_bound: float  # seconds for the first sync of everything
+    sample_seconds: float  # between two checks of every Secret and Deployment
 
 
 SHORT = Form(
@@ -45,6 +46,7 @@ SHORT = Form(
     convergence_bound=150.0,
     failover_bound=30.0,
     setup_bound=180.0,
+    sample_seconds=0.5,
 )
 
 FULL = Form(
@@ -62,6 +64,7 @@ FULL = Form(
     convergence_bound=420.0,
     failover_bound=60.0,
     setup_bound=900.0,
+    sample_seconds=2.0,
 )
 
 

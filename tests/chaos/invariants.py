@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 from tests.chaos.world import PENDING_RESTART, Entry, World
 
-SAMPLE_INTERVAL_SECONDS = 0.5
-
 
 @dataclass
 class Snapshot:
@@ -34,6 +32,7 @@ class Snapshot:
 @dataclass
 class Watcher:
     world: World
+    interval: float
     violations: list[str] = field(default_factory=list)
     samples: int = 0
     latest: Snapshot | None = None
@@ -69,7 +68,7 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.sample()
-            self._stop.wait(SAMPLE_INTERVAL_SECONDS)
+            self._stop.wait(self.interval)
 
     def sample(self) -> None:
         at = time.monotonic()

@@ -129,7 +129,7 @@ class Chaos:
             store = "aws" if index < self.form.moto_entries else "vault"
             self.world.add(index, store, workload=index % self.form.workload_every == 0)
         self._start_replicas()
-        self.watcher = Watcher(self.world, on_pending=self._pending_seen)
+        self.watcher = Watcher(self.world, self.form.sample_seconds, on_pending=self._pending_seen)
         self.watcher.start()
         self._stack.callback(self.watcher.stop)
         self._wait_converged("setup", self.form.setup_bound)
