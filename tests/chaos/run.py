@@ -62,6 +62,8 @@ class Replica:
     process: OperatorProcess
     gap: GapProxy
     kills: int = 0
+    exits: int = 0  # exited on its own (a lost Lease exits 1) and restarted, as a kubelet would
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Chaos:
         self._wait_converged("setup", self.form.setup_bound)
         self._churn_thread = threading.Thread(target=self._churn, name="chaos-churn", daemon=True)
         self._churn_thread.start()
+        threading.Thread(target=self._supervise, name="chaos-kubelet", daemon=True).start()
         self._stack.callback(self._stop.set)
 
     def _start_replicas(self) -> None:
@@ -248,17 +251,40 @@ class Chaos:
 
     def kill_leader(self, kind: str) -> None:
         replica, identity = self.leader()
-        killed_at = time.monotonic()
-        os.kill(replica.process.pid, signal.SIGKILL)
+        killed_at = self._kill(replica)
         self._restart_after_kill(replica)
         self._measure_failover(identity, killed_at, kind)
 
+    def _kill(self, replica: Replica) -> float:
+        """SIGKILL; the replica's lock is held until `_restart_after_kill` started it again."""
+        replica.lock.acquire()
+        os.kill(replica.process.pid, signal.SIGKILL)
+        return time.monotonic()
+
     def _restart_after_kill(self, replica: Replica) -> None:
-        while replica.process.returncode is None:
-            time.sleep(0.05)
-        replica.kills += 1
-        replica.process.stop()
-        replica.process.start()  # as the kubelet would: a new process, a new candidate
+        try:
+            while replica.process.returncode is None:
+                time.sleep(0.05)
+            replica.kills += 1
+            replica.process.stop()
+            replica.process.start()  # as the kubelet would: a new process, a new candidate
+        finally:
+            replica.lock.release()
+
+    def _supervise(self) -> None:
+        """Restart a replica that exited on its own (a leader that lost its Lease exits 1)."""
+        while not self._stop.wait(1.0):
+            for replica in self.replicas:
+                if replica.process.returncode is None or not replica.lock.acquire(blocking=False):
+                    continue
+                try:
+                    if replica.process.returncode is not None and not self._stop.is_set():
+                        print(f"[chaos] {replica.name} exited with {replica.process.returncode}", flush=True)
+                        replica.exits += 1
+                        replica.process.stop()
+                        replica.process.start()
+                finally:
+                    replica.lock.release()
 
     def _measure_failover(self, identity: str, killed_at: float, kind: str) -> None:
         while time.monotonic() - killed_at < self.form.failover_bound:
@@ -273,21 +299,23 @@ class Chaos:
         """SIGKILL the leader the moment a Secret is seen with its pending-restart mark."""
         armed = threading.Event()
         self._armed = armed
-        with_workload = [e for e in self.world.live() if e.workload]
         deadline = time.monotonic() + 120
         while not armed.wait(timeout=3.0):
             if time.monotonic() > deadline:
                 raise AssertionError("no Secret was ever seen with its pending-restart mark")
-            with self._churn_lock:
-                self.world.rotate(self.rng.choice(with_workload))
+            snapshot = self.watcher.latest
+            # Only a settled key rotates: two rotations in one restart batch are one restart.
+            ready = [e for e in self.world.live() if e.workload and snapshot and entry_converged(e, snapshot)]
+            if ready:
+                with self._churn_lock:
+                    self.world.rotate(self.rng.choice(ready))
 
     def _pending_seen(self, secret: str) -> None:
         armed, self._armed = self._armed, None
         if armed is None:
             return
         replica, identity = self.leader()
-        killed_at = time.monotonic()
-        os.kill(replica.process.pid, signal.SIGKILL)
+        killed_at = self._kill(replica)
         armed.set()
         threading.Thread(
             target=self._after_pending_kill, args=(replica, identity, killed_at), daemon=True
@@ -362,8 +390,10 @@ class Chaos:
         lost, duplicated, details = restart_counts(self.world, snapshot)
         self.results.violations.extend(details)
         self.results.violations.extend(self.watcher.violations)
+        self._stop.set()
         for replica in self.replicas:
-            replica.process.stop()
+            with replica.lock:
+                replica.process.stop()
         users = [f"system:serviceaccount:{OPERATOR_NAMESPACE}:{name}" for name in REPLICAS]
         writes = audit.writes(audit.read(self.cluster.audit_log), users)
         report = audit.check_one_writer(writes, LEASE)
@@ -394,6 +424,7 @@ class Chaos:
             "lost_restarts": lost,
             "duplicate_restarts": duplicated,
             "invariant_samples": self.watcher.samples,
+            "replica_exits": {r.name: r.exits for r in self.replicas},
             "violations": self.results.violations,
             "audit": {
                 "writes_by_replica": dict(report.writes),
