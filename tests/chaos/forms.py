@@ -29,6 +29,7 @@ class Form:
     failover_bound: float  # seconds from SIGKILL of the leader to a new Lease holder
     setup_bound: float  # seconds for the first sync of everything
     sample_seconds: float  # between two checks of every Secret and Deployment
+    timeout: float  # the whole test, in place of pytest-timeout's default
 
 
 SHORT = Form(
@@ -47,6 +48,7 @@ SHORT = Form(
     failover_bound=30.0,
     setup_bound=180.0,
     sample_seconds=0.5,
+    timeout=1200.0,
 )
 
 FULL = Form(
@@ -65,6 +67,7 @@ FULL = Form(
     failover_bound=60.0,
     setup_bound=900.0,
     sample_seconds=2.0,
+    timeout=4 * 3600.0,
 )
 
 

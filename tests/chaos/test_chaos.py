@@ -18,7 +18,8 @@ from tests.chaos.cluster import ChaosCluster, ChaosClusterError, chaos_cluster
 from tests.chaos.forms import Form, selected
 from tests.chaos.run import Chaos, write_results
 
-pytestmark = pytest.mark.e2e
+FORM = selected()
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(FORM.timeout)]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def _faults(chaos: Chaos, form: Form) -> None:
 
 
 def test_faults_under_churn_break_no_invariant(own_cluster: ChaosCluster, tmp_path: Path) -> None:
-    form = selected()
+    form = FORM
     chaos = Chaos(own_cluster, form, tmp_path)
     try:
         chaos.setup()
