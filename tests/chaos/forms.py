@@ -38,14 +38,16 @@ SHORT = Form(
     vault_entries=10,
     workload_every=4,
     refresh="2s",
-    lease=("4s", "3s", "1s"),
+    # The defaults: the e2e suite's 4/3/1 s lost the Lease over and over at a load average
+    # of 40 on two cores (a leader that cannot renew within 3 s stops), and nothing converged.
+    lease=("15s", "10s", "2s"),
     random_kills=1,
     pending_kills=1,
     fault_seconds=4.0,
     deletions=3,
     rotations_per_second=3.0,
     convergence_bound=150.0,
-    failover_bound=30.0,
+    failover_bound=60.0,
     setup_bound=180.0,
     sample_seconds=0.5,
     timeout=1200.0,
