@@ -10,4 +10,4 @@ CHAOS ?= short
 .PHONY: chaos
 
 chaos: venv runtime tools vault-bin ## fault-injection suite (short form; CHAOS=full for the full one)
-	VAULTSYNC_CACHE=$(CACHE) VAULTSYNC_CHAOS=$(CHAOS) $(PY) -m pytest tests/chaos -x -q -rA
+	VAULTSYNC_CACHE=$(CACHE) VAULTSYNC_CHAOS=$(CHAOS) $(PY) -m pytest tests/chaos -x -q -s -rA
