@@ -138,6 +138,21 @@ MODULES: tuple[GoModule, ...] = (
             ),
         ),
     ),
+    GoModule(
+        directory="toxiproxy",
+        requires="github.com/Shopify/toxiproxy/v2",
+        version=versions.TOXIPROXY,
+        ldflags=(f"-X github.com/Shopify/toxiproxy/v2.Version={versions.TOXIPROXY.lstrip('v')}",),
+        tools=(
+            Tool(
+                name="toxiproxy-server",
+                package="github.com/Shopify/toxiproxy/v2/cmd/server",
+                version=versions.TOXIPROXY,
+                version_args=("--version",),
+                version_marker=f"toxiproxy-server version {versions.TOXIPROXY.lstrip('v')}",
+            ),
+        ),
+    ),
 )
 
 

@@ -16,6 +16,8 @@ HELM: Final = "v3.21.4"
 PROMETHEUS: Final = "v0.316.0"
 # The Lua interpreter (Lua 5.1, as Argo CD's gopher-lua) the Argo CD health checks are tested with.
 LUPA: Final = "2.8"
+# The fault proxy tests/chaos puts in front of moto and OpenBao.
+TOXIPROXY: Final = "v2.5.0"
 
 # Stamped into the Kubernetes binaries so that /version reports a real, reproducible build.
 KUBERNETES_BUILD_DATE: Final = "2026-01-01T00:00:00Z"
