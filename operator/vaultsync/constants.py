@@ -155,3 +155,7 @@ SYNC_TIMEOUT_SECONDS = 60.0  # one sync's store login and reads, at most (--sync
 STORE_CONCURRENCY = 8  # syncs of one store running at once (--store-concurrency)
 STORE_THREADS = 4  # threads of one store client's blocking SDK calls
 STORE_STATUS_TIMEOUT_SECONDS = 30.0  # one store's validation in housekeeping
+
+# A value confirmed current by change detection is still read again after this long
+# (--value-max-age): the safety net for a stamp that failed to change.
+VALUE_MAX_AGE_SECONDS = 24 * 3600.0

@@ -93,7 +93,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         config.deny_egress_cidrs,
         enable_fake_provider=config.enable_fake_provider,
     )
-    cache = FetchCache(max_bytes=config.cache_max_bytes)
+    cache = FetchCache(max_bytes=config.cache_max_bytes, value_max_age=config.value_max_age)
     rollouts = Rollouts(
         kube, hmac_key, config.restart_window, config.restarts_per_minute, quiet=config.restart_quiet
     )

@@ -261,15 +261,6 @@ class AzureKeyVaultClient(SecretsClient):
             secret = await self._client.get_secret(name, version or None)
         return RemoteValue((secret.value or "").encode(), secret.properties.version or "")
 
-    async def current_version(self, ref: RemoteRef) -> str | None:
-        """The version id of the latest value.
-
-        Key Vault has no metadata-only read of a secret's latest version (listing versions
-        gives every version's properties, unordered and paged), so this is the same single GET
-        as a read, with the value dropped at once.
-        """
-        return (await self.get_secret(RemoteRef(ref.key))).version or None
-
     async def validate(self) -> None:
         try:
             await self.get_secret(RemoteRef(VALIDATION_PROBE))

@@ -21,7 +21,7 @@ import asyncio
 import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,6 +44,8 @@ class RemoteValue:
 
     value: bytes
     version: str = ""
+    # What `SecretsClient.stamps` says of this value while it is current ("" = cannot say).
+    stamp: str = field(default="", compare=False)
 
     def __repr__(self) -> str:  # never print the value
         return f"RemoteValue(version={self.version!r}, size={len(self.value)})"
@@ -154,8 +156,17 @@ class SecretsClient(ABC):
                 raise result
         return out
 
-    async def current_version(self, ref: RemoteRef) -> str | None:
-        """The latest version id from metadata alone, if the backend can say it cheaply."""
+    async def stamps(
+        self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, str | None] | None:
+        """Change detection without reading values: a stamp per ref that changes whenever the
+        value at that ref does (equal to `RemoteValue.stamp` of a read of it), None for a ref
+        that does not exist.
+
+        Every ref of `due` is asked about; refs of `known` (the store's other values held)
+        are answered too when that costs no extra call (one listing answers all). A ref left
+        out is not answered and is read. None: this backend has no cheaper way than a read.
+        """
         return None
 
     @abstractmethod
