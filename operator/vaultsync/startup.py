@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kopf
@@ -23,6 +24,7 @@ import kopf
 from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
 from vaultsync.cache import FetchCache
+from vaultsync.callbudget import Budgets
 from vaultsync.config import Config
 from vaultsync.errors import VaultsyncError
 from vaultsync.kube import Kube
@@ -87,11 +89,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     hmac_key = await kube.ensure_hmac_key(config.operator_namespace)
     operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
+    budgets = Budgets(config.store_calls_per_minute or None)
     stores = Stores(
         kube,
         operator_account,
         config.deny_egress_cidrs,
         enable_fake_provider=config.enable_fake_provider,
+        budgets=budgets,
     )
     cache = FetchCache(max_bytes=config.cache_max_bytes, value_max_age=config.value_max_age)
     rollouts = Rollouts(
@@ -117,6 +121,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         first_sync_max_age=config.first_sync_max_age,
         min_refresh=config.min_refresh_interval,
         store_concurrency=config.store_concurrency,
+        budgets=budgets,
+        on_stretch=_budget_warnings(kube, stores, budgets),
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
@@ -160,6 +166,36 @@ async def _housekeeping(kube: Kube, stores: Stores, cache: FetchCache, namespace
             *(update_store_status(kube, stores, kind, body) for kind, body in stores.not_ready())
         )
         cache.prune(CACHE_RETENTION_SECONDS)
+
+
+def _budget_warnings(kube: Kube, stores: Stores, budgets: Budgets) -> Callable[[str, float], None]:
+    """A Warning Event on a store whose call budget stretches its refreshes, at most once per
+    BUDGET_WARNING_SECONDS per store."""
+    last: dict[str, float] = {}
+    posting: set[asyncio.Task[None]] = set()
+
+    def warn(store: str, wait: float) -> None:
+        now = time.monotonic()
+        ref = stores.object_ref(store)
+        budget = budgets.get(store)
+        if (
+            ref is None
+            or budget is None
+            or now - last.get(store, -c.BUDGET_WARNING_SECONDS) < c.BUDGET_WARNING_SECONDS
+        ):
+            return
+        last[store] = now
+        rate = f"{budget.rate:.0f}" if budget.rate is not None else "no"
+        message = (
+            f"refreshes are moved up to {wait:.0f}s later to stay within this store's call budget "
+            f"({rate} calls per minute now); its ExternalSecrets cannot keep their refresh "
+            "intervals: raise spec.callsPerMinute or --store-calls-per-minute, or lengthen refreshInterval"
+        )
+        task = asyncio.create_task(kube.post_event(ref, "Warning", c.REASON_CALL_BUDGET, message))
+        posting.add(task)
+        task.add_done_callback(posting.discard)
+
+    return warn
 
 
 async def update_store_status(kube: Kube, stores: Stores, kind: str, body: dict[str, Any]) -> None:

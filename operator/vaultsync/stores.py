@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync import constants as c
+from vaultsync.callbudget import Budgets
 from vaultsync.errors import (
     AuthenticationError,
     CredentialNotFound,
@@ -35,7 +36,7 @@ from vaultsync.errors import (
     StoreNotReady,
     VaultsyncError,
 )
-from vaultsync.kube import Kube
+from vaultsync.kube import Kube, ObjectRef
 from vaultsync.models import StoreRef, parse_store_spec, slim
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.base import (
@@ -198,8 +199,10 @@ class Stores:
         denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
         *,
         enable_fake_provider: bool = False,
+        budgets: Budgets | None = None,
     ) -> None:
         self._kube = kube
+        self._budgets = budgets or Budgets(None)
         self._operator_account = operator_account
         self._denied_egress = denied_egress  # applies to namespaced stores only
         self._enable_fake = enable_fake_provider
@@ -366,7 +369,16 @@ class Stores:
             raise StoreNotReady(
                 f"{context} is not ready: the {name} provider failed ({type(exc).__name__})"
             ) from None
+        client.budget = self._budgets.for_store(_store_of(cache_key), spec.calls_per_minute)
         return ResolvedStore(context=context, provider=name, client=client, cache_key=cache_key)
+
+    def object_ref(self, store: str) -> ObjectRef | None:
+        """The store (kind/namespace/name) as an Event's subject, if it is known."""
+        kind, namespace, name = store.split("/", 2)
+        body = self._bodies.get((kind, namespace or None, name))
+        if body is None:
+            return None
+        return ObjectRef(c.API_VERSION, kind, namespace or None, name, body["metadata"].get("uid", ""))
 
 
 def _store_of(cache_key: str) -> str:

@@ -534,10 +534,13 @@ class AwsClient(SecretsClient):
         """Runs `call` off the event loop, retrying throttling with full-jitter backoff."""
         attempt = 0
         while True:
+            self.count_call()
             try:
                 return await _in_thread(self.threads, call, self._egress)
             except ClientError as exc:
                 attempt += 1
+                if _is_throttling(exc):
+                    self.count_throttled()
                 if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
                     raise
             delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1)

@@ -276,6 +276,7 @@ class AzureKeyVaultClient(SecretsClient):
     def _converted(self, ref: RemoteRef, name: str) -> Iterator[None]:
         """Azure SDK exceptions → vaultsync errors, with messages that say what to fix."""
         vault, store = self._config.vault_url, self._store
+        self.count_call()
         try:
             yield
         except VaultsyncError:
@@ -299,7 +300,10 @@ class AzureKeyVaultClient(SecretsClient):
                 f"{FIELD}.tenantId"
             ) from None
         except HttpResponseError as exc:
-            raise self._from_status(exc) from None
+            error = self._from_status(exc)
+            if isinstance(error, ThrottledError):
+                self.count_throttled()
+            raise error from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise ProviderError(self._unreachable(exc)) from None
         except ValueError as exc:

@@ -136,8 +136,30 @@ async def credential_text(credentials: Credentials, selector: SecretKeySelector,
     return text
 
 
+class CallCounter(Protocol):
+    """The store's call budget as a client sees it (vaultsync.callbudget)."""
+
+    def spend(self) -> None: ...
+
+    def throttled(self) -> None: ...
+
+
 class SecretsClient(ABC):
-    """Reads values from one store's vault. Async; blocking SDKs are wrapped inside."""
+    """Reads values from one store's vault. Async; blocking SDKs are wrapped inside.
+
+    Every request a client makes to its vault is counted with `count_call`, and every
+    throttling answer with `count_throttled`: the store's budget (set by the core) follows them.
+    """
+
+    budget: CallCounter | None = None
+
+    def count_call(self) -> None:
+        if self.budget is not None:
+            self.budget.spend()
+
+    def count_throttled(self) -> None:
+        if self.budget is not None:
+            self.budget.throttled()
 
     @abstractmethod
     async def get_secret(self, ref: RemoteRef) -> RemoteValue:

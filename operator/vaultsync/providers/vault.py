@@ -339,10 +339,14 @@ class VaultClient(SecretsClient):
         return await self._threads.run(run_guarded, egress, fn)
 
     async def _blocking(self, what: str, fn: Callable[[], T], *, login: bool = False) -> T:
+        self.count_call()
         try:
             return await self._thread(fn)
         except (hvac.exceptions.VaultError, requests.RequestException) as exc:
-            raise self._convert(exc, what, login=login) from None
+            error = self._convert(exc, what, login=login)
+            if isinstance(error, ThrottledError):
+                self.count_throttled()
+            raise error from None
 
     async def _ensure_token(self) -> Lease:
         """The lease to use: the cached one, renewed when due, or a new login."""
