@@ -92,6 +92,7 @@ class _PendingBatch:
     probe: bool  # a change-detection probe, else a read
     refs: list[RemoteRef] = field(default_factory=list)
     requested_by: set[str] = field(default_factory=set)
+    max_ages: dict[RemoteRef, float] = field(default_factory=dict)  # probes: what each asker accepts
 
 
 class FetchCache:
@@ -113,6 +114,8 @@ class FetchCache:
         self._pending: dict[tuple[str, bool], _PendingBatch] = {}
         self._listeners: list[ChangeListener] = []
         self._reads: set[asyncio.Task[None]] = set()
+        # Stores with a probe in flight: the next one waits for it (one listing answers all).
+        self._probing: set[str] = set()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -157,7 +160,7 @@ class FetchCache:
                 CACHE_LOOKUPS.labels(result="probe" if probe else "miss").inc()
                 linger = _gather(max_age) if entry is not None else BATCH_LINGER_SECONDS
                 batch = _PendingBatch(client, provider, context, probe)
-                waiting[ref] = self._enqueue(store_key, batch, ref, requested_by, linger)
+                waiting[ref] = self._enqueue(store_key, batch, ref, requested_by, linger, max_age)
         if context is not None:
             for source, served_refs in served.items():
                 if served_refs:
@@ -211,10 +214,16 @@ class FetchCache:
         return entry
 
     def _enqueue(
-        self, store_key: str, template: _PendingBatch, ref: RemoteRef, requested_by: str, linger: float
+        self,
+        store_key: str,
+        template: _PendingBatch,
+        ref: RemoteRef,
+        requested_by: str,
+        linger: float,
+        max_age: float = 0.0,
     ) -> asyncio.Future[Result]:
         """Adds `ref` to the store's next batch of its kind; a ref already awaited (a probe
-        that found it changed) keeps its future."""
+        that found it changed) keeps its future. Probes are never split: one answers all."""
         loop = asyncio.get_running_loop()
         future = self._inflight.get((store_key, ref))
         if future is None:
@@ -222,29 +231,59 @@ class FetchCache:
             self._inflight[(store_key, ref)] = future
         slot = (store_key, template.probe)
         batch = self._pending.get(slot)
-        if batch is None or batch.client is not template.client or len(batch.refs) >= MAX_BATCH:
-            batch = replace(template, refs=[], requested_by=set(template.requested_by))
+        full = batch is not None and not batch.probe and len(batch.refs) >= MAX_BATCH
+        if batch is None or batch.client is not template.client or full:
+            batch = replace(template, refs=[], requested_by=set(template.requested_by), max_ages={})
             self._pending[slot] = batch
             loop.call_later(linger, self._flush, store_key, batch)
         batch.refs.append(ref)
+        batch.max_ages[ref] = min(max_age, batch.max_ages.get(ref, max_age))
         if requested_by:
             batch.requested_by.add(requested_by)
         return future
 
     def _flush(self, store_key: str, batch: _PendingBatch) -> None:
+        if batch.probe and store_key in self._probing:
+            return  # flushed when the store's probe in flight ends, which may answer it
         if self._pending.get((store_key, batch.probe)) is batch:
             del self._pending[(store_key, batch.probe)]
+        if batch.probe:
+            self._probing.add(store_key)
         work = self._probe(store_key, batch) if batch.probe else self._read(store_key, batch)
         task = asyncio.get_running_loop().create_task(work)
         self._reads.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._reads.discard)
 
+    def _probe_done(self, store_key: str) -> None:
+        self._probing.discard(store_key)
+        waiting = self._pending.get((store_key, True))
+        if waiting is not None:
+            self._flush(store_key, waiting)
+
     async def _probe(self, store_key: str, batch: _PendingBatch) -> None:
         """Asks the store which held values are still current; reads the others."""
-        due = dict.fromkeys(batch.refs)
-        held = self._by_store.get(store_key, set())
-        known = [r for r in held if r not in due and (store_key, r) not in self._inflight]
+        try:
+            await self._check(store_key, batch)
+        finally:
+            self._probe_done(store_key)
+
+    async def _check(self, store_key: str, batch: _PendingBatch) -> None:
+        now = self._clock()
+        due: dict[RemoteRef, None] = {}
+        for ref in dict.fromkeys(batch.refs):
+            entry = self._entries.get((store_key, ref))
+            future = self._inflight.get((store_key, ref))
+            if entry is not None and future is not None and now - entry.checked_at <= batch.max_ages[ref]:
+                del self._inflight[(store_key, ref)]  # confirmed by the probe this one waited for
+                if not future.done():
+                    future.set_result(entry.value)
+            else:
+                due[ref] = None
+        if not due:
+            return
+        known = [r for r in self._by_store.get(store_key, set()) if r not in due]
         PROVIDER_CALLS.labels(provider=batch.provider, operation="probe").inc(len(due))
+        asked = self._clock()  # what the answer confirms is current as of now, not its arrival
         try:
             stamps = await batch.client.stamps(list(due), known) or {}
         except Exception:  # a failed probe is a reason to read, and the read reports the error
@@ -256,7 +295,7 @@ class FetchCache:
             stamp = stamps.get(ref)
             current = entry is not None and bool(stamp) and stamp == entry.value.stamp
             if entry is not None and current:
-                entry.checked_at = now
+                entry.checked_at = max(entry.checked_at, asked)
             if ref in due:
                 future = self._inflight.get((store_key, ref))
                 if entry is not None and current and future is not None:
@@ -265,6 +304,8 @@ class FetchCache:
                         future.set_result(entry.value)
                 else:
                     reads.append(ref)  # new, changed, gone or not answered: read it
+            elif (store_key, ref) in self._inflight:
+                continue  # being read, or waiting for the next probe (which this one answered)
             elif stamp and not current:
                 reads.append(ref)  # changed although nobody asked yet: its users refresh now
             elif current and entry is not None and now - entry.fetched_at >= self._value_max_age * AGE_GATHER:

@@ -128,3 +128,28 @@ def test_a_client_without_change_detection_is_read_as_before() -> None:
         assert read_keys(client) == ["a", "a"]
 
     asyncio.run(scenario())
+
+
+def test_refreshes_asking_while_a_probe_is_in_flight_wait_for_it_instead_of_probing_again() -> None:
+    class SlowListing(ListingClient):
+        async def stamps(
+            self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+        ) -> Mapping[RemoteRef, str | None] | None:
+            answer = await super().stamps(due, known)
+            await asyncio.sleep(0.1)  # a listing of many pages
+            return answer
+
+    async def scenario() -> None:
+        clock, client = Clock(), SlowListing()
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A, B, C], 60.0)
+        clock.now += 61
+        first = asyncio.ensure_future(cache.get("s", "p", client, [A], 60.0))
+        await asyncio.sleep(0.05)  # the listing for A is in flight
+        second = await cache.get("s", "p", client, [B], 60.0)
+        third = await cache.get("s", "p", client, [C], 60.0)  # answered by the same listing
+        assert (await first)[A] == RemoteValue(b"v1-a", "1")
+        assert second[B] == RemoteValue(b"v1-b", "1") and third[C] == RemoteValue(b"v1-c", "1")
+        assert len(client.probes) == 1 and read_keys(client) == ["a", "b", "c"]
+
+    asyncio.run(scenario())
