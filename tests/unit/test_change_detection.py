@@ -153,3 +153,22 @@ def test_refreshes_asking_while_a_probe_is_in_flight_wait_for_it_instead_of_prob
         assert len(client.probes) == 1 and read_keys(client) == ["a", "b", "c"]
 
     asyncio.run(scenario())
+
+
+def test_refreshes_of_held_values_coming_due_close_together_go_out_as_one_batch() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        client = CountingClient({r.key: RemoteValue(r.key.encode()) for r in (A, B)})  # no stamps
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A], 60.0)
+        await cache.get("s", "p", client, [B], 60.0)
+        clock.now += 61
+
+        async def later(ref: RemoteRef, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await cache.get("s", "p", client, [ref], 60.0)
+
+        await asyncio.gather(later(A, 0.0), later(B, 0.2))  # 0.2 s apart: within 1 % of 60 s
+        assert client.batches[2:] == [[A, B]]
+
+    asyncio.run(scenario())
