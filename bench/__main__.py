@@ -31,7 +31,7 @@ from bench.operators import (
 from bench.paths import LATEST, REPO
 from bench.peers import build
 from bench.results_file import Results
-from bench.scenarios import Params, Suite
+from bench.scenarios import ROTATION_PERCENTS, Params, Suite
 
 RATIO_FIGURES: dict[str, tuple[str, ...]] = {
     "cold_start": (
@@ -43,12 +43,16 @@ RATIO_FIGURES: dict[str, tuple[str, ...]] = {
         "cpu_seconds",
     ),
     "steady_state": (
+        "provider_requests_per_cycle",
+        "provider_bytes_per_cycle",
+        "aws_monthly_usd",
         "provider_read_requests_per_cycle",
         "provider_keys_read_per_cycle",
         "kube_writes_per_cycle",
         "cpu_seconds_per_cycle",
         "rss_mib",
     ),
+    "steady_rotation": tuple(f"provider_requests_{p}pct" for p in ROTATION_PERCENTS),
     "rotation_fanout": ("seconds_put_to_all_secrets", "provider_keys_read"),
     "operator_restart": ("seconds_to_all_ready", "provider_keys_read", "kube_write_requests", "cpu_seconds"),
     "memory": ("rss_mib_at_0", "rss_mib_at_1000", "rss_mib_at_10000"),
@@ -69,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-points", default="0,1000", help="extra RSS points (ExternalSecrets)")
     parser.add_argument(
         "--scenarios",
-        default="memory,cold_start,steady_state,rotation_fanout,operator_restart",
+        default="memory,cold_start,steady_state,steady_rotation,rotation_fanout,operator_restart",
         help="which scenarios to run (cold_start is needed by the ones after it)",
     )
     parser.add_argument(
@@ -233,6 +237,8 @@ def _run_suite(
         suite.cold_start()
         if "steady_state" in scenarios:
             suite.steady_state()
+        if "steady_rotation" in scenarios:
+            suite.steady_rotation()
         if "rotation_fanout" in scenarios:
             suite.rotation_fanout()
         if "operator_restart" in scenarios:

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 ROTATION_KEY = "bench/rotation"
+# What the harness itself asks of moto between a reset and a reading; not the operator's.
+HARNESS_OPERATIONS = frozenset({"PutSecretValue", "CreateSecret"})
+# AWS Secrets Manager list price: $0.05 per 10,000 API calls.
+USD_PER_CALL = 0.05 / 10_000
+MONTH_SECONDS = 30 * 24 * 3600.0
 
 
 def key_name(index: int) -> str:
@@ -90,6 +95,15 @@ class Moto:
     def rotate(self, key: str, generation: int) -> None:
         self.client().put_secret_value(SecretId=key, SecretString=value(key, generation))
 
+    def rotate_many(self, keys: list[str], generation: int) -> None:
+        sm = self.client()
+
+        def put(key: str) -> None:
+            sm.put_secret_value(SecretId=key, SecretString=value(key, generation))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(put, keys))
+
     def counts(self) -> dict[str, dict[str, int]]:
         return moto_counting.counts(self.url)
 
@@ -99,14 +113,23 @@ class Moto:
 
 def summarize(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     """Server-side read figures: API requests that read values, and keys they asked for."""
-    calls = counts.get("calls", {})
+    calls = {op: n for op, n in counts.get("calls", {}).items() if op not in HARNESS_OPERATIONS}
     keys = counts.get("keys", {})
+    sizes = {op: n for op, n in counts.get("bytes", {}).items() if op not in HARNESS_OPERATIONS}
     reads = {op: calls.get(op, 0) for op in moto_counting.READS}
     return {
         "provider_requests": sum(calls.values()),
+        "provider_bytes": sum(sizes.values()),
+        "list_secrets_requests": calls.get("ListSecrets", 0),
+        "describe_secret_requests": calls.get("DescribeSecret", 0),
         "provider_read_requests": sum(reads.values()),
         "provider_keys_read": sum(keys.values()),
         "provider_distinct_keys_read": counts.get("distinct", {}).get("keys", 0),
         "get_secret_value_requests": calls.get("GetSecretValue", 0),
         "batch_get_secret_value_requests": calls.get("BatchGetSecretValue", 0),
     }
+
+
+def monthly_usd(requests_per_cycle: float, cycle_seconds: float) -> float:
+    """What that many calls every cycle cost in a 30-day month at AWS list prices."""
+    return requests_per_cycle * (MONTH_SECONDS / cycle_seconds) * USD_PER_CALL

@@ -3,9 +3,10 @@
 Run as `python -m bench.moto_counting --port P`: moto's WSGI application wrapped by a small
 middleware that counts every request by its operation (`X-Amz-Target`) and, for the read
 operations, how many secrets each one asked for (one for GetSecretValue, the length of
-`SecretIdList` for BatchGetSecretValue). `GET /__bench/counts` returns the counters and
-`POST /__bench/reset` zeroes them; neither reaches moto. Counting here, not in the clients,
-means vaultsync and its peers are measured by the same instrument.
+`SecretIdList` for BatchGetSecretValue), and the bytes of every answer by operation.
+`GET /__bench/counts` returns the counters and `POST /__bench/reset` zeroes them; neither
+reaches moto. Counting here, not in the clients, means vaultsync and its peers are measured
+by the same instrument.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Counting:
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._keys: Counter[str] = Counter()
+        self._bytes: Counter[str] = Counter()
         self._distinct: set[str] = set()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -42,6 +44,7 @@ class Counting:
                     {
                         "calls": dict(self._calls),
                         "keys": dict(self._keys),
+                        "bytes": dict(self._bytes),
                         "distinct": {"keys": len(self._distinct)},
                     }
                 ).encode()
@@ -51,6 +54,7 @@ class Counting:
             with self._lock:
                 self._calls.clear()
                 self._keys.clear()
+                self._bytes.clear()
                 self._distinct.clear()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [b"{}"]
@@ -75,7 +79,20 @@ class Counting:
         else:
             with self._lock:
                 self._calls[operation] += 1
-        return self._app(environ, start_response)
+        return self._counted(operation, self._app(environ, start_response))
+
+    def _counted(self, operation: str, body: Iterable[bytes]) -> Iterable[bytes]:
+        size = 0
+        try:
+            for chunk in body:
+                size += len(chunk)
+                yield chunk
+        finally:
+            with self._lock:
+                self._bytes[operation] += size
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
 
 
 def serve(port: int) -> None:

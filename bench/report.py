@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.paths import LATEST, REPO
+from bench.scenarios import ROTATION_PERCENTS
 
 DOC = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- bench:table:start -->", "<!-- bench:table:end -->"
@@ -70,6 +71,16 @@ ROWS: tuple[Row, ...] = (
     Row("steady_state", "provider_read_requests_per_cycle", "steady_state: provider read requests per cycle"),
     Row(
         "steady_state",
+        "provider_requests_per_cycle",
+        "steady_state: provider requests per cycle, every operation (AWS)",
+        "≤ 60",
+        lambda v, d: v <= 60,
+    ),
+    Row("steady_state", "list_secrets_requests_per_cycle", "steady_state: of which ListSecrets"),
+    Row("steady_state", "provider_bytes_per_cycle", "steady_state: bytes the provider sent per cycle"),
+    Row("steady_state", "aws_monthly_usd", "steady_state: AWS cost per month at list price (USD)"),
+    Row(
+        "steady_state",
         "kube_writes_per_cycle",
         "steady_state: Kubernetes writes per cycle",
         "0",
@@ -82,6 +93,22 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("steady_state", "kube_reads_per_cycle", "steady_state: Kubernetes reads (GET/LIST) per cycle"),
     Row("steady_state", "cpu_seconds_per_cycle", "steady_state: CPU seconds per cycle"),
+    *(
+        Row(
+            "steady_rotation",
+            f"provider_requests_{percent}pct",
+            f"steady_rotation: provider requests in a cycle with {percent} % of keys changed",
+        )
+        for percent in ROTATION_PERCENTS
+    ),
+    *(
+        Row(
+            "steady_rotation",
+            f"provider_bytes_{percent}pct",
+            f"steady_rotation: bytes the provider sent, {percent} % changed",
+        )
+        for percent in ROTATION_PERCENTS
+    ),
     Row(
         "rotation_fanout",
         "seconds_first_secret_to_last_replicaset",

@@ -23,6 +23,7 @@ from bench.results_file import Results
 
 WATCHED_RESOURCES = frozenset({"secrets", "externalsecrets", "events", "deployments"})
 ROTATION_NAMESPACE_SUFFIX = "rot"
+ROTATION_PERCENTS = (1, 10, 100)  # steady_rotation: share of the M keys changed per cycle
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,11 @@ class Suite:
             "cycles": cycles,
             "refresh_interval_seconds": p.refresh_seconds,
             "provider_read_requests_per_cycle": server["provider_read_requests"] / cycles,
+            "provider_requests_per_cycle": server["provider_requests"] / cycles,
+            "list_secrets_requests_per_cycle": server["list_secrets_requests"] / cycles,
+            "describe_secret_requests_per_cycle": server["describe_secret_requests"] / cycles,
+            "provider_bytes_per_cycle": server["provider_bytes"] / cycles,
+            "aws_monthly_usd": aws.monthly_usd(server["provider_requests"] / cycles, p.refresh_seconds),
             "provider_keys_read_per_cycle": server["provider_keys_read"] / cycles,
             "kube_writes_per_cycle": sum(writes.values()) / cycles,
             "kube_reads_per_cycle": sum(reads.values()) / cycles,
@@ -201,6 +207,23 @@ class Suite:
         )
         self.note("steady_state.kube_reads_by_verb", ", ".join(f"{k}: {v}" for k, v in sorted(reads.items())))
         self.record("steady_state", figures)
+
+    def steady_rotation(self) -> None:
+        """Provider cost of one refresh cycle in which 1 %, 10 % and 100 % of the M keys
+        changed at its start: it should follow the changes, not the keys."""
+        p = self.p
+        figures: dict[str, float] = {"refresh_interval_seconds": p.refresh_seconds}
+        for percent in ROTATION_PERCENTS:
+            changed = [aws.key_name(i) for i in range(max(1, p.m * percent // 100))]
+            self.moto.rotate_many(changed, int(time.time()))
+            self.moto.reset()
+            time.sleep(p.refresh_seconds * 1.1)  # one whole cycle, jitter included
+            server = aws.summarize(self.moto.counts())
+            figures[f"keys_changed_{percent}pct"] = len(changed)
+            figures[f"provider_requests_{percent}pct"] = server["provider_requests"]
+            figures[f"provider_keys_read_{percent}pct"] = server["provider_keys_read"]
+            figures[f"provider_bytes_{percent}pct"] = server["provider_bytes"]
+        self.record("steady_rotation", figures)
 
     def rotation_fanout(self) -> None:
         p = self.p

@@ -93,21 +93,23 @@ def ensure(module: PeerModule) -> Path:
 
 
 def eso_crds() -> Path:
-    """The CRD bundle shipped in the module (deploy/crds/bundle.yaml in the module cache)."""
+    """The CRD bundle shipped in the module (deploy/crds/bundle.yaml in the module cache).
+
+    `go mod download` fetches the module first when the cache lacks it (a fresh machine:
+    the CRDs are installed before the peer is built, which would have downloaded it).
+    """
     result = subprocess.run(
-        ["go", "list", "-m", "-json", ESO.requires],
+        ["go", "mod", "download", "-json", ESO.requires],
         cwd=ESO.path,
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
-        raise PeerUnavailable(f"go list -m {ESO.requires} failed: {result.stderr.strip()}")
+        raise PeerUnavailable(f"go mod download {ESO.requires} failed: {result.stderr.strip()}")
     directory = json.loads(result.stdout).get("Dir")
     if not directory:
-        raise PeerUnavailable(
-            f"{ESO.requires} is not in the module cache; run `go mod download` in {ESO.path}"
-        )
+        raise PeerUnavailable(f"go mod download {ESO.requires} named no directory in the module cache")
     bundle = Path(directory) / "deploy" / "crds" / "bundle.yaml"
     if not bundle.is_file():
         raise PeerUnavailable(f"{bundle} is missing from the module")

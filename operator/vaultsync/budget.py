@@ -31,6 +31,31 @@ class TokenBucket:
         self._last = clock()
         self.waiting = 0  # callers inside `acquire`, waiting for a token
 
+    def spend(self) -> None:
+        """Spends one token even when there is none: the debt delays the next `take`."""
+        self._refill()
+        self._tokens -= 1.0
+
+    def seconds_until_token(self) -> float:
+        """How long until `take` would succeed (0 if now)."""
+        self._refill()
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self._rate
+
+    def set_rate(self, rate: float, burst: int) -> None:
+        self._refill()
+        self._rate, self._burst = rate, float(burst)
+        self._tokens = min(self._tokens, self._burst)
+
+    def drain(self) -> None:
+        """No token left: the next `take` waits a whole token's time."""
+        self._refill()
+        self._tokens = min(self._tokens, 0.0)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+
     def take(self) -> bool:
         """Spends one token if there is one."""
         now = self._clock()

@@ -25,6 +25,17 @@ target Secret, not here (fail static is unaffected). An evicted key's next read
 cannot tell that it rotated, so that rotation reaches the other ExternalSecrets
 using the key at their own refresh instead of at once.
 
+Change detection (see docs/benchmarks.md, "Provider cost"): a value the cache
+holds but that is older than the asker accepts is not read again at once. Its
+store's client is asked first for the *stamps* of the keys (AWS: one listing
+answers every key of the store; Vault KV v2: one metadata request per key); a
+key whose stamp equals the one of the value held is confirmed current and
+served without a read, and only keys that are new, changed, gone or older than
+`--value-max-age` are read, together, in batches. A listing that shows other
+keys of the store changed reads those too at once, so the rotation reaches
+their users at once. A client without a cheaper way than reading
+(`stamps` returns None) is simply read, as before.
+
 Every value served, from the cache or a shared read, is audited with who asked.
 """
 
@@ -35,10 +46,10 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vaultsync import audit
-from vaultsync.constants import SECRET_SIZE_LIMIT
+from vaultsync.constants import SECRET_SIZE_LIMIT, VALUE_MAX_AGE_SECONDS
 from vaultsync.errors import ProviderError, SecretTooLarge, ThrottledError, VaultsyncError
 from vaultsync.metrics import CACHE_BYTES, CACHE_EVICTIONS, CACHE_LOOKUPS, PROVIDER_CALLS, PROVIDER_THROTTLED
 from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
@@ -48,6 +59,14 @@ Result = RemoteValue | VaultsyncError
 ChangeListener = Callable[[str, RemoteRef], None]
 
 BATCH_LINGER_SECONDS = 0.005
+# Refreshes of values already held wait this share of the interval they accept (at most
+# GATHER_MAX_SECONDS) for others of the same store, so they go out as one batch or one
+# listing; a first read never waits longer than BATCH_LINGER_SECONDS.
+GATHER_FRACTION = 0.01
+GATHER_MAX_SECONDS = 0.5
+# A listing that confirms a value older than this share of `--value-max-age` reads it
+# with the others read then, rather than alone when it reaches the age.
+AGE_GATHER = 0.9
 # No single value can fit in a Secret beyond this, so none is worth holding.
 MAX_VALUE_BYTES = SECRET_SIZE_LIMIT
 MAX_BATCH = 100
@@ -59,7 +78,9 @@ ENTRY_OVERHEAD_BYTES = 256
 @dataclass
 class _Entry:
     value: RemoteValue
-    fetched_at: float
+    fetched_at: float  # when the value was read
+    checked_at: float  # when it was last known current: read, or its stamp confirmed
+    used_at: float  # when someone last asked for it
     size: int
 
 
@@ -68,22 +89,33 @@ class _PendingBatch:
     client: SecretsClient
     provider: str
     context: StoreContext | None
+    probe: bool  # a change-detection probe, else a read
     refs: list[RemoteRef] = field(default_factory=list)
     requested_by: set[str] = field(default_factory=set)
+    max_ages: dict[RemoteRef, float] = field(default_factory=dict)  # probes: what each asker accepts
 
 
 class FetchCache:
     """Shared by every reconcile; keyed by store identity and remote ref."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_bytes: int = CACHE_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        max_bytes: int = CACHE_MAX_BYTES,
+        value_max_age: float = VALUE_MAX_AGE_SECONDS,
+    ) -> None:
         self._clock = clock
         self._max_bytes = max_bytes
+        self._value_max_age = value_max_age
         self._bytes = 0
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()  # least recently used first
+        self._by_store: dict[str, set[RemoteRef]] = {}
         self._inflight: dict[CacheKey, asyncio.Future[Result]] = {}
-        self._pending: dict[str, _PendingBatch] = {}
+        self._pending: dict[tuple[str, bool], _PendingBatch] = {}
         self._listeners: list[ChangeListener] = []
         self._reads: set[asyncio.Task[None]] = set()
+        # Stores with a probe in flight: the next one waits for it (one listing answers all).
+        self._probing: set[str] = set()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -110,7 +142,10 @@ class FetchCache:
         for ref in dict.fromkeys(refs):
             key = (store_key, ref)
             entry = self._entries.get(key)
-            if entry is not None and max_age > 0 and now - entry.fetched_at <= max_age:
+            young = entry is not None and now - entry.fetched_at < self._value_max_age
+            if entry is not None:
+                entry.used_at = now
+            if entry is not None and young and max_age > 0 and now - entry.checked_at <= max_age:
                 CACHE_LOOKUPS.labels(result="hit").inc()
                 self._entries.move_to_end(key)
                 results[ref] = entry.value
@@ -120,8 +155,12 @@ class FetchCache:
                 waiting[ref] = self._inflight[key]
                 served["shared"].append(ref)
             else:
-                CACHE_LOOKUPS.labels(result="miss").inc()
-                waiting[ref] = self._enqueue(store_key, provider, client, ref, context, requested_by)
+                # A value held and still young is confirmed by its stamp before any read.
+                probe = entry is not None and young and max_age > 0 and bool(entry.value.stamp)
+                CACHE_LOOKUPS.labels(result="probe" if probe else "miss").inc()
+                linger = _gather(max_age) if entry is not None else BATCH_LINGER_SECONDS
+                batch = _PendingBatch(client, provider, context, probe)
+                waiting[ref] = self._enqueue(store_key, batch, ref, requested_by, linger, max_age)
         if context is not None:
             for source, served_refs in served.items():
                 if served_refs:
@@ -136,9 +175,9 @@ class FetchCache:
         return self._bytes
 
     def prune(self, older_than: float) -> int:
-        """Drops entries fetched more than `older_than` seconds ago; returns how many."""
+        """Drops entries nobody asked for in `older_than` seconds; returns how many."""
         limit = self._clock() - older_than
-        stale = [k for k, e in self._entries.items() if e.fetched_at < limit]
+        stale = [k for k, e in self._entries.items() if e.used_at < limit]
         for key in stale:
             self._drop(key)
         return len(stale)
@@ -147,7 +186,10 @@ class FetchCache:
         """Stores `value`, evicting the least recently used beyond the cap; the previous value."""
         previous = self._drop(key)
         size = len(value.value) + len(key[0]) + len(key[1].key) + len(key[1].version) + ENTRY_OVERHEAD_BYTES
-        self._entries[key] = _Entry(value, now, size)
+        size += len(value.stamp)
+        used_at = previous.used_at if previous is not None else now
+        self._entries[key] = _Entry(value, now, now, used_at, size)
+        self._by_store.setdefault(key[0], set()).add(key[1])
         self._bytes += size
         while self._bytes > self._max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
@@ -158,6 +200,10 @@ class FetchCache:
     def _drop(self, key: CacheKey) -> _Entry | None:
         entry = self._entries.pop(key, None)
         if entry is not None:
+            refs = self._by_store.get(key[0], set())
+            refs.discard(key[1])
+            if not refs:
+                self._by_store.pop(key[0], None)
             self._bytes -= entry.size
             CACHE_BYTES.set(self._bytes)
         return entry
@@ -165,31 +211,104 @@ class FetchCache:
     def _enqueue(
         self,
         store_key: str,
-        provider: str,
-        client: SecretsClient,
+        template: _PendingBatch,
         ref: RemoteRef,
-        context: StoreContext | None,
         requested_by: str,
+        linger: float,
+        max_age: float = 0.0,
     ) -> asyncio.Future[Result]:
+        """Adds `ref` to the store's next batch of its kind; a ref already awaited (a probe
+        that found it changed) keeps its future. Probes are never split: one answers all."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        self._inflight[(store_key, ref)] = future
-        batch = self._pending.get(store_key)
-        if batch is None or batch.client is not client or len(batch.refs) >= MAX_BATCH:
-            batch = _PendingBatch(client=client, provider=provider, context=context)
-            self._pending[store_key] = batch
-            loop.call_later(BATCH_LINGER_SECONDS, self._flush, store_key, batch)
+        future = self._inflight.get((store_key, ref))
+        if future is None:
+            future = loop.create_future()
+            self._inflight[(store_key, ref)] = future
+        slot = (store_key, template.probe)
+        batch = self._pending.get(slot)
+        full = batch is not None and not batch.probe and len(batch.refs) >= MAX_BATCH
+        if batch is None or batch.client is not template.client or full:
+            batch = replace(template, refs=[], requested_by=set(template.requested_by), max_ages={})
+            self._pending[slot] = batch
+            loop.call_later(linger, self._flush, store_key, batch)
         batch.refs.append(ref)
+        batch.max_ages[ref] = min(max_age, batch.max_ages.get(ref, max_age))
         if requested_by:
             batch.requested_by.add(requested_by)
         return future
 
     def _flush(self, store_key: str, batch: _PendingBatch) -> None:
-        if self._pending.get(store_key) is batch:
-            del self._pending[store_key]
-        task = asyncio.get_running_loop().create_task(self._read(store_key, batch))
+        if batch.probe and store_key in self._probing:
+            return  # flushed when the store's probe in flight ends, which may answer it
+        if self._pending.get((store_key, batch.probe)) is batch:
+            del self._pending[(store_key, batch.probe)]
+        if batch.probe:
+            self._probing.add(store_key)
+        work = self._probe(store_key, batch) if batch.probe else self._read(store_key, batch)
+        task = asyncio.get_running_loop().create_task(work)
         self._reads.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._reads.discard)
+
+    def _probe_done(self, store_key: str) -> None:
+        self._probing.discard(store_key)
+        waiting = self._pending.get((store_key, True))
+        if waiting is not None:
+            self._flush(store_key, waiting)
+
+    async def _probe(self, store_key: str, batch: _PendingBatch) -> None:
+        """Asks the store which held values are still current; reads the others."""
+        try:
+            await self._check(store_key, batch)
+        finally:
+            self._probe_done(store_key)
+
+    async def _check(self, store_key: str, batch: _PendingBatch) -> None:
+        now = self._clock()
+        due: dict[RemoteRef, None] = {}
+        for ref in dict.fromkeys(batch.refs):
+            entry = self._entries.get((store_key, ref))
+            future = self._inflight.get((store_key, ref))
+            if entry is not None and future is not None and now - entry.checked_at <= batch.max_ages[ref]:
+                del self._inflight[(store_key, ref)]  # confirmed by the probe this one waited for
+                if not future.done():
+                    future.set_result(entry.value)
+            else:
+                due[ref] = None
+        if not due:
+            return
+        known = [r for r in self._by_store.get(store_key, set()) if r not in due]
+        PROVIDER_CALLS.labels(provider=batch.provider, operation="probe").inc(len(due))
+        asked = self._clock()  # what the answer confirms is current as of now, not its arrival
+        try:
+            stamps = await batch.client.stamps(list(due), known) or {}
+        except Exception:  # a failed probe is a reason to read, and the read reports the error
+            stamps = {}
+        now = self._clock()
+        reads: list[RemoteRef] = []
+        for ref in [*due, *known]:
+            entry = self._entries.get((store_key, ref))
+            stamp = stamps.get(ref)
+            current = entry is not None and bool(stamp) and stamp == entry.value.stamp
+            if entry is not None and current:
+                entry.checked_at = max(entry.checked_at, asked)
+            if ref in due:
+                future = self._inflight.get((store_key, ref))
+                if entry is not None and current and future is not None:
+                    del self._inflight[(store_key, ref)]
+                    if not future.done():
+                        future.set_result(entry.value)
+                else:
+                    reads.append(ref)  # new, changed, gone or not answered: read it
+            elif (store_key, ref) in self._inflight:
+                continue  # being read, or waiting for the next probe (which this one answered)
+            elif stamp and not current:
+                reads.append(ref)  # changed although nobody asked yet: its users refresh now
+            elif current and entry is not None and now - entry.fetched_at >= self._value_max_age * AGE_GATHER:
+                reads.append(ref)  # due for its safety-net read soon: read with the others
+        template = _PendingBatch(batch.client, batch.provider, batch.context, probe=False)
+        template.requested_by |= batch.requested_by
+        for ref in reads:
+            self._enqueue(store_key, template, ref, "", BATCH_LINGER_SECONDS)
 
     async def _read(self, store_key: str, batch: _PendingBatch) -> None:
         PROVIDER_CALLS.labels(provider=batch.provider, operation="read").inc(len(batch.refs))
@@ -220,6 +339,11 @@ class FetchCache:
             future = self._inflight.pop(key, None)
             if future is not None and not future.done():
                 future.set_result(result)
+
+
+def _gather(max_age: float) -> float:
+    """How long a refresh of a held value may wait for others of its store."""
+    return max(BATCH_LINGER_SECONDS, min(GATHER_MAX_SECONDS, max_age * GATHER_FRACTION))
 
 
 def _too_large(ref: RemoteRef, size: int) -> SecretTooLarge:

@@ -22,6 +22,7 @@ from vaultsync.constants import (
     TEMPLATE_MEMORY_MIB,
     TEMPLATE_OUTPUT_BYTES,
     TEMPLATE_WORKERS,
+    VALUE_MAX_AGE_SECONDS,
 )
 from vaultsync.schedule import MIN_REFRESH_SECONDS, parse_duration
 
@@ -48,6 +49,8 @@ class Config:
     deny_egress_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     min_refresh_interval: float = MIN_REFRESH_SECONDS
     cache_max_bytes: int = CACHE_MAX_BYTES
+    value_max_age: float = VALUE_MAX_AGE_SECONDS
+    store_calls_per_minute: float = 0.0  # 0: no budget unless a store sets spec.callsPerMinute
     service_account: str = ""  # the operator's own ServiceAccount, in operator_namespace
     enable_fake_provider: bool = False
     sync_timeout: float = SYNC_TIMEOUT_SECONDS
@@ -189,6 +192,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="bytes of remote values the shared cache may hold; least recently used are evicted first",
     )
     parser.add_argument(
+        "--value-max-age",
+        type=_positive_float,
+        default=_positive_float(_env("VALUE_MAX_AGE", str(VALUE_MAX_AGE_SECONDS))),
+        help="seconds after which a value change detection still reports unchanged is read again anyway",
+    )
+    parser.add_argument(
+        "--store-calls-per-minute",
+        type=float,
+        default=float(_env("STORE_CALLS_PER_MINUTE", "0")),
+        help="provider calls each store may make per minute (0: no limit); refreshes stretch to fit; "
+        "a store's spec.callsPerMinute may lower it",
+    )
+    parser.add_argument(
         "--template-cpu-seconds",
         type=_positive_float,
         default=_positive_float(_env("TEMPLATE_CPU_SECONDS", str(TEMPLATE_CPU_SECONDS))),
@@ -304,6 +320,8 @@ def from_arguments(args: argparse.Namespace) -> Config:
         deny_egress_cidrs=tuple(dict.fromkeys(args.deny_egress_cidrs)),
         min_refresh_interval=args.min_refresh_interval,
         cache_max_bytes=args.cache_max_bytes,
+        value_max_age=args.value_max_age,
+        store_calls_per_minute=max(0.0, args.store_calls_per_minute),
         service_account=args.service_account,
         enable_fake_provider=args.enable_fake_provider,
         sync_timeout=args.sync_timeout,

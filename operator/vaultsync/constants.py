@@ -171,3 +171,19 @@ STORE_STATUS_TIMEOUT_SECONDS = 30.0  # one store's validation in housekeeping
 # lengths, in refresh intervals, that vaultsync_external_secrets_stale counts.
 EXTERNAL_SECRET_METRICS_MAX_SERIES = 1000
 STALE_INTERVALS = (1, 3, 10)
+
+# A value confirmed current by change detection is still read again after this long
+# (--value-max-age): the safety net for a stamp that failed to change.
+VALUE_MAX_AGE_SECONDS = 24 * 3600.0
+
+# Per-store call budgets (vaultsync.callbudget): a throttling answer multiplies the rate by
+# BUDGET_DECREASE; each BUDGET_RECOVER_SECONDS without one adds BUDGET_INCREASE of the limit.
+BUDGET_DECREASE = 0.5
+BUDGET_INCREASE = 0.1
+BUDGET_RECOVER_SECONDS = 10.0
+BUDGET_MIN_PER_MINUTE = 1.0
+# spec.callsPerMinute of a store: at most this (the operator's own limit still applies).
+STORE_CALLS_PER_MINUTE_MAX = 100_000
+# A store that cannot keep its refresh intervals within its budget says so at most this often.
+BUDGET_WARNING_SECONDS = 600.0
+REASON_CALL_BUDGET = "CallBudgetExceeded"  # the Warning Event of a store stretched by its budget

@@ -85,3 +85,21 @@ EXTERNAL_SECRET_READY_UNTRACKED = Gauge(
     "ExternalSecrets left without a vaultsync_external_secret_ready series by "
     "--external-secret-metrics-max-series.",
 )
+STORE_CALLS = Counter(
+    "vaultsync_store_calls_total", "Requests made to a store's vault, counted against its budget.", ["store"]
+)
+STORE_BUDGET = Gauge(
+    "vaultsync_store_calls_per_minute_budget",
+    "A store's call budget in force (after throttling), calls per minute; -1 for none.",
+    ["store"],
+)
+STORE_THROTTLED = Counter(
+    "vaultsync_store_throttled_total",
+    "Throttling answers (429, ThrottlingException) from a store's vault.",
+    ["store"],
+)
+STORE_STRETCH = Counter(
+    "vaultsync_store_refresh_stretch_seconds_total",
+    "Seconds refreshes of a store were moved later to stay within its call budget.",
+    ["store"],
+)

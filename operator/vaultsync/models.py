@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from vaultsync.constants import GROUP
+from vaultsync.constants import GROUP, STORE_CALLS_PER_MINUTE_MAX
 from vaultsync.errors import InvalidSpec
 from vaultsync.providers.base import describe_validation_error
 from vaultsync.schedule import refresh_interval
@@ -193,6 +193,9 @@ class NamespaceCondition(Model):
 class StoreSpec(Model):
     provider: dict[str, dict[str, Any]]
     conditions: list[NamespaceCondition] = Field(default_factory=list)
+    # Provider calls per minute this store may make (vaultsync.callbudget); never more than
+    # the operator's --store-calls-per-minute.
+    calls_per_minute: int | None = Field(default=None, ge=1, le=STORE_CALLS_PER_MINUTE_MAX, strict=True)
 
 
 def parse_external_secret(body: Mapping[str, Any]) -> ExternalSecret:

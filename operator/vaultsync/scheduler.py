@@ -19,6 +19,9 @@ scheduler what exists and what changed:
 Failures back off exponentially with jitter; success waits a jittered
 refresh interval (0 = never again until something changes).
 
+Budget: a refresh of a store whose call budget is spent (vaultsync.callbudget) is moved to
+when the budget allows again, without holding a worker and without failing.
+
 Bulkhead: at most `store_concurrency` syncs of one store run at once. An
 ExternalSecret due while its store is at that limit waits in the store's own
 line without holding a worker, so a store that hangs (each of its syncs ends
@@ -36,15 +39,16 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vaultsync import constants as c
+from vaultsync.callbudget import Budgets
 from vaultsync.conditions import is_ready, parse_time
 from vaultsync.errors import InvalidSpec, crash_fields
 from vaultsync.fingerprints import data_hmac, namespace_key
-from vaultsync.metrics import QUEUE_DEPTH, SYNC_SECONDS
+from vaultsync.metrics import QUEUE_DEPTH, STORE_STRETCH, SYNC_SECONDS
 from vaultsync.models import parse_external_secret, slim
 from vaultsync.plan import SyncResult
 from vaultsync.providers.base import RemoteRef
@@ -98,8 +102,12 @@ class Scheduler:
         clock: Any = time.monotonic,
         min_refresh: float = MIN_REFRESH_SECONDS,
         store_concurrency: int = c.STORE_CONCURRENCY,
+        budgets: Budgets | None = None,
+        on_stretch: Callable[[str, float], None] | None = None,
     ) -> None:
         self._reconciler = reconciler
+        self._budgets = budgets
+        self._on_stretch = on_stretch
         self._store_concurrency = store_concurrency
         self._store_running: dict[str, int] = defaultdict(int)
         self._store_line: dict[str, dict[Key, None]] = defaultdict(dict)  # ordered, no repeats
@@ -254,6 +262,10 @@ class Scheduler:
                 tracked.rerun = True
                 continue
             store = _store_of(key, tracked.body)
+            budget = self._budgets.get(store) if self._budgets is not None else None
+            if budget is not None and (wait := budget.wait_seconds()) > 0:
+                self._stretch(key, tracked, store, wait)
+                continue
             if self._store_running[store] >= self._store_concurrency:
                 self._store_line[store][key] = None  # runs when one of the store's syncs ends
                 continue
@@ -271,6 +283,14 @@ class Scheduler:
             if tracked.rerun:
                 tracked.rerun = False
                 self._schedule(key, 0.0, max_age=tracked.max_age)
+
+    def _stretch(self, key: Key, tracked: _Tracked, store: str, wait: float) -> None:
+        """The store's call budget is spent: this refresh moves to when it allows again.
+        Every refresh of the store due meanwhile moves alike, in due order: none fails."""
+        STORE_STRETCH.labels(store=store).inc(wait)
+        self._schedule(key, wait, max_age=tracked.max_age)
+        if self._on_stretch is not None:
+            self._on_stretch(store, wait)
 
     def _store_done(self, store: str) -> None:
         self._store_running[store] -= 1

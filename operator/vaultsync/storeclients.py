@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaultsync import constants as c
+from vaultsync.callbudget import Budgets
 from vaultsync.credentials import StoreCredentials
 from vaultsync.errors import (
     AuthenticationError,
@@ -66,8 +67,10 @@ class StoreClients:
         denied_egress: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
         *,
         enable_fake_provider: bool = False,
+        budgets: Budgets | None = None,
     ) -> None:
         self._kube = kube
+        self._budgets = budgets or Budgets(None)
         self._operator_account = operator_account
         self._denied_egress = denied_egress  # applies to namespaced stores only
         self._enable_fake = enable_fake_provider
@@ -170,6 +173,7 @@ class StoreClients:
             raise StoreNotReady(
                 f"{context} is not ready: the {name} provider failed ({type(exc).__name__})"
             ) from None
+        client.budget = self._budgets.for_store(_store_of(cache_key), spec.calls_per_minute)
         return ResolvedStore(context=context, provider=name, client=client, cache_key=cache_key)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from vaultsync import constants as c
 from vaultsync.conditions import is_ready
 from vaultsync.errors import KubeNotFound, StoreNotFound
-from vaultsync.kube import Kube
+from vaultsync.kube import Kube, ObjectRef
 from vaultsync.models import slim
 
 PLURALS = {
@@ -57,6 +57,14 @@ class StoreMirror:
         return [
             (kind, body) for (kind, _, _), body in self._bodies.items() if not is_ready(body.get("status"))
         ]
+
+    def object_ref(self, store: str) -> ObjectRef | None:
+        """The store (`kind/namespace/name`) as an Event's subject, if it is known."""
+        kind, namespace, name = store.split("/", 2)
+        body = self._bodies.get((kind, namespace or None, name))
+        if body is None:
+            return None
+        return ObjectRef(c.API_VERSION, kind, namespace or None, name, body["metadata"].get("uid", ""))
 
     def keys(self) -> list[StoreKey]:
         return list(self._bodies)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
+from collections.abc import Callable
 
 from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
 from vaultsync.cache import FetchCache
+from vaultsync.callbudget import Budgets
 from vaultsync.config import Config
 from vaultsync.events import EventRecorder
 from vaultsync.hmackey import ensure_hmac_key
@@ -36,15 +39,17 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
     kube = Kube(may_write=None if leadership is None else leadership.held)
     events = EventRecorder(kube, TokenBucket(config.events_per_second, config.event_burst))
     hmac_key = await ensure_hmac_key(kube, config.operator_namespace)
+    budgets = Budgets(config.store_calls_per_minute or None)
     operator_account = (config.operator_namespace, config.service_account) if config.service_account else None
     clients = StoreClients(
         kube,
         operator_account,
         config.deny_egress_cidrs,
         enable_fake_provider=config.enable_fake_provider,
+        budgets=budgets,
     )
     stores = Stores(kube, clients)
-    cache = FetchCache(max_bytes=config.cache_max_bytes)
+    cache = FetchCache(max_bytes=config.cache_max_bytes, value_max_age=config.value_max_age)
     rollouts = Rollouts(
         kube,
         hmac_key,
@@ -74,6 +79,8 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
         first_sync_max_age=config.first_sync_max_age,
         min_refresh=config.min_refresh_interval,
         store_concurrency=config.store_concurrency,
+        budgets=budgets,
+        on_stretch=_budget_warnings(events, stores, budgets),
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
@@ -86,6 +93,36 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
     }
     task = asyncio.create_task(housekeeping(kube, stores, cache, config.operator_namespace, hmac_key))
     return Services(kube, stores, scheduler, rollouts, renderer, reconciler, listings, task)
+
+
+def _budget_warnings(events: EventRecorder, stores: Stores, budgets: Budgets) -> Callable[[str, float], None]:
+    """A Warning Event on a store whose call budget stretches its refreshes, at most once per
+    BUDGET_WARNING_SECONDS per store."""
+    last: dict[str, float] = {}
+    posting: set[asyncio.Task[None]] = set()
+
+    def warn(store: str, wait: float) -> None:
+        now = time.monotonic()
+        ref = stores.mirror.object_ref(store)
+        budget = budgets.get(store)
+        if (
+            ref is None
+            or budget is None
+            or now - last.get(store, -c.BUDGET_WARNING_SECONDS) < c.BUDGET_WARNING_SECONDS
+        ):
+            return
+        last[store] = now
+        rate = f"{budget.rate:.0f}" if budget.rate is not None else "no"
+        message = (
+            f"refreshes are moved up to {wait:.0f}s later to stay within this store's call budget "
+            f"({rate} calls per minute now); its ExternalSecrets cannot keep their refresh "
+            "intervals: raise spec.callsPerMinute or --store-calls-per-minute, or lengthen refreshInterval"
+        )
+        task = asyncio.create_task(events.post_event(ref, "Warning", c.REASON_CALL_BUDGET, message))
+        posting.add(task)
+        task.add_done_callback(posting.discard)
+
+    return warn
 
 
 def halt(services: Services) -> None:

@@ -23,7 +23,7 @@ from typing import cast
 import pytest
 
 from tests.providers.backends.aws import AwsBackend
-from tests.providers.backends.base import Backend, LiveBackend
+from tests.providers.backends.base import Backend, DetectingBackend, LiveBackend
 
 BACKENDS_PACKAGE = "tests.providers.backends"
 NOT_BACKENDS = frozenset({"base", "credentials"})
@@ -36,6 +36,8 @@ def _backend_modules() -> dict[str, ModuleType]:
 
 
 BACKEND_MODULES = _backend_modules()
+# Backends whose provider detects changes by version stamps (Azure's does not yet: it reads).
+DETECTING_BACKENDS = ["aws", "vault"]
 LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(module, "LIVE", True)]
 
 
@@ -83,6 +85,12 @@ def backend(request: pytest.FixtureRequest, backends: Backends) -> Backend:
 def live_backend(request: pytest.FixtureRequest, backends: Backends) -> LiveBackend:
     """Every backend with a real server."""
     return cast(LiveBackend, backends.get(request.param))
+
+
+@pytest.fixture(scope="session", params=DETECTING_BACKENDS)
+def detecting_backend(request: pytest.FixtureRequest, backends: Backends) -> DetectingBackend:
+    """Every backend whose provider has change detection."""
+    return cast(DetectingBackend, backends.get(request.param))
 
 
 @pytest.fixture(scope="session")

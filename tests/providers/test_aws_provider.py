@@ -115,7 +115,7 @@ async def test_stages_pin_the_version_they_point_at(aws: AwsBackend) -> None:
     async with connected(aws) as client:
         previous = RemoteRef(key, "AWSPREVIOUS")
         assert await client.get_secret(previous) == RemoteValue(old.encode(), old_version)
-        assert await client.current_version(previous) == old_version
+        assert await client.stamps([previous], []) == {previous: old_version}
         current = await client.get_secret(RemoteRef(key, "AWSCURRENT"))
         assert current == RemoteValue(new.encode(), new_version)
         blue = await client.get_secret(RemoteRef(key, "blue"))
@@ -130,8 +130,8 @@ async def test_unknown_stage_or_version_id_is_secret_not_found(aws: AwsBackend, 
         with pytest.raises(SecretNotFound) as info:
             await client.get_secret(RemoteRef(key, version))
         assert version in info.value.message
-        with pytest.raises(SecretNotFound):
-            await client.current_version(RemoteRef(key, "NOSUCHSTAGE"))
+        unknown = RemoteRef(key, "NOSUCHSTAGE")
+        assert await client.stamps([unknown], []) == {unknown: None}
 
 
 async def test_secret_marked_for_deletion_is_secret_not_found(aws: AwsBackend) -> None:

@@ -215,8 +215,7 @@ def test_missing_keys_missing_versions_and_deleted_versions_are_secret_not_found
                 with pytest.raises(SecretNotFound) as caught:
                     await client.get_secret(ref)
                 errors.append(caught.value)
-            with pytest.raises(SecretNotFound):
-                await client.current_version(RemoteRef("deleted"))
+            assert await client.stamps([RemoteRef("deleted")], []) == {RemoteRef("deleted"): None}
         finally:
             await client.close()
         return errors
@@ -246,12 +245,12 @@ def test_a_version_pin_that_is_not_a_kv_v2_version_number_is_invalid_spec(
 def test_a_kv_v1_mount_reads_its_data_map_and_refuses_version_pins(vault: VaultServer) -> None:
     vault.request("POST", "kv1/legacy/app", {"user": "old", "password": "pw-v1"})
 
-    async def scenario() -> tuple[bytes, str, str | None, InvalidSpec]:
+    async def scenario() -> tuple[bytes, str, object, InvalidSpec]:
         config = token_config(vault, path="kv1", version="v1")
         client = await connect(config, token_credentials(vault.root_token))
         try:
             got = await client.get_secret(RemoteRef("legacy/app"))
-            current = await client.current_version(RemoteRef("legacy/app"))
+            current = await client.stamps([RemoteRef("legacy/app")], [])
             with pytest.raises(InvalidSpec) as caught:
                 await client.get_secret(RemoteRef("legacy/app", version="1"))
             with pytest.raises(SecretNotFound):
@@ -272,31 +271,38 @@ def test_an_unchanged_kv_v2_secret_is_checked_with_one_metadata_request_and_no_d
     put(vault, "watched", {"v": "1"})
     latest = put(vault, "watched", {"v": "2"})
 
-    async def scenario() -> str | None:
+    async def scenario() -> tuple[str, str | None]:
         client = await connect(token_config(vault), token_credentials(vault.root_token))
         try:
-            audit.mark()  # after the login lookup
-            return await client.current_version(RemoteRef("watched"))
+            read = await client.get_secret(RemoteRef("watched"))
+            audit.mark()  # after the login lookup and the read
+            stamps = await client.stamps([RemoteRef("watched")], [RemoteRef("other")]) or {}
+            return read.stamp, stamps[RemoteRef("watched")]
         finally:
             await client.close()
 
-    assert run(scenario) == latest
+    read_stamp, stamp = run(scenario)
+    assert stamp == read_stamp and stamp.startswith(f"{latest}@")
     paths = audit.paths()
     assert paths.count("secret/metadata/watched") == 1
     assert "secret/data/watched" not in paths
 
 
-def test_a_pinned_ref_needs_no_request_to_know_its_version(vault: VaultServer, audit: Audit) -> None:
-    async def scenario() -> str | None:
+def test_a_pinned_ref_is_stamped_as_its_read_is(vault: VaultServer) -> None:
+    put(vault, "watched", {"v": "1"})
+    put(vault, "watched", {"v": "2"})
+
+    async def scenario() -> tuple[str, str | None]:
         client = await connect(token_config(vault), token_credentials(vault.root_token))
         try:
-            audit.mark()
-            return await client.current_version(RemoteRef("watched", version="1"))
+            pinned = RemoteRef("watched", version="1")
+            read = await client.get_secret(pinned)
+            return read.stamp, (await client.stamps([pinned], []) or {})[pinned]
         finally:
             await client.close()
 
-    assert run(scenario) == "1"
-    assert audit.paths() == []
+    read_stamp, stamp = run(scenario)
+    assert stamp == read_stamp and stamp.startswith("1@")
 
 
 # -- logins and tokens --------------------------------------------------------------------

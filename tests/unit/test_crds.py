@@ -102,6 +102,7 @@ DESIGN_FIELDS = {
         "status.conditions[]": {"type", "status", "reason", "message", "lastTransitionTime"},
     },
     "secretstores.yaml": {
+        "spec": {"provider", "callsPerMinute"},
         PROVIDER: {"aws", "vault", "azurekv", "fake"},
         f"{PROVIDER}.aws": {"region", "endpoint", "auth"},
         f"{PROVIDER}.aws.auth": {"secretRef", "jwt"},
@@ -136,7 +137,7 @@ DESIGN_FIELDS = {
         "status": {"observedGeneration", "provider", "conditions"},
     },
     "clustersecretstores.yaml": {
-        "spec": {"provider", "conditions"},
+        "spec": {"provider", "conditions", "callsPerMinute"},
         "spec.conditions[]": {"namespaces", "namespaceSelector"},
         "spec.conditions[].namespaceSelector": {"matchLabels", "matchExpressions"},
         "spec.conditions[].namespaceSelector.matchExpressions[]": {"key", "operator", "values"},

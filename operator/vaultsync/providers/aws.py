@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import random
 import re
 import time
@@ -70,6 +71,8 @@ T = TypeVar("T")
 FIELD = "spec.provider.aws"
 STS_AUDIENCE = "sts.amazonaws.com"
 BATCH_LIMIT = 20  # BatchGetSecretValue accepts at most 20 ids per call
+LIST_PAGE_SIZE = 100  # ListSecrets answers at most 100 secrets a page
+LIST_FILTER_VALUES = 10  # a ListSecrets name filter takes at most 10 names (prefixes)
 THROTTLE_ATTEMPTS = 4
 THROTTLE_BASE_DELAY = 0.2  # seconds; doubled per attempt, full jitter
 REFRESH_MARGIN = 300.0  # renew temporary credentials this long before they expire
@@ -80,6 +83,8 @@ REGION_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 REGION_MAX_LENGTH = 64
 ROLE_ARN_MAX_LENGTH = 2048
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
+# What ListSecrets can filter by name (AWS's own name alphabet; an ARN is described instead).
+_LISTED_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 _THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
@@ -378,6 +383,11 @@ class AwsClient(SecretsClient):
         self._expires_at: float | None = None
         self._lock = asyncio.Lock()
         self._batch_allowed = True
+        self._listing_allowed = True
+        # Learnt costs of change detection: pages of the whole listing (0 = not tried yet,
+        # inf = more than was worth it) and pages per filtered call.
+        self._full_pages = 0.0
+        self._pages_per_filter = 1.0
         self._egress = guard_for(store.denied_egress, config.endpoint_field)
 
     async def connect(self) -> None:
@@ -458,23 +468,106 @@ class AwsClient(SecretsClient):
         results = await super().get_secrets(refs)
         return {r.key: results[r] for r in refs}
 
-    async def current_version(self, ref: RemoteRef) -> str | None:
-        """The VersionId that the ref's stage (AWSCURRENT unless pinned) points at."""
-        if ref.version and _VERSION_ID.fullmatch(ref.version):
-            return ref.version  # a VersionId never changes what it points at
-        stage = ref.version or "AWSCURRENT"
-        sm = await self._client()
-        try:
-            response = await self._call(functools.partial(sm.describe_secret, SecretId=ref.key))
-        except (ClientError, BotoCoreError, ResponseParserError) as exc:
-            raise self._convert(exc, ref) from None
-        for version_id, stages in response.get("VersionIdsToStages", {}).items():
-            if stage in stages:
-                return version_id
-        raise SecretNotFound(
-            f"{self._store}: secret {ref.key!r} has no version at stage {stage!r} in "
-            f"AWS Secrets Manager ({self._config.region})"
+    async def stamps(
+        self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, str | None] | None:
+        """The VersionId each ref's stage points at (AWSCURRENT unless pinned), from the
+        cheapest of: the whole ListSecrets listing (100 secrets a page, every key answered),
+        ListSecrets filtered by name (10 names a call), DescribeSecret per due key."""
+        refs = list(dict.fromkeys([*due, *known]))
+        stages = await self._stages([r.key for r in refs], [r.key for r in due])
+        out: dict[RemoteRef, str | None] = {}
+        for ref in refs:
+            if ref.key in stages:
+                out[ref] = _stamp(ref, stages[ref.key])
+        return out
+
+    async def _stages(self, keys: list[str], due: list[str]) -> dict[str, dict[str, list[str]]]:
+        """`SecretVersionsToStages` of the keys the chosen way answers ({} for a missing key)."""
+        keys, due = list(dict.fromkeys(keys)), list(dict.fromkeys(due))
+        names = [k for k in keys if _LISTED_NAME.fullmatch(k)]
+        described = [k for k in due if not _LISTED_NAME.fullmatch(k)]
+        per_cycle = {  # calls per refresh cycle of every key held, by way
+            "describe": float(len(keys)),
+            "filtered": math.ceil(len(names) / LIST_FILTER_VALUES) * self._pages_per_filter,
+        }
+        if self._listing_allowed and self._full_pages <= min(per_cycle.values()):
+            listed = await self._list_all(cap=int(min(per_cycle.values())))
+            if listed is not None:
+                return {k: listed.get(k, {}) for k in keys}
+        if self._listing_allowed and names and per_cycle["filtered"] < per_cycle["describe"]:
+            listed = await self._list_filtered(names)
+            if listed is not None:
+                found = {k: listed.get(k, {}) for k in names}
+                return found | await self._describe([k for k in described if k not in found])
+        return await self._describe(due)
+
+    async def _list_all(self, cap: int) -> dict[str, dict[str, list[str]]] | None:
+        """The whole listing, or None once it passes `cap` pages without its end (learnt)."""
+        found: dict[str, dict[str, list[str]]] = {}
+        pages = await self._list_pages([], found, max(1, cap) if self._full_pages == 0 else None)
+        if pages is None:
+            self._full_pages = math.inf
+            return None
+        self._full_pages = float(pages)
+        return found
+
+    async def _list_filtered(self, names: list[str]) -> dict[str, dict[str, list[str]]] | None:
+        found: dict[str, dict[str, list[str]]] = {}
+        chunks = [names[i : i + LIST_FILTER_VALUES] for i in range(0, len(names), LIST_FILTER_VALUES)]
+        counts = await asyncio.gather(
+            *(self._list_pages([{"Key": "name", "Values": c}], found, None) for c in chunks)
         )
+        if any(c is None for c in counts):
+            return None
+        self._pages_per_filter = sum(c or 0 for c in counts) / len(chunks)
+        return found
+
+    async def _list_pages(
+        self, filters: list[Any], found: dict[str, dict[str, list[str]]], cap: int | None
+    ) -> int | None:
+        """Pages of ListSecrets into `found` (by name and by ARN); how many, or None when
+        refused or cut at `cap`. A secret scheduled for deletion is not listed: it is read,
+        and the read says so."""
+        sm = await self._client()
+        token, pages = "", 0
+        while True:
+            if cap is not None and pages >= cap:
+                return None
+            kwargs: dict[str, Any] = {"MaxResults": LIST_PAGE_SIZE, "Filters": filters}
+            if token:
+                kwargs["NextToken"] = token
+            try:
+                page = await self._call(functools.partial(sm.list_secrets, **kwargs))
+            except ClientError as exc:
+                if _code(exc) in _DENIED_CODES:  # a policy without ListSecrets: describe instead
+                    self._listing_allowed = False
+                    return None
+                raise
+            pages += 1
+            for entry in page.get("SecretList", []):
+                stages = {k: list(v) for k, v in entry.get("SecretVersionsToStages", {}).items()}
+                for name in (entry.get("Name"), entry.get("ARN")):
+                    if name:
+                        found[name] = stages
+            token = page.get("NextToken", "")
+            if not token:
+                return pages
+
+    async def _describe(self, keys: list[str]) -> dict[str, dict[str, list[str]]]:
+        sm = await self._client()
+
+        async def one(key: str) -> tuple[str, dict[str, list[str]] | None]:
+            try:
+                response = await self._call(functools.partial(sm.describe_secret, SecretId=key))
+            except ClientError as exc:
+                return key, {} if _code(exc) == "ResourceNotFoundException" else None
+            if response.get("DeletedDate"):
+                return key, {}
+            return key, {k: list(v) for k, v in response.get("VersionIdsToStages", {}).items()}
+
+        answers = await asyncio.gather(*(one(k) for k in keys))
+        return {k: v for k, v in answers if v is not None}
 
     async def validate(self) -> None:
         """One ListSecrets call: AWS authenticates before it authorizes, so even
@@ -497,10 +590,13 @@ class AwsClient(SecretsClient):
         """Runs `call` off the event loop, retrying throttling with full-jitter backoff."""
         attempt = 0
         while True:
+            self.count_call()
             try:
                 return await _in_thread(self.threads, call, self._egress)
             except ClientError as exc:
                 attempt += 1
+                if _is_throttling(exc):
+                    self.count_throttled()
                 if not _is_throttling(exc) or attempt >= THROTTLE_ATTEMPTS:
                     raise
             delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1)
@@ -559,7 +655,16 @@ def _remote_value(entry: Mapping[str, Any] | SecretValueEntryTypeDef) -> RemoteV
         value = entry["SecretString"].encode()
     else:
         value = bytes(entry.get("SecretBinary", b""))
-    return RemoteValue(value, entry.get("VersionId", ""))
+    version = entry.get("VersionId", "")
+    return RemoteValue(value, version, stamp=version)
+
+
+def _stamp(ref: RemoteRef, stages: Mapping[str, list[str]]) -> str | None:
+    """The VersionId a read of `ref` would return now; None if it has none."""
+    if ref.version and _VERSION_ID.fullmatch(ref.version):
+        return ref.version if ref.version in stages else None
+    stage = ref.version or "AWSCURRENT"
+    return next((v for v, s in stages.items() if stage in s), None)
 
 
 def _code(exc: ClientError) -> str:

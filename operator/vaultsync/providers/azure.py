@@ -347,15 +347,6 @@ class AzureKeyVaultClient(SecretsClient):
             secret = await self._client.get_secret(name, version or None)
         return RemoteValue((secret.value or "").encode(), secret.properties.version or "")
 
-    async def current_version(self, ref: RemoteRef) -> str | None:
-        """The version id of the latest value.
-
-        Key Vault has no metadata-only read of a secret's latest version (listing versions
-        gives every version's properties, unordered and paged), so this is the same single GET
-        as a read, with the value dropped at once.
-        """
-        return (await self.get_secret(RemoteRef(ref.key))).version or None
-
     async def validate(self) -> None:
         try:
             await self.get_secret(RemoteRef(VALIDATION_PROBE))
@@ -371,6 +362,7 @@ class AzureKeyVaultClient(SecretsClient):
     def _converted(self, ref: RemoteRef, name: str) -> Iterator[None]:
         """Azure SDK exceptions → vaultsync errors, with messages that say what to fix."""
         vault, store = self._config.vault_url, self._store
+        self.count_call()
         try:
             yield
         except VaultsyncError:
@@ -394,7 +386,10 @@ class AzureKeyVaultClient(SecretsClient):
                 f"{FIELD}.tenantId"
             ) from None
         except HttpResponseError as exc:
-            raise self._from_status(exc) from None
+            error = self._from_status(exc)
+            if isinstance(error, ThrottledError):
+                self.count_throttled()
+            raise error from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise ProviderError(self._unreachable(exc)) from None
         except ValueError as exc:

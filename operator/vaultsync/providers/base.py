@@ -21,7 +21,7 @@ import asyncio
 import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,6 +44,8 @@ class RemoteValue:
 
     value: bytes
     version: str = ""
+    # What `SecretsClient.stamps` says of this value while it is current ("" = cannot say).
+    stamp: str = field(default="", compare=False)
 
     def __repr__(self) -> str:  # never print the value
         return f"RemoteValue(version={self.version!r}, size={len(self.value)})"
@@ -165,8 +167,30 @@ async def credential_text(credentials: Credentials, selector: SecretKeySelector,
     return text
 
 
+class CallCounter(Protocol):
+    """The store's call budget as a client sees it (vaultsync.callbudget)."""
+
+    def spend(self) -> None: ...
+
+    def throttled(self) -> None: ...
+
+
 class SecretsClient(ABC):
-    """Reads values from one store's vault. Async; blocking SDKs are wrapped inside."""
+    """Reads values from one store's vault. Async; blocking SDKs are wrapped inside.
+
+    Every request a client makes to its vault is counted with `count_call`, and every
+    throttling answer with `count_throttled`: the store's budget (set by the core) follows them.
+    """
+
+    budget: CallCounter | None = None
+
+    def count_call(self) -> None:
+        if self.budget is not None:
+            self.budget.spend()
+
+    def count_throttled(self) -> None:
+        if self.budget is not None:
+            self.budget.throttled()
 
     @abstractmethod
     async def get_secret(self, ref: RemoteRef) -> RemoteValue:
@@ -185,8 +209,17 @@ class SecretsClient(ABC):
                 raise result
         return out
 
-    async def current_version(self, ref: RemoteRef) -> str | None:
-        """The latest version id from metadata alone, if the backend can say it cheaply."""
+    async def stamps(
+        self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, str | None] | None:
+        """Change detection without reading values: a stamp per ref that changes whenever the
+        value at that ref does (equal to `RemoteValue.stamp` of a read of it), None for a ref
+        that does not exist.
+
+        Every ref of `due` is asked about; refs of `known` (the store's other values held)
+        are answered too when that costs no extra call (one listing answers all). A ref left
+        out is not answered and is read. None: this backend has no cheaper way than a read.
+        """
         return None
 
     @abstractmethod

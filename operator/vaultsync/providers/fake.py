@@ -52,9 +52,6 @@ class FakeClient(SecretsClient):
         entry = matches[-1]  # without a pin, the last entry listed is the latest
         return RemoteValue(entry.value.encode(), entry.version)
 
-    async def current_version(self, ref: RemoteRef) -> str | None:
-        return (await self.get_secret(ref)).version or None
-
     async def validate(self) -> None:
         return None
 

@@ -127,6 +127,18 @@ class AwsBackend:
     def write(self, key: str, value: str) -> str:
         return self._put(key, {"SecretString": value})
 
+    def delete(self, key: str) -> None:
+        """Deletes `key` for good (no recovery window), so its name can be created again."""
+        self.secretsmanager.delete_secret(SecretId=key, ForceDeleteWithoutRecovery=True)
+
+    def roll_back(self, key: str, version: str) -> None:
+        """Moves AWSCURRENT back to an earlier version (what a failed rotation's rollback does)."""
+        current = self.secretsmanager.describe_secret(SecretId=key)["VersionIdsToStages"]
+        was = next(v for v, stages in current.items() if "AWSCURRENT" in stages)
+        self.secretsmanager.update_secret_version_stage(
+            SecretId=key, VersionStage="AWSCURRENT", MoveToVersionId=version, RemoveFromVersionId=was
+        )
+
     def write_binary(self, key: str, value: bytes) -> str:
         return self._put(key, {"SecretBinary": value})
 
@@ -145,10 +157,11 @@ class AwsBackend:
         binary = Path(sys.executable).with_name("moto_server")
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: install the test extras (`make venv`)")
+        server = Path(__file__).parents[1] / "servers" / "moto_server.py"  # moto, one fix
         env = {k: v for k, v in os.environ.items() if k != "INITIAL_NO_AUTH_ACTION_COUNT"}
         self._output = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
         self._process = subprocess.Popen(
-            [str(binary), "-H", "127.0.0.1", "-p", str(self._port)],
+            [sys.executable, str(server), "-H", "127.0.0.1", "-p", str(self._port)],
             stdout=self._output,
             stderr=subprocess.STDOUT,
             env=env,

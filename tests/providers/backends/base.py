@@ -77,6 +77,18 @@ class LiveBackend(Backend, Protocol):
         ...
 
 
+class DetectingBackend(LiveBackend, Protocol):
+    """A backend whose provider detects changes without reading values (`stamps`)."""
+
+    def delete(self, key: str) -> None:
+        """Deletes `key` for good, so that it can be created again under the same name."""
+        ...
+
+    def roll_back(self, key: str, version: str) -> None:
+        """Makes an earlier version (an id `write` returned) the current one again."""
+        ...
+
+
 def unique_key(prefix: str = "contract") -> str:
     """A key no other test uses, valid in every backend (Azure allows only letters, digits, '-')."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -58,6 +58,16 @@ class VaultBackend:
         self._writes.append((key, data))
         return self._put(key, data)
 
+    def delete(self, key: str) -> None:
+        """Deletes `key` and every version of it (its metadata): written again, it restarts at 1."""
+        self.server.request("DELETE", f"{MOUNT}/metadata/{key}")
+        self._writes = [(k, d) for k, d in self._writes if k != key]
+
+    def roll_back(self, key: str, version: str) -> None:
+        """What `vault kv rollback` does: the old version's data becomes a new version."""
+        old = self.server.request("GET", f"{MOUNT}/data/{key}?version={version}")["data"]["data"]
+        self.write(key, json.dumps(old))
+
     def stop(self) -> None:
         self.server.stop()
 

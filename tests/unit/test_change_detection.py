@@ -1,0 +1,174 @@
+"""The cache confirms held values by their stamps, reads only what changed, and still
+reads every value at least once per `--value-max-age` (pure logic: an in-memory vault)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+from tests.unit.test_cache import Clock, CountingClient
+
+from vaultsync.cache import FetchCache
+from vaultsync.errors import ProviderError, SecretNotFound
+from vaultsync.providers.base import RemoteRef, RemoteValue
+
+A, B, C = RemoteRef("a"), RemoteRef("b"), RemoteRef("c")
+DAY = 24 * 3600.0
+
+
+class ListingClient(CountingClient):
+    """Answers stamps for every key held, as one listing does (AWS)."""
+
+    def __init__(self) -> None:
+        super().__init__({r.key: RemoteValue(b"v1-" + r.key.encode(), "1", "1") for r in (A, B, C)})
+        self.probes: list[tuple[list[RemoteRef], list[RemoteRef]]] = []
+        self.probe_error: Exception | None = None
+
+    async def stamps(
+        self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, str | None] | None:
+        self.probes.append((list(due), sorted(known, key=lambda r: r.key)))
+        if self.probe_error is not None:
+            raise self.probe_error
+        return {r: self.values[r.key].stamp if r.key in self.values else None for r in [*due, *known]}
+
+    def put(self, ref: RemoteRef, value: bytes, stamp: str) -> None:
+        self.values[ref.key] = RemoteValue(value, stamp, stamp)
+
+
+def read_keys(client: CountingClient) -> list[str]:
+    return [r.key for batch in client.batches for r in batch]
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.05)  # reads started by a probe have a linger of their own
+
+
+def test_an_unchanged_value_is_confirmed_not_read() -> None:
+    async def scenario() -> None:
+        clock, client = Clock(), ListingClient()
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A], 60.0)
+        clock.now += 61
+        got = await cache.get("s", "p", client, [A], 60.0)
+        assert got == {A: RemoteValue(b"v1-a", "1")}
+        assert read_keys(client) == ["a"] and len(client.probes) == 1
+
+    asyncio.run(scenario())
+
+
+def test_one_probe_confirms_the_other_keys_held_and_reads_the_changed_one_at_once() -> None:
+    async def scenario() -> None:
+        clock, client = Clock(), ListingClient()
+        cache = FetchCache(clock=clock)
+        changed: list[RemoteRef] = []
+        cache.add_change_listener(lambda store, ref: changed.append(ref))
+        await cache.get("s", "p", client, [A, B, C], 60.0)
+        client.put(C, b"v2-c", "2")
+        clock.now += 61
+        await cache.get("s", "p", client, [A], 60.0)
+        await settle()
+        assert client.probes == [([A], [B, C])]
+        assert read_keys(client) == ["a", "b", "c", "c"]  # C read at once, nobody asked yet
+        assert changed == [C]
+        got = await cache.get("s", "p", client, [B, C], 60.0)  # both confirmed by that probe
+        assert got[C] == RemoteValue(b"v2-c", "2") and len(client.probes) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_value_is_read_again_at_its_maximum_age_although_unchanged() -> None:
+    async def scenario() -> None:
+        clock, client = Clock(), ListingClient()
+        cache = FetchCache(clock=clock, value_max_age=DAY)
+        await cache.get("s", "p", client, [A], 60.0)
+        clock.now += DAY
+        await cache.get("s", "p", client, [A], 60.0)
+        assert read_keys(client) == ["a", "a"] and client.probes == []
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_probe_reads_instead_and_a_missing_key_is_read_for_its_error() -> None:
+    async def scenario() -> None:
+        clock, client = Clock(), ListingClient()
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A, B], 60.0)
+        client.probe_error = ProviderError("listing refused")
+        clock.now += 61
+        await cache.get("s", "p", client, [A], 60.0)
+        client.probe_error = None
+        del client.values["b"]
+        clock.now += 61
+        got = await cache.get("s", "p", client, [B], 60.0)
+        assert read_keys(client) == ["a", "b", "a", "b"]
+        assert isinstance(got[B], SecretNotFound)  # the read says so
+
+    asyncio.run(scenario())
+
+
+def test_a_forced_refresh_reads_without_probing() -> None:
+    async def scenario() -> None:
+        client = ListingClient()
+        cache = FetchCache()
+        await cache.get("s", "p", client, [A], 60.0)
+        await cache.get("s", "p", client, [A], 0.0)
+        assert read_keys(client) == ["a", "a"] and client.probes == []
+
+    asyncio.run(scenario())
+
+
+def test_a_client_without_change_detection_is_read_as_before() -> None:
+    async def scenario() -> None:
+        clock, client = Clock(), CountingClient({"a": RemoteValue(b"x", "1", "1")})
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A], 60.0)
+        clock.now += 61
+        await cache.get("s", "p", client, [A], 60.0)
+        assert read_keys(client) == ["a", "a"]
+
+    asyncio.run(scenario())
+
+
+def test_refreshes_asking_while_a_probe_is_in_flight_wait_for_it_instead_of_probing_again() -> None:
+    class SlowListing(ListingClient):
+        async def stamps(
+            self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+        ) -> Mapping[RemoteRef, str | None] | None:
+            answer = await super().stamps(due, known)
+            await asyncio.sleep(0.1)  # a listing of many pages
+            return answer
+
+    async def scenario() -> None:
+        clock, client = Clock(), SlowListing()
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A, B, C], 60.0)
+        clock.now += 61
+        first = asyncio.ensure_future(cache.get("s", "p", client, [A], 60.0))
+        await asyncio.sleep(0.05)  # the listing for A is in flight
+        second = await cache.get("s", "p", client, [B], 60.0)
+        third = await cache.get("s", "p", client, [C], 60.0)  # answered by the same listing
+        assert (await first)[A] == RemoteValue(b"v1-a", "1")
+        assert second[B] == RemoteValue(b"v1-b", "1") and third[C] == RemoteValue(b"v1-c", "1")
+        assert len(client.probes) == 1 and read_keys(client) == ["a", "b", "c"]
+
+    asyncio.run(scenario())
+
+
+def test_refreshes_of_held_values_coming_due_close_together_go_out_as_one_batch() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        client = CountingClient({r.key: RemoteValue(r.key.encode()) for r in (A, B)})  # no stamps
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A], 60.0)
+        await cache.get("s", "p", client, [B], 60.0)
+        clock.now += 61
+
+        async def later(ref: RemoteRef, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await cache.get("s", "p", client, [ref], 60.0)
+
+        await asyncio.gather(later(A, 0.0), later(B, 0.2))  # 0.2 s apart: within 1 % of 60 s
+        assert client.batches[2:] == [[A, B]]
+
+    asyncio.run(scenario())
