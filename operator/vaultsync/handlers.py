@@ -15,7 +15,7 @@ import kopf
 from vaultsync import constants as c
 from vaultsync import startup
 from vaultsync.errors import KubeNotFound
-from vaultsync.kube import connection_info
+from vaultsync.kube import WORKLOAD_KINDS, connection_info
 from vaultsync.registry import REGISTRY
 
 
@@ -48,6 +48,7 @@ async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.event("v1", "secrets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=REGISTRY)
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.scheduler.secret_changed(event["object"], deleted=_deleted(event))
+    memo.unmanaged.object_changed("Secret", event["object"], deleted=_deleted(event))  # referenced: no read
     # Listed (at start, or after a gap): resume an unfinished restart, only from a Secret whose
     # data and marks are as vaultsync wrote them (a tenant cannot forge a rotation).
     if event["type"] is None and memo.scheduler.written_by_us(event["object"]):
@@ -77,3 +78,33 @@ async def secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(c.GROUP, c.VERSION, c.CLUSTER_SECRET_STORES, registry=REGISTRY)
 async def cluster_secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await _store(c.KIND_CLUSTER_SECRET_STORE, event, memo)
+
+
+# Restarts for ConfigMaps and Secrets vaultsync does not manage (unmanaged.py): the workloads
+# say which objects matter, the objects' events say when they changed.
+
+
+def _unmanaged_secret(labels: kopf.Labels, **_: Any) -> bool:
+    return bool(labels.get(c.LABEL_MANAGED_BY) != c.MANAGED_BY_VALUE)
+
+
+@kopf.on.event("v1", "secrets", when=_unmanaged_secret, registry=REGISTRY)
+async def unmanaged_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.unmanaged.object_changed("Secret", event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("v1", "configmaps", registry=REGISTRY)
+async def configmap(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.unmanaged.object_changed("ConfigMap", event["object"], deleted=_deleted(event))
+
+
+def _workload(kind: str) -> Any:
+    async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.unmanaged.workload_changed(kind, event["object"], deleted=_deleted(event))
+
+    return handler
+
+
+for _kind, (_api_version, _plural) in WORKLOAD_KINDS.items():
+    _group, _, _version = _api_version.rpartition("/")
+    kopf.on.event(_group, _version, _plural, registry=REGISTRY, id=f"workload-{_plural}")(_workload(_kind))

@@ -2,8 +2,9 @@
 
 Settings are chosen on purpose:
 - kopf posts no Events of its own (ours say what happened to the Secret);
-- Secrets are watched with a server-side label selector, so the operator
-  never lists or caches Secrets it does not manage;
+- every Secret and ConfigMap is watched (restarts for objects vaultsync does
+  not manage, unmanaged.py), but only a keyed digest of those some opted-in
+  workload references is kept, never a value;
 - the initial listing comes in pages of 500, and kopf's per-object workers exit
   0.1 s after their last event, which keeps the memory peak low;
 - only `on.event` handlers are used, so kopf never writes its bookkeeping
@@ -35,6 +36,7 @@ from vaultsync.rollout import Rollouts
 from vaultsync.sandbox import Limits
 from vaultsync.scheduler import Scheduler
 from vaultsync.stores import PLURALS, Stores, store_status
+from vaultsync.unmanaged import Unmanaged
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,6 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Config = memo.config
     settings.posting.enabled = False
-    settings.watching.label_selectors["v1", "secrets"] = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
     settings.persistence.finalizer = f"{c.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
     settings.persistence.diffbase_storage = _NoDiffBase()
@@ -121,6 +122,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
     memo.kube, memo.stores, memo.scheduler, memo.rollouts = kube, stores, scheduler, rollouts
+    memo.unmanaged = Unmanaged(kube, rollouts, hmac_key)
     memo.renderer = renderer
     memo.listings = {
         c.KIND_EXTERNAL_SECRET: Listings(c.RELIST_QUIET_SECONDS, scheduler.relisted),
@@ -182,6 +184,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     for listings in memo.listings.values():
         await listings.stop()
     await memo.scheduler.stop()  # first, so no new rotation reaches the rollouts
+    await memo.unmanaged.stop()
     await memo.rollouts.stop()
     await memo.renderer.close()
     await memo.stores.close()
