@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +40,9 @@ log = logging.getLogger(__name__)
 
 # A referenced Secret that vaultsync writes: its rotations come from the reconciler.
 MANAGED = "managed"
-# A newly referenced object whose digest the watch has not delivered is read after this
-# long (the watch's initial listing usually delivers it first: no read at all).
+# Right after start, a newly referenced object whose digest the watch has not delivered is
+# read only once this long has passed since start: the watch's initial listing usually
+# delivers it first, so a start costs no read per reference. Later it is read at once.
 FIRST_READ_DELAY_SECONDS = c.RELIST_QUIET_SECONDS
 
 Where = tuple[str, str]  # (namespace, watch key or workload uid)
@@ -88,6 +90,7 @@ class Unmanaged:
         self._refused: dict[Where, str] = {}  # (namespace, uid) -> the refusal last announced
         self._reads = asyncio.Semaphore(c.REFERENCE_READ_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reads_from = time.monotonic() + FIRST_READ_DELAY_SECONDS  # first reads wait till then
 
     def digests(self) -> int:
         """How many objects are remembered (the bench reads it)."""
@@ -178,7 +181,7 @@ class Unmanaged:
 
     async def _first_read(self, namespace: str, key: str) -> None:
         """The digest of a newly referenced object, if the watch has not delivered it."""
-        await asyncio.sleep(FIRST_READ_DELAY_SECONDS)
+        await asyncio.sleep(max(0.0, self._reads_from - time.monotonic()))
         if (namespace, key) not in self._users or (namespace, key) in self._digests:
             return
         configmap = key.startswith(CONFIGMAP_PREFIX)
