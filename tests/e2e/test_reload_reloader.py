@@ -128,8 +128,8 @@ def test_a_workload_naming_another_namespace_or_too_much_is_refused_and_restarts
         "too-many": "65 names, at most 64",
         "bad-name": "'Not_A_Name' is not a valid object name",
     }
-    for name, (annotations, _) in bad.items():
-        wl.create(deployment(name, annotations=annotations, spec=_uses("cfg")))
+    for name, (opt_in, _) in bad.items():
+        wl.create(deployment(name, annotations=opt_in, spec=_uses("cfg")))
     wl.create(deployment("good", annotations={RELOAD_CONFIGMAPS: "cfg"}))
     counts = {name: 1 for name in [*bad, "good"]}
     for name in counts:
