@@ -145,6 +145,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     TARGET_CONFLICT = "TargetConflict"
     SECRET_TOO_LARGE = "SecretTooLarge"
+    SECRET_IMMUTABLE = "SecretImmutable"
     # Store conditions.
     VALID = "Valid"
     INVALID_CONFIG = "InvalidConfig"

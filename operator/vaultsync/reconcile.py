@@ -27,6 +27,7 @@ from vaultsync.errors import (
     InvalidSpec,
     KubeConflict,
     KubeNotFound,
+    SecretImmutable,
     SecretNotFound,
     SecretTooLarge,
     StoreTimeout,
@@ -236,6 +237,14 @@ class Reconciler:
         if _same(existing, desired):
             return _Applied(written=False, rotated=False)
         rotated = (existing.get("data") or {}) != desired.get("data")
+        if rotated and existing.get("immutable") and existing.get("type", "Opaque") == desired["type"]:
+            # Kubernetes refuses it. ESO skips such a write silently; a stale Secret nobody
+            # hears of is its users' complaint, so the condition says so (docs/api.md).
+            raise SecretImmutable(
+                f"spec.target.immutable: Secret {namespace}/{name} is immutable and keeps the data "
+                "it was created with; the remote data changed: delete the Secret to have it "
+                "written anew"
+            )
         if rotated and policy != "Merge":
             # Recorded in the same write as the new data: a crash before the restart leaves it
             # on the Secret, and the next start resumes it (docs/rollouts.md). A Merge target
@@ -310,6 +319,7 @@ class Reconciler:
             "metadata": metadata,
             "type": target.type,
             "data": _encode(data),
+            **({"immutable": True} if target.immutable else {}),
         }
 
     def _updated_secret(
@@ -327,7 +337,10 @@ class Reconciler:
             **target.annotations,
             **_annotations(data, fingerprint),
         }
-        return {**existing, "metadata": meta, "type": target.type, "data": _encode(data)}
+        updated = {**existing, "metadata": meta, "type": target.type, "data": _encode(data)}
+        if target.immutable:
+            updated["immutable"] = True  # once set, Kubernetes keeps it: it cannot be unset
+        return updated
 
     def _labels(self, es: ExternalSecret) -> dict[str, str]:
         return {c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_OWNER_NAME: es.name}
@@ -486,7 +499,7 @@ def _annotations(data: Mapping[str, bytes], fingerprint: str) -> dict[str, str]:
 
 
 def _same(existing: Body, desired: Body) -> bool:
-    keys = ("type", "data")
+    keys = ("type", "data", "immutable")
     if any((existing.get(k) or None) != (desired.get(k) or None) for k in keys):
         return False
     meta_keys = ("labels", "annotations", "ownerReferences")
