@@ -54,3 +54,7 @@ RESTARTS = Counter(
 SYNC_SECONDS = Histogram("vaultsync_sync_duration_seconds", "Time to reconcile one ExternalSecret.")
 QUEUE_DEPTH = Gauge("vaultsync_scheduled_external_secrets", "ExternalSecrets known to the scheduler.")
 READY = Gauge("vaultsync_external_secrets_ready", "ExternalSecrets whose Ready condition is True.")
+RELOAD_DIGESTS = Gauge(
+    "vaultsync_reload_digests",
+    "ConfigMaps and unmanaged Secrets remembered (as digests) because an opted-in workload references them.",
+)

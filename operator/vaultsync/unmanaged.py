@@ -33,6 +33,7 @@ from vaultsync import constants as c
 from vaultsync.errors import KubeNotFound, VaultsyncError
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import WORKLOAD_KINDS, Kube, ObjectRef
+from vaultsync.metrics import RELOAD_DIGESTS
 from vaultsync.reloadrefs import CONFIGMAP_PREFIX, configmap_key, watched
 from vaultsync.rollout import Rollouts, seen_fingerprints
 
@@ -92,9 +93,13 @@ class Unmanaged:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reads_from = time.monotonic() + FIRST_READ_DELAY_SECONDS  # first reads wait till then
 
-    def digests(self) -> int:
-        """How many objects are remembered (the bench reads it)."""
-        return len(self._digests)
+    def _remember(self, where: Where, digest: str) -> None:
+        self._digests[where] = digest
+        RELOAD_DIGESTS.set(len(self._digests))
+
+    def _forget(self, where: Where) -> None:
+        self._digests.pop(where, None)
+        RELOAD_DIGESTS.set(len(self._digests))
 
     # Workloads -------------------------------------------------------------------------------
 
@@ -127,7 +132,7 @@ class Unmanaged:
         users.discard(uid)
         if not users:
             del self._users[where]
-            self._digests.pop(where, None)
+            self._forget(where)
 
     def _announce_refusal(self, kind: str, body: Mapping[str, Any], message: str) -> None:
         meta = body["metadata"]
@@ -151,18 +156,18 @@ class Unmanaged:
         if where not in self._users:
             return
         if deleted:
-            self._digests.pop(where, None)
+            self._forget(where)
             return
         if kind == "Secret" and _managed(body):
-            self._digests[where] = MANAGED
+            self._remember(where, MANAGED)
             return
         annotations = meta.get("annotations") or {}
         if str(annotations.get(c.RELOADER_IGNORE, "")).lower() == "true":
-            self._digests.pop(where, None)
+            self._forget(where)
             return
         digest = object_digest(self._key, where[0], kind, body)
         before = self._digests.get(where)
-        self._digests[where] = digest
+        self._remember(where, digest)
         if before == digest:
             return
         matched = str(annotations.get(c.RELOADER_MATCH, "")).lower() == "true"
