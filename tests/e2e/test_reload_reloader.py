@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.e2e.workloads import Workloads, container, deployment, pod_spec, stays
-from tests.env import kube
 from tests.env.kube import KubeApi
 from tests.env.waiting import eventually
 
@@ -33,13 +32,6 @@ SEARCH = "reloader.stakater.com/search"
 MATCH = "reloader.stakater.com/match"
 IGNORE = "reloader.stakater.com/ignore"
 RELOAD_CONFIGMAPS = "vaultsync.io/reload-configmaps"
-
-
-@pytest.fixture
-def other_namespace(kube_api: KubeApi) -> Iterator[str]:
-    name = kube.create_namespace(kube_api, prefix="vs-other-")
-    yield name
-    kube.delete_namespace(kube_api, name)
 
 
 @pytest.fixture
