@@ -238,7 +238,12 @@ def _run_suite(
                     suite.memory_point(count)
         if "config_watch" in scenarios and op.name == "vaultsync":
             figures = configwatch.run(
-                op, prefix, params.config_objects, params.config_referenced, params.namespaces
+                op,
+                prefix,
+                params.config_objects,
+                params.config_referenced,
+                params.namespaces,
+                lambda text: suite.note("config_watch", text),
             )
             suite.record("config_watch", figures)
         if "cold_start" not in scenarios:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -83,7 +84,11 @@ def _patch_configmaps(names: list[tuple[str, str]], value: str) -> float:
     return time.monotonic() - started
 
 
-def run(op: Operator, prefix: str, objects: int, referenced: int, namespaces: int) -> dict[str, float]:
+def run(
+    op: Operator, prefix: str, objects: int, referenced: int, namespaces: int, note: Callable[[str], None]
+) -> dict[str, float]:
+    """The figures measured; on a failure part way (the operator exiting on a loaded machine),
+    those measured until then, and a note saying where it stopped."""
     names = [f"{prefix}cw-{i:03d}" for i in range(namespaces)]
     figures: dict[str, float] = {"objects": objects, "referenced": referenced, "namespaces": namespaces}
     try:
@@ -128,6 +133,9 @@ def run(op: Operator, prefix: str, objects: int, referenced: int, namespaces: in
         figures["restarts_after_referenced_changes"] = metric_sum(
             op.metrics(), "vaultsync_workload_restarts_total"
         )
+        return figures
+    except OSError as exc:  # the metrics endpoint is gone: the operator exited
+        note(f"stopped after {sorted(figures)[-1]}: {exc}; see bench/.work/logs/vaultsync.log")
         return figures
     finally:
         op.stop()
