@@ -135,7 +135,7 @@ def run(
         )
         return figures
     except OSError as exc:  # the metrics endpoint is gone: the operator exited
-        note(f"stopped after {sorted(figures)[-1]}: {exc}; see bench/.work/logs/vaultsync.log")
+        note(f"stopped after {list(figures)[-1]}: {exc}; see bench/.work/logs/vaultsync.log")
         return figures
     finally:
         op.stop()
