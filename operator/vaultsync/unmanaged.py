@@ -74,8 +74,12 @@ def object_digest(key: bytes, namespace: str, kind: str, body: Mapping[str, Any]
 
 
 def _managed(body: Mapping[str, Any]) -> bool:
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY_VALUE)
+    """vaultsync writes it (its own Secret, or a Merge target): the reconciler reports its
+    rotations, with its own fingerprint; a second, digest-based one would restart twice."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    return labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY_VALUE or c.ANNOTATION_MERGED_BY in annotations
 
 
 class Unmanaged:

@@ -202,3 +202,20 @@ def test_a_refused_annotation_is_announced_once() -> None:
         return kube
 
     assert asyncio.run(scenario()).events == [c.REASON_INVALID_RELOAD]
+
+
+def test_a_merge_target_is_left_to_the_reconciler() -> None:
+    """vaultsync writes into it and reports the rotation itself: no second, digest-based one."""
+
+    async def scenario() -> FakeRollouts:
+        rollouts = FakeRollouts()
+        unmanaged = Unmanaged(FakeKube(), rollouts, KEY)  # type: ignore[arg-type]
+        unmanaged.workload_changed("Deployment", workload({c.ANNOTATION_RELOAD: "shared"}), deleted=False)
+        for value in ("v1", "v2"):
+            body = cm("shared", value)
+            body["metadata"]["annotations"] = {c.ANNOTATION_MERGED_BY: "es"}
+            unmanaged.object_changed("Secret", body, deleted=False)
+        await unmanaged.stop()
+        return rollouts
+
+    assert asyncio.run(scenario()).changes == []
