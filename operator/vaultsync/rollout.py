@@ -1,4 +1,4 @@
-"""Rolling restarts of the workloads that opted in, when a Secret's data really changed.
+"""Rolling restarts of the workloads that opted in, when a Secret's or ConfigMap's data really changed.
 
 The rules users of Reloader ask for, built in:
 - restart only after the new Secret is written, and only on a real change of
