@@ -132,7 +132,10 @@ class Scheduler:
         token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
         tracked = self._tracked.get(key)
         if tracked is None:
-            tracked = _Tracked(body=body, generation=generation, force_token=token)
+            # A force-sync set before this process first saw the object (e.g. while it
+            # started) is still to be handled: its status says which one was.
+            unhandled = token is not None and token != body["status"].get("forceSyncHandled")
+            tracked = _Tracked(body=body, generation=generation, force_token=token, force=unhandled)
             self._tracked[key] = tracked
             QUEUE_DEPTH.set(len(self._tracked))
             resume_at = self._resume_time(body)
