@@ -100,7 +100,8 @@ async def configmap(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 def _workload(kind: str) -> Any:
     async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-        memo.unmanaged.workload_changed(kind, event["object"], deleted=_deleted(event))
+        listed = event["type"] is None  # the initial listing, not a change while running
+        memo.unmanaged.workload_changed(kind, event["object"], deleted=_deleted(event), listed=listed)
 
     return handler
 

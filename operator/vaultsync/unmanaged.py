@@ -41,9 +41,11 @@ log = logging.getLogger(__name__)
 
 # A referenced Secret that vaultsync writes: its rotations come from the reconciler.
 MANAGED = "managed"
-# Right after start, a newly referenced object whose digest the watch has not delivered is
-# read only once this long has passed since start: the watch's initial listing usually
-# delivers it first, so a start costs no read per reference. Later it is read at once.
+# A workload of the initial listing references an object whose digest the watch has not
+# delivered: it is read only once this long has passed since start, as the ConfigMap and
+# Secret listings usually deliver it first (a start costs no read per reference). A
+# workload created or changed while running gets its objects read at once, so a change
+# right after it opts in is not mistaken for the baseline.
 FIRST_READ_DELAY_SECONDS = c.RELIST_QUIET_SECONDS
 
 Where = tuple[str, str]  # (namespace, watch key or workload uid)
@@ -107,7 +109,9 @@ class Unmanaged:
 
     # Workloads -------------------------------------------------------------------------------
 
-    def workload_changed(self, kind: str, body: Mapping[str, Any], deleted: bool) -> None:
+    def workload_changed(
+        self, kind: str, body: Mapping[str, Any], deleted: bool, listed: bool = False
+    ) -> None:
         meta = body["metadata"]
         at: Where = (meta["namespace"], meta["uid"])
         wants = watched(kind, body)
@@ -127,7 +131,7 @@ class Unmanaged:
             users = self._users.setdefault((at[0], new), set())
             users.add(at[1])
             if len(users) == 1 and (at[0], new) not in self._digests:
-                self._start(self._first_read(at[0], new))
+                self._start(self._first_read(at[0], new, delayed=listed))
 
     def _drop_user(self, where: Where, uid: str) -> None:
         users = self._users.get(where)
@@ -188,9 +192,10 @@ class Unmanaged:
                 return True
         return False
 
-    async def _first_read(self, namespace: str, key: str) -> None:
+    async def _first_read(self, namespace: str, key: str, delayed: bool) -> None:
         """The digest of a newly referenced object, if the watch has not delivered it."""
-        await asyncio.sleep(max(0.0, self._reads_from - time.monotonic()))
+        if delayed:
+            await asyncio.sleep(max(0.0, self._reads_from - time.monotonic()))
         if (namespace, key) not in self._users or (namespace, key) in self._digests:
             return
         configmap = key.startswith(CONFIGMAP_PREFIX)
