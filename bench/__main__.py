@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aws, cluster, kube, procstat
+from bench import aws, cluster, configwatch, kube, procstat
 from bench.operators import (
     CREDS_NAMESPACE,
     ExternalSecretsOperator,
@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --no-peers: keep the peers' figures of the previous run in latest.json",
     )
     parser.add_argument("--keep-cluster", action="store_true", help="leave the bench cluster running")
+    parser.add_argument(
+        "--config-objects", type=int, default=10_000, help="config_watch: ConfigMaps + unmanaged Secrets"
+    )
+    parser.add_argument(
+        "--config-referenced", type=int, default=100, help="config_watch: ConfigMaps opted-in workloads name"
+    )
     return parser.parse_args(argv)
 
 
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         ready_timeout=args.ready_timeout,
         memory_points=tuple(int(x) for x in args.memory_points.split(",") if x),
         rotation_timeout=args.rotation_timeout,
+        config_objects=args.config_objects,
+        config_referenced=args.config_referenced,
     )
     results = Results(Path(args.output))
     if (args.peers_only or args.keep_peers) and LATEST.is_file():
@@ -232,6 +240,16 @@ def _run_suite(
             for count in params.memory_points:
                 if count < params.n:
                     suite.memory_point(count)
+        if "config_watch" in scenarios and op.name == "vaultsync":
+            figures = configwatch.run(
+                op,
+                prefix,
+                params.config_objects,
+                params.config_referenced,
+                params.namespaces,
+                lambda text: suite.note("config_watch", text),
+            )
+            suite.record("config_watch", figures)
         if "cold_start" not in scenarios:
             return
         suite.cold_start()

@@ -41,6 +41,8 @@ class Params:
     ready_timeout: float = 600.0
     settle: float = 10.0
     memory_points: tuple[int, ...] = (0, 1000)
+    config_objects: int = 10_000  # config_watch (bench/configwatch.py)
+    config_referenced: int = 100
 
 
 class Suite:

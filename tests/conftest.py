@@ -68,6 +68,14 @@ def namespace(kube_api: KubeApi) -> Iterator[str]:
     kube.delete_namespace(kube_api, name)
 
 
+@pytest.fixture
+def other_namespace(kube_api: KubeApi) -> Iterator[str]:
+    """A second fresh namespace, for tests of what must not cross from one to another."""
+    name = kube.create_namespace(kube_api, prefix="vs-test-other-")
+    yield name
+    kube.delete_namespace(kube_api, name)
+
+
 @pytest.fixture(scope="session")
 def install_crds(cluster: Cluster, kube_api: KubeApi) -> list[str]:
     """Every CRD in crds/, applied server-side and Established; returns their names."""

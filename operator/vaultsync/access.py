@@ -25,6 +25,10 @@ KOPF_NAMESPACE_SCAN = "kopf namespace scan (namespaced mode)"
 CORE, APPS, CRDS_GROUP = "", "apps", "apiextensions.k8s.io"
 COORDINATION = "coordination.k8s.io"
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
+BATCH, ARGO = "batch", "argoproj.io"
+# Every restartable kind as (apiGroup, resource): unmanaged.py watches them to know which
+# ConfigMaps and Secrets are referenced; the rollouts list, read and patch them.
+RESTARTABLE = (*((APPS, w) for w in WORKLOADS), (BATCH, "cronjobs"), (ARGO, "rollouts"))
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,11 @@ API_ACCESS: tuple[Access, ...] = (
     Access(COORDINATION, "leases", "get", "Kube.read_lease"),
     Access(COORDINATION, "leases", "create", "Kube.create_lease"),
     Access(COORDINATION, "leases", "update", "Kube.replace_lease"),
-    *_each(APPS, WORKLOADS, "list", "Kube.list_workloads"),
-    *_each(APPS, WORKLOADS, "get", "Kube.read_workload"),
-    *_each(APPS, WORKLOADS, "patch", "Kube.patch_workload"),
+    *(Access(group, resource, "list", "Kube.list_workloads") for group, resource in RESTARTABLE),
+    *(Access(group, resource, "get", "Kube.read_workload") for group, resource in RESTARTABLE),
+    *(Access(group, resource, "patch", "Kube.patch_workload") for group, resource in RESTARTABLE),
+    # A ConfigMap a workload newly references, when the watch has not delivered it (unmanaged.py).
+    Access(CORE, "configmaps", "get", "Kube.read_configmap"),
     # kopf.
     *(
         Access(group, resource, verb, KOPF_WATCH)
@@ -75,6 +81,8 @@ API_ACCESS: tuple[Access, ...] = (
             (c.GROUP, c.SECRET_STORES),
             (c.GROUP, c.CLUSTER_SECRET_STORES),
             (CORE, "secrets"),
+            (CORE, "configmaps"),
+            *RESTARTABLE,
         )
         for verb in ("list", "watch")
     ),

@@ -37,6 +37,21 @@ ANNOTATION_DATA_FINGERPRINT = f"{GROUP}/data-fingerprint"
 ANNOTATION_MANAGED_KEYS = f"{GROUP}/managed-keys"
 ANNOTATION_RELOAD = f"{GROUP}/reload"
 ANNOTATION_AUTO_RELOAD = f"{GROUP}/auto-reload"
+ANNOTATION_RELOAD_CONFIGMAPS = f"{GROUP}/reload-configmaps"
+# Stakater Reloader's annotations, accepted as aliases (docs/rollouts.md lists them).
+RELOADER_AUTO = "reloader.stakater.com/auto"
+RELOADER_SECRET_AUTO = "secret.reloader.stakater.com/auto"
+RELOADER_CONFIGMAP_AUTO = "configmap.reloader.stakater.com/auto"
+RELOADER_SECRET_RELOAD = "secret.reloader.stakater.com/reload"
+RELOADER_CONFIGMAP_RELOAD = "configmap.reloader.stakater.com/reload"
+RELOADER_SEARCH = "reloader.stakater.com/search"
+RELOADER_MATCH = "reloader.stakater.com/match"
+RELOADER_IGNORE = "reloader.stakater.com/ignore"
+# Names one reload annotation may list: a workload cannot make the operator track thousands.
+MAX_RELOAD_NAMES = 64
+# Concurrent GETs that take the first digest of an object a workload newly references.
+REFERENCE_READ_CONCURRENCY = 4
+REASON_INVALID_RELOAD = "InvalidReload"  # Warning Event on a workload whose reload annotation is refused
 ANNOTATION_RESTARTED_AT = f"{GROUP}/restarted-at"
 ANNOTATION_RESTART_FINGERPRINT = f"{GROUP}/restart-fingerprint"
 ANNOTATION_SEEN_FINGERPRINTS = f"{GROUP}/seen-fingerprints"
@@ -139,6 +154,7 @@ class Reason(StrEnum):
     # The Kubernetes API server refused or failed a request (403, 409, 422, 5xx); the message
     # names the operation and, for a 422, the field at fault.
     KUBERNETES_ERROR = "KubernetesError"
+    SECRET_IMMUTABLE = "SecretImmutable"
     # Store conditions.
     VALID = "Valid"
     INVALID_CONFIG = "InvalidConfig"

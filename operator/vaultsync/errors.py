@@ -146,6 +146,12 @@ class SecretTooLarge(PermanentError):
     reason = Reason.SECRET_TOO_LARGE
 
 
+class SecretImmutable(PermanentError):
+    """`target.immutable`: the Secret keeps the data it was created with; new data is refused."""
+
+    reason = Reason.SECRET_IMMUTABLE
+
+
 class CredentialNotFound(PermanentError):
     """A Secret or ServiceAccount that a store's auth block names is missing."""
 

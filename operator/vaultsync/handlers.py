@@ -17,7 +17,7 @@ import kopf
 from vaultsync import constants as c
 from vaultsync.errors import KubeNotFound
 from vaultsync.kopfboundary import translated
-from vaultsync.kube import connection_info
+from vaultsync.kube import WORKLOAD_KINDS, connection_info
 from vaultsync.registry import REGISTRY
 from vaultsync.services import Services
 from vaultsync.storestatus import update_store_status
@@ -61,6 +61,8 @@ async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     services = _services(memo)
     services.scheduler.secret_changed(event["object"], deleted=_deleted(event))
+    # A managed Secret some workload also names directly: a digest, no read.
+    services.unmanaged.object_changed("Secret", event["object"], deleted=_deleted(event))
     # Listed (at start, or after a gap): resume an unfinished restart, only from a Secret whose
     # data and marks are as vaultsync wrote them (a tenant cannot forge a rotation).
     if event["type"] is None and services.scheduler.written_by_us(event["object"]):
@@ -93,3 +95,37 @@ async def secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @translated
 async def cluster_secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await _store(c.KIND_CLUSTER_SECRET_STORE, event, memo)
+
+
+# Restarts for ConfigMaps and Secrets vaultsync does not manage (unmanaged.py): the workloads
+# say which objects matter, the objects' events say when they changed.
+
+
+def _unmanaged_secret(labels: kopf.Labels, **_: Any) -> bool:
+    return bool(labels.get(c.LABEL_MANAGED_BY) != c.MANAGED_BY_VALUE)
+
+
+@kopf.on.event("v1", "secrets", when=_unmanaged_secret, registry=REGISTRY)
+@translated
+async def unmanaged_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _services(memo).unmanaged.object_changed("Secret", event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("v1", "configmaps", registry=REGISTRY)
+@translated
+async def configmap(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _services(memo).unmanaged.object_changed("ConfigMap", event["object"], deleted=_deleted(event))
+
+
+def _workload(kind: str) -> Any:
+    async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        listed = event["type"] is None  # the initial listing, not a change while running
+        unmanaged = _services(memo).unmanaged
+        unmanaged.workload_changed(kind, event["object"], deleted=_deleted(event), listed=listed)
+
+    return handler
+
+
+for _kind, (_api_version, _plural) in WORKLOAD_KINDS.items():
+    _group, _, _version = _api_version.rpartition("/")
+    kopf.on.event(_group, _version, _plural, registry=REGISTRY, id=f"workload-{_plural}")(_workload(_kind))

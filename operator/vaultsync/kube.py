@@ -40,10 +40,13 @@ from vaultsync.metrics import KUBE_REQUESTS, KUBE_RETRIES
 
 Body = dict[str, Any]
 
+# Workloads that can be restarted: kind -> (apiVersion, plural). Argo Rollouts' CRD may be absent.
 WORKLOAD_KINDS = {
-    "Deployment": "deployments",
-    "StatefulSet": "statefulsets",
-    "DaemonSet": "daemonsets",
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "DaemonSet": ("apps/v1", "daemonsets"),
+    "CronJob": ("batch/v1", "cronjobs"),
+    "Rollout": ("argoproj.io/v1alpha1", "rollouts"),
 }
 
 JSON = "application/json"
@@ -91,7 +94,8 @@ def _core(namespace: str, resource: str, *rest: str) -> str:
 
 
 def _apps(namespace: str, kind: str, *rest: str) -> str:
-    return _path("apis", "apps", "v1", "namespaces", namespace, WORKLOAD_KINDS[kind], *rest)
+    api_version, plural = WORKLOAD_KINDS[kind]
+    return _path("apis", *api_version.split("/"), "namespaces", namespace, plural, *rest)
 
 
 def _lease(namespace: str, *rest: str) -> str:
@@ -363,23 +367,33 @@ class Kube:
     # Workloads -----------------------------------------------------------------------------
 
     async def list_workloads(self, namespace: str) -> list[tuple[str, Body]]:
-        """Every Deployment, StatefulSet and DaemonSet of a namespace, as (kind, body)."""
+        """Every restartable workload of a namespace (WORKLOAD_KINDS), as (kind, body).
+
+        A kind the cluster does not serve (Argo Rollouts not installed) has none."""
         out: list[tuple[str, Body]] = []
-        for kind, plural in WORKLOAD_KINDS.items():
-            body = await self._json("list", plural, "GET", _apps(namespace, kind), idempotent=True)
+        for kind, (_, plural) in WORKLOAD_KINDS.items():
+            try:
+                body = await self._json("list", plural, "GET", _apps(namespace, kind), idempotent=True)
+            except KubeNotFound:
+                continue
             out.extend((kind, item) for item in body.get("items", []))
         return out
 
     async def read_workload(self, kind: str, namespace: str, name: str) -> Body:
         return await self._json(
-            "get", WORKLOAD_KINDS[kind], "GET", _apps(namespace, kind, name), idempotent=True
+            "get", WORKLOAD_KINDS[kind][1], "GET", _apps(namespace, kind, name), idempotent=True
         )
 
     async def patch_workload(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         path = _apps(namespace, kind, name)
+        # A custom resource takes no strategic merge patch; this one only sets values anyway.
+        content = MERGE_PATCH if kind == "Rollout" else STRATEGIC_MERGE_PATCH
         # The patch sets annotation values (no list appends): sending it twice is sending it once.
-        await self._request(
-            "patch", WORKLOAD_KINDS[kind], "PATCH", path, patch, STRATEGIC_MERGE_PATCH, idempotent=True
+        await self._request("patch", WORKLOAD_KINDS[kind][1], "PATCH", path, patch, content, idempotent=True)
+
+    async def read_configmap(self, namespace: str, name: str) -> Body:
+        return await self._json(
+            "get", "configmaps", "GET", _core(namespace, "configmaps", name), idempotent=True
         )
 
 

@@ -103,3 +103,7 @@ STORE_STRETCH = Counter(
     "Seconds refreshes of a store were moved later to stay within its call budget.",
     ["store"],
 )
+RELOAD_DIGESTS = Gauge(
+    "vaultsync_reload_digests",
+    "ConfigMaps and unmanaged Secrets remembered (as digests) because an opted-in workload references them.",
+)

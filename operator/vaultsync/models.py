@@ -11,7 +11,15 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from vaultsync.constants import GROUP, STORE_CALLS_PER_MINUTE_MAX
@@ -108,11 +116,21 @@ class TargetSpec(Model):
         default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES
     )
     template: TemplateSpec | None = None
+    # The written Secret is `immutable: true` (reconcile.py: a later data change is reported).
+    immutable: bool = False
+
+    @model_validator(mode="after")
+    def _immutable_is_ours(self) -> TargetSpec:
+        if self.immutable and self.creation_policy == "Merge":
+            raise ValueError("immutable: not with creationPolicy Merge, whose Secret belongs to someone else")
+        return self
 
 
 class ExternalSecretSpec(Model):
     store_ref: StoreRef
     refresh_interval: str = "1h"
+    # External Secrets Operator's refresh policies (docs/api.md, "Refresh policies").
+    refresh_policy: Literal["Periodic", "OnChange", "CreatedOnce"] = "Periodic"
     target: TargetSpec = Field(default_factory=TargetSpec)
     data: list[DataItem] = Field(default_factory=list, max_length=MAX_DATA_ITEMS)
     data_from: list[DataFromItem] = Field(default_factory=list, max_length=MAX_DATA_FROM_ITEMS)
@@ -127,6 +145,11 @@ class ExternalSecretSpec(Model):
     def refresh_seconds(self) -> float:
         """As written, before the operator's floor (`schedule.clamped`) applies."""
         return refresh_interval(self.refresh_interval)
+
+    @property
+    def periodic_seconds(self) -> float:
+        """The refresh interval the policy uses: 0 (never on a timer) unless Periodic."""
+        return self.refresh_seconds if self.refresh_policy == "Periodic" else 0.0
 
 
 class ExternalSecret(Model):

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from vaultsync import constants as c
 from vaultsync.conditions import ready, ready_condition, timestamp
 from vaultsync.constants import Reason
-from vaultsync.errors import SecretTooLarge, TargetConflict
+from vaultsync.errors import SecretImmutable, SecretTooLarge, TargetConflict
 from vaultsync.models import ExternalSecret
 from vaultsync.targets import (
     check_merge_target,
@@ -102,6 +102,14 @@ def plan_write(
     if _same(existing, desired):
         return SecretWrite("none")
     rotated = (existing.get("data") or {}) != desired.get("data")
+    if rotated and existing.get("immutable") and existing.get("type", "Opaque") == desired["type"]:
+        # Kubernetes refuses it. ESO skips such a write silently; a stale Secret nobody
+        # hears of is its users' complaint, so the condition says so (docs/api.md).
+        raise SecretImmutable(
+            f"spec.target.immutable: Secret {namespace}/{name} is immutable and keeps the data "
+            "it was created with; the remote data changed: delete the Secret to have it "
+            "written anew"
+        )
     if rotated and policy != "Merge":
         # Recorded in the same write as the new data: a crash before the restart leaves it
         # on the Secret, and the next start resumes it (docs/rollouts.md). A Merge target
@@ -133,6 +141,7 @@ def new_secret(es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) 
         "metadata": metadata,
         "type": target.type,
         "data": encode(data),
+        **({"immutable": True} if target.immutable else {}),
     }
 
 
@@ -150,7 +159,10 @@ def _updated_secret(
         **target.annotations,
         **secret_marks(data, fingerprint),
     }
-    return {**existing, "metadata": meta, "type": target.type, "data": encode(data)}
+    updated = {**existing, "metadata": meta, "type": target.type, "data": encode(data)}
+    if target.immutable:
+        updated["immutable"] = True  # once set, Kubernetes keeps it: it cannot be unset
+    return updated
 
 
 def _owner_reference(es: ExternalSecret) -> Body:
@@ -180,7 +192,7 @@ def secret_marks(data: Mapping[str, bytes], fingerprint: str) -> dict[str, str]:
 
 
 def _same(existing: Mapping[str, Any], desired: Body) -> bool:
-    keys = ("type", "data")
+    keys = ("type", "data", "immutable")
     if any((existing.get(k) or None) != (desired.get(k) or None) for k in keys):
         return False
     meta_keys = ("labels", "annotations", "ownerReferences")

@@ -1,4 +1,4 @@
-"""Rolling restarts of the workloads that opted in, when a Secret's data really changed.
+"""Rolling restarts of the workloads that opted in, when a Secret's or ConfigMap's data really changed.
 
 The rules users of Reloader ask for, built in:
 - restart only after the new Secret is written, and only on a real change of
@@ -38,8 +38,9 @@ from vaultsync.conditions import timestamp
 from vaultsync.errors import KubeConflict, KubeNotFound, VaultsyncError, crash_fields
 from vaultsync.events import EventSink
 from vaultsync.fingerprints import combined
-from vaultsync.kube import Body, Kube, ObjectRef
+from vaultsync.kube import WORKLOAD_KINDS, Body, Kube, ObjectRef
 from vaultsync.metrics import RESTART_BACKLOG, RESTARTS
+from vaultsync.reloadrefs import describe, referenced, watched
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,19 @@ MAX_QUEUED_EVENTS = 1000  # beyond this (an API server that stopped answering) E
 
 @dataclass(frozen=True)
 class Rotation:
+    # The watch key (reloadrefs.py): a Secret's name, or `configmap/<name>`.
     secret: str
     fingerprint: str
     # Only where Events go: the same rotation resumed from the Secret is the same rotation.
-    external_secret: ObjectRef = field(compare=False)
+    # None for an object vaultsync does not manage (no ExternalSecret to tell).
+    external_secret: ObjectRef | None = field(compare=False)
+    # An object vaultsync does not manage carries no pending-restart mark to clear.
+    managed: bool = field(default=True, compare=False)
+    # It carries Reloader's `match` annotation (counts for workloads in search mode).
+    matched: bool = field(default=True, compare=False)
+    # First sight of an unmanaged object (operator start, new reference): only workloads that
+    # were restarted for an older version of it (their seen-fingerprints say so) restart.
+    only_if_seen: bool = field(default=False, compare=False)
 
 
 def pending_rotation(secret: Mapping[str, Any]) -> Rotation | None:
@@ -80,35 +90,12 @@ def pending_rotation(secret: Mapping[str, Any]) -> Rotation | None:
 
 def referenced_secrets(template: Mapping[str, Any]) -> set[str]:
     """Secrets a pod template reads: env, envFrom, volumes and projected volumes, init containers too."""
-    spec = template.get("spec") or {}
-    names: set[str] = set()
-    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        for env in container.get("env") or []:
-            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
-            if ref.get("name"):
-                names.add(ref["name"])
-        for source in container.get("envFrom") or []:
-            ref = source.get("secretRef") or {}
-            if ref.get("name"):
-                names.add(ref["name"])
-    for volume in spec.get("volumes") or []:
-        secret = volume.get("secret") or {}
-        if secret.get("secretName"):
-            names.add(secret["secretName"])
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            ref = source.get("secret") or {}
-            if ref.get("name"):
-                names.add(ref["name"])
-    return names
+    return referenced(template)[0]
 
 
-def watched_secrets(workload: Mapping[str, Any]) -> set[str]:
-    """The Secrets a workload asked to be restarted for (empty: it did not opt in)."""
-    annotations = workload["metadata"].get("annotations") or {}
-    names = {n.strip() for n in annotations.get(c.ANNOTATION_RELOAD, "").split(",") if n.strip()}
-    if annotations.get(c.ANNOTATION_AUTO_RELOAD, "").lower() == "true":
-        names |= referenced_secrets(workload["spec"].get("template") or {})
-    return names
+def watched_secrets(workload: Mapping[str, Any], kind: str = "Deployment") -> set[str]:
+    """The watch keys a workload asked to be restarted for (empty: it did not opt in)."""
+    return watched(kind, workload).all_keys()
 
 
 def seen_fingerprints(workload: Mapping[str, Any]) -> dict[str, str]:
@@ -121,33 +108,43 @@ def seen_fingerprints(workload: Mapping[str, Any]) -> dict[str, str]:
 
 
 def restart_patch(
-    workload: Mapping[str, Any], rotations: Mapping[str, Rotation], key: bytes, now: datetime
+    workload: Mapping[str, Any],
+    rotations: Mapping[str, Rotation],
+    key: bytes,
+    now: datetime,
+    kind: str = "Deployment",
 ) -> tuple[dict[str, Any], list[str]] | None:
     """The one merge patch that restarts `workload` for the rotations it cares about, if any.
 
-    Returns the patch and the names of the Secrets that caused it.
+    Returns the patch and the watch keys of the objects that caused it. A pod template
+    annotation restarts a Deployment, StatefulSet or DaemonSet, a CronJob's job template
+    (its next Jobs), and an Argo Rollout gets `spec.restartAt` (its own restart, which keeps
+    its canary or blue-green steps out of it).
     """
-    watched = watched_secrets(workload)
+    wants = watched(kind, workload)
     seen = seen_fingerprints(workload)
     causes = sorted(
-        name for name, rot in rotations.items() if name in watched and seen.get(name) != rot.fingerprint
+        name
+        for name, rot in rotations.items()
+        if wants.wants(name, rot.matched)
+        and seen.get(name) != rot.fingerprint
+        and (not rot.only_if_seen or name in seen)
     )
     if not causes:
         return None
     seen.update({name: rotations[name].fingerprint for name in causes})
     stamp = timestamp(now)
+    marks = {c.ANNOTATION_RESTARTED_AT: stamp, c.ANNOTATION_RESTART_FINGERPRINT: combined(seen, key)}
+    spec: dict[str, Any]
+    if kind == "Rollout":
+        spec = {"restartAt": stamp}
+    elif kind == "CronJob":
+        spec = {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": marks}}}}}
+    else:
+        spec = {"template": {"metadata": {"annotations": marks}}}
     patch = {
         "metadata": {"annotations": {c.ANNOTATION_SEEN_FINGERPRINTS: json.dumps(seen, sort_keys=True)}},
-        "spec": {
-            "template": {
-                "metadata": {
-                    "annotations": {
-                        c.ANNOTATION_RESTARTED_AT: stamp,
-                        c.ANNOTATION_RESTART_FINGERPRINT: combined(seen, key),
-                    }
-                }
-            }
-        },
+        "spec": spec,
     }
     return patch, causes
 
@@ -339,6 +336,15 @@ class Rollouts:
         RESTART_URGENT_DELAY_SECONDS, whatever the quiet period and window say."""
         self._add(namespace, Rotation(secret, fingerprint, external_secret), urgent)
 
+    def object_changed(
+        self, namespace: str, key: str, fingerprint: str, *, matched: bool, first_sight: bool
+    ) -> None:
+        """A ConfigMap or a Secret vaultsync does not manage changed (unmanaged.py)."""
+        self._add(
+            namespace,
+            Rotation(key, fingerprint, None, managed=False, matched=matched, only_if_seen=first_sight),
+        )
+
     def resume(self, secret: Mapping[str, Any]) -> None:
         """A Secret listed with a pending-restart mark: a rotation whose restart a previous
         run (or this one, before a crash) did not finish. Batched like a new rotation;
@@ -414,23 +420,27 @@ class Rollouts:
         for key in [k for k in self._deferred if k[0] == namespace and k not in live]:
             del self._deferred[key]
         now = datetime.now(UTC)
-        due = [(kind, w) for kind, w in workloads if restart_patch(w, rotations, self._key, now) is not None]
+        due = [
+            (kind, w)
+            for kind, w in workloads
+            if restart_patch(w, rotations, self._key, now, kind) is not None
+        ]
         outcomes = await asyncio.gather(
             *(self._restart_one(namespace, kind, workload, rotations) for kind, workload in due),
             return_exceptions=True,
         )
         retry: dict[str, Rotation] = {}
-        for (_, workload), outcome in zip(due, outcomes, strict=True):
+        for (kind, workload), outcome in zip(due, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancelled: the operator is stopping
                 log.error("restart crashed", extra=crash_fields(outcome))
-                outcome = _causes(workload, rotations)
+                outcome = _causes(kind, workload, rotations)
             retry.update({name: rotations[name] for name in outcome})
         if retry:
             self._put_back(namespace, retry, RECHECK_SECONDS)
         for name, rotation in rotations.items():
-            if name not in retry:
+            if name not in retry and rotation.managed:
                 await self._done(namespace, rotation)
 
     async def _done(self, namespace: str, rotation: Rotation) -> None:
@@ -471,7 +481,7 @@ class Rollouts:
         the API server refuses it and the patch is planned again from a fresh read, so newer
         seen-fingerprints are never overwritten with stale ones.
         """
-        planned = restart_patch(workload, rotations, self._key, datetime.now(UTC))
+        planned = restart_patch(workload, rotations, self._key, datetime.now(UTC), kind)
         if planned is None:
             return []
         causes = planned[1]
@@ -491,7 +501,7 @@ class Rollouts:
                     except VaultsyncError as exc:
                         self._warn_retry(kind, namespace, name, exc)
                         return causes
-                planned = restart_patch(body, rotations, self._key, datetime.now(UTC))
+                planned = restart_patch(body, rotations, self._key, datetime.now(UTC), kind)
                 if planned is None:
                     return []
                 patch, causes = planned
@@ -523,15 +533,17 @@ class Rollouts:
             "workload restarted",
             extra={"workload": f"{kind}/{namespace}/{meta['name']}", "secrets": causes},
         )
-        ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
-        self._event(ref, "Normal", "Restarted", f"restarted: Secret {', '.join(causes)} changed")
+        ref = ObjectRef(WORKLOAD_KINDS[kind][0], kind, namespace, meta["name"], meta["uid"])
+        self._event(ref, "Normal", "Restarted", f"restarted: {describe(causes)} changed")
         for name in causes:
-            self._event(
-                rotations[name].external_secret,
-                "Normal",
-                "WorkloadRestarted",
-                f"restarted {kind} {meta['name']}: Secret {name} changed",
-            )
+            external_secret = rotations[name].external_secret
+            if external_secret is not None:
+                self._event(
+                    external_secret,
+                    "Normal",
+                    "WorkloadRestarted",
+                    f"restarted {kind} {meta['name']}: Secret {name} changed",
+                )
 
     def _announce_deferral(
         self, namespace: str, kind: str, workload: Body, rotations: dict[str, Rotation], causes: list[str]
@@ -542,12 +554,12 @@ class Rollouts:
         if self._deferred.get((namespace, meta["uid"])) == changes:
             return
         self._deferred[(namespace, meta["uid"])] = changes
-        ref = ObjectRef("apps/v1", kind, namespace, meta["name"], meta["uid"])
+        ref = ObjectRef(WORKLOAD_KINDS[kind][0], kind, namespace, meta["name"], meta["uid"])
         self._event(
             ref,
             "Warning",
             "RestartDeferred",
-            f"not restarted while paused: Secret {', '.join(causes)} changed; will restart when resumed",
+            f"not restarted while paused: {describe(causes)} changed; will restart when resumed",
         )
 
     def _warn_retry(self, kind: str, namespace: str, name: str, exc: VaultsyncError) -> None:
@@ -561,6 +573,6 @@ class Rollouts:
         self._events.start(self._recorder.post_event(ref, type_, reason, message))
 
 
-def _causes(workload: Body, rotations: Mapping[str, Rotation]) -> list[str]:
+def _causes(kind: str, workload: Body, rotations: Mapping[str, Rotation]) -> list[str]:
     """The rotations a workload watches: what to retry when its restart could not be made."""
-    return sorted(name for name in watched_secrets(workload) if name in rotations)
+    return sorted(name for name in watched_secrets(workload, kind) if name in rotations)

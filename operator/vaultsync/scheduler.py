@@ -49,7 +49,7 @@ from vaultsync.conditions import is_ready, parse_time
 from vaultsync.errors import InvalidSpec, crash_fields
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, STORE_STRETCH, SYNC_SECONDS
-from vaultsync.models import parse_external_secret, slim
+from vaultsync.models import ExternalSecret, parse_external_secret, slim
 from vaultsync.plan import SyncResult
 from vaultsync.providers.base import RemoteRef
 from vaultsync.readiness import TRACKER
@@ -90,6 +90,8 @@ class _Tracked:
     target_checked: tuple[int, float] | None = None  # (target_changes then, when)
     # The target Secret was deleted: confirm the ExternalSecret still exists before writing.
     verify: bool = False
+    # `target_changes` when this process last synced it (refreshPolicy CreatedOnce).
+    synced_changes: int = 0
 
 
 class Scheduler:
@@ -203,7 +205,7 @@ class Scheduler:
         """A shared read saw a new value: everyone using that key refreshes from it now."""
         for key in list(self._users.get((store_key, ref.key), ())):
             tracked = self._tracked.get(key)
-            if tracked is not None:
+            if tracked is not None and _periodic(tracked.body):
                 self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
 
     async def relisted(self, seen: set[Hashable]) -> None:
@@ -341,8 +343,10 @@ class Scheduler:
         except InvalidSpec as exc:
             es = None
             result = await self._reconciler.report_invalid(tracked.body, exc)
+        if es is not None and not force and _created_once_done(es, tracked):
+            return  # CreatedOnce: synced, and its Secret is as written; a spec change does not count
         if es is not None:
-            interval = clamped(es.spec.refresh_seconds, self._min_refresh)
+            interval = clamped(es.spec.periodic_seconds, self._min_refresh)
             next_refresh = jittered(interval) if interval > 0 else None
             started = time.perf_counter()
             token = tracked.force_token if force else None
@@ -361,6 +365,7 @@ class Scheduler:
                 tracked.body = {**tracked.body, "status": dict(result.status)}
             if result.ok:
                 tracked.attempts = 0
+                tracked.synced_changes = changes
                 if not trusted:
                     tracked.target_checked = (changes, self._clock())
                 if next_refresh is not None:
@@ -413,7 +418,7 @@ class Scheduler:
 
     def _refresh(self, body: Mapping[str, Any]) -> float:
         try:
-            return clamped(parse_external_secret(body).spec.refresh_seconds, self._min_refresh)
+            return clamped(parse_external_secret(body).spec.periodic_seconds, self._min_refresh)
         except InvalidSpec:
             return 0.0
 
@@ -440,6 +445,24 @@ class Scheduler:
             return float("inf")
         synced = parse_time(synced_at).timestamp()
         return next_on_grid(synced, jittered(interval), self._wall())
+
+
+def _periodic(body: Mapping[str, Any]) -> bool:
+    """refreshPolicy Periodic: a new remote value seen by a shared read refreshes it too."""
+    return bool((body.get("spec") or {}).get("refreshPolicy", "Periodic") == "Periodic")
+
+
+def _created_once_done(es: ExternalSecret, tracked: _Tracked) -> bool:
+    """refreshPolicy CreatedOnce, already synced (its status says so), and no change of its
+    Secret by anyone else since: nothing to do, whatever changed in the spec.
+
+    A deleted or edited Secret (the Secret watch, or the startup check of resumed objects,
+    counted it) is synced again, as External Secrets Operator does."""
+    return (
+        es.spec.refresh_policy == "CreatedOnce"
+        and bool(es.status.get("syncedAt"))
+        and tracked.target_changes == tracked.synced_changes
+    )
 
 
 def _store_of(key: Key, body: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.rollout import Rollouts
 from vaultsync.scheduler import Scheduler
 from vaultsync.stores import Stores
+from vaultsync.unmanaged import Unmanaged
 
 
 @dataclass
@@ -28,4 +29,5 @@ class Services:
     renderer: TemplateRenderer
     reconciler: Reconciler
     listings: dict[str, Listings]
+    unmanaged: Unmanaged
     housekeeping: asyncio.Task[Any]

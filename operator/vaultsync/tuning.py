@@ -41,7 +41,6 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
 def tune(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False
-    settings.watching.label_selectors["v1", "secrets"] = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
     settings.persistence.finalizer = f"{c.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PERSISTENCE_PREFIX)
     settings.persistence.diffbase_storage = _NoDiffBase()

@@ -32,6 +32,7 @@ from vaultsync.scheduler import Scheduler
 from vaultsync.services import Services
 from vaultsync.storeclients import StoreClients
 from vaultsync.stores import Stores
+from vaultsync.unmanaged import Unmanaged
 
 
 async def wire(config: Config, leadership: Leadership | None) -> Services:
@@ -92,7 +93,8 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
         },
     }
     task = asyncio.create_task(housekeeping(kube, stores, cache, config.operator_namespace, hmac_key))
-    return Services(kube, stores, scheduler, rollouts, renderer, reconciler, listings, task)
+    unmanaged = Unmanaged(kube, rollouts, hmac_key, events=events)
+    return Services(kube, stores, scheduler, rollouts, renderer, reconciler, listings, unmanaged, task)
 
 
 def _budget_warnings(events: EventRecorder, stores: Stores, budgets: Budgets) -> Callable[[str, float], None]:
@@ -137,6 +139,7 @@ async def close(services: Services) -> None:
     for listings in services.listings.values():
         await listings.stop()
     await services.scheduler.stop()  # first, so no new rotation reaches the rollouts
+    await services.unmanaged.stop()
     await services.rollouts.stop()
     await services.renderer.close()
     await services.stores.close()

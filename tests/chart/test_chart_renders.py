@@ -42,10 +42,17 @@ NAMESPACED_PERMISSIONS = {
     *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "delete")),
     ("", "serviceaccounts/token", "create"),
     ("", "events", "create"),
+    *(("", "configmaps", v) for v in ("get", "list", "watch")),
     *(
-        ("apps", r, v)
-        for r in ("deployments", "statefulsets", "daemonsets")
-        for v in ("get", "list", "patch")
+        (group, r, v)
+        for group, r in (
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("apps", "daemonsets"),
+            ("batch", "cronjobs"),
+            ("argoproj.io", "rollouts"),
+        )
+        for v in ("get", "list", "watch", "patch")
     ),
 }
 CLUSTER_PERMISSIONS = {

@@ -64,6 +64,7 @@ ENUMS_AND_DEFAULTS = [
     ("externalsecrets.yaml", "spec.target.creationPolicy", ["Owner", "Merge", "Orphan"], "Owner"),
     ("externalsecrets.yaml", "spec.target.deletionPolicy", ["Retain", "Delete"], "Retain"),
     ("externalsecrets.yaml", "spec.refreshInterval", None, "1h"),
+    ("externalsecrets.yaml", "spec.refreshPolicy", ["Periodic", "OnChange", "CreatedOnce"], "Periodic"),
     ("secretstores.yaml", f"{PROVIDER}.vault.version", ["v1", "v2"], "v2"),
     ("clustersecretstores.yaml", f"{PROVIDER}.vault.version", ["v1", "v2"], "v2"),
 ]
@@ -74,7 +75,7 @@ SELECTOR = {"name", "key", "namespace"}
 SERVICE_ACCOUNT = {"name", "namespace", "audiences"}
 DESIGN_FIELDS = {
     "externalsecrets.yaml": {
-        "spec": {"storeRef", "refreshInterval", "target", "data", "dataFrom"},
+        "spec": {"storeRef", "refreshInterval", "refreshPolicy", "target", "data", "dataFrom"},
         "spec.storeRef": {"name", "kind"},
         "spec.target": {
             "name",
@@ -84,6 +85,7 @@ DESIGN_FIELDS = {
             "labels",
             "annotations",
             "template",
+            "immutable",
         },
         "spec.target.template": {"delimiters", "data"},
         "spec.data[]": {"secretKey", "remoteRef"},

@@ -39,8 +39,6 @@ def test_provider_docs_describe_a_change_check_exactly_where_the_provider_makes_
     pages = {doc.stem: doc for doc in PROVIDER_DOCS if (PACKAGE / "providers" / f"{doc.stem}.py").exists()}
     assert {"aws", "vault", "azure"} <= set(pages)
     wrong = {
-        name: _claims(doc)
-        for name, doc in pages.items()
-        if bool(_claims(doc)) != _detects_changes(name)
+        name: _claims(doc) for name, doc in pages.items() if bool(_claims(doc)) != _detects_changes(name)
     }
     assert wrong == {}, "a page's change-check promise differs from its provider's code"

@@ -74,6 +74,7 @@ ALL_REFERENCED = {
     "volume-secret",
     "projected-secret",
 }
+ALL_CONFIGMAPS = {"configmap/a-configmap", "configmap/cm2", "configmap/cm3", "configmap/cm4"}
 
 
 def workload(
@@ -111,14 +112,14 @@ def test_the_reload_annotation_lists_the_secrets_to_watch() -> None:
     }
 
 
-def test_auto_reload_watches_every_secret_the_pod_template_reads() -> None:
-    assert watched_secrets(workload({c.ANNOTATION_AUTO_RELOAD: "true"})) == ALL_REFERENCED
-    assert watched_secrets(workload({c.ANNOTATION_AUTO_RELOAD: "True"})) == ALL_REFERENCED
+def test_auto_reload_watches_every_secret_and_configmap_the_pod_template_reads() -> None:
+    assert watched_secrets(workload({c.ANNOTATION_AUTO_RELOAD: "true"})) == ALL_REFERENCED | ALL_CONFIGMAPS
+    assert watched_secrets(workload({c.ANNOTATION_AUTO_RELOAD: "True"})) == ALL_REFERENCED | ALL_CONFIGMAPS
 
 
 def test_auto_reload_and_a_reload_list_add_up() -> None:
     annotations = {c.ANNOTATION_AUTO_RELOAD: "true", c.ANNOTATION_RELOAD: "elsewhere"}
-    assert watched_secrets(workload(annotations)) == ALL_REFERENCED | {"elsewhere"}
+    assert watched_secrets(workload(annotations)) == ALL_REFERENCED | ALL_CONFIGMAPS | {"elsewhere"}
 
 
 @pytest.mark.parametrize(

@@ -214,7 +214,7 @@ def test_a_burst_is_restarted_after_the_quiet_period_without_waiting_for_the_win
 
 
 def test_rotations_that_keep_coming_are_restarted_within_the_window() -> None:
-    names = [f"s-{i}" for i in range(400)]
+    names = [f"s-{i}" for i in range(c.MAX_RELOAD_NAMES)]  # 10 ms apart: 0.64 s, past the window
     kube = FakeKube(deployment("web", ",".join(names)))
 
     async def scenario() -> None:

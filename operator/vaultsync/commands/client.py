@@ -133,9 +133,14 @@ class UserKube(Kube):
         return sorted(item["metadata"]["name"] for item in items)
 
     async def list_kind(self, kind: str, namespace: str) -> list[Body]:
-        """Deployments, StatefulSets or DaemonSets of one namespace."""
-        path = _segments("apis", "apps", "v1", "namespaces", namespace, WORKLOAD_KINDS[kind])
-        items: list[Body] = (await self.get(path)).get("items") or []
+        """The workloads of one kind (`WORKLOAD_KINDS`) in one namespace; none where the
+        API server does not serve the kind (no Argo Rollouts CRD)."""
+        api_version, plural = WORKLOAD_KINDS[kind]
+        path = _segments("apis", *api_version.split("/"), "namespaces", namespace, plural)
+        try:
+            items: list[Body] = (await self.get(path)).get("items") or []
+        except KubeNotFound:
+            return []
         return items
 
     async def secret_metadata(self, namespace: str, name: str) -> Body | None:

@@ -163,7 +163,7 @@ async def find_dependants(kube: UserKube, store: Store, key: str, namespaces: li
                     found.unreadable_workloads.append(namespace)
                 continue
             for workload in workloads:
-                used = sorted(watched_secrets(workload) & secrets)
+                used = sorted(watched_secrets(workload, kind) & secrets)
                 if used:
                     found.workloads.append((kind, workload, used))
     return found
