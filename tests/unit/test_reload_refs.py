@@ -151,7 +151,7 @@ def cm(name: str, value: str, namespace: str = "ns") -> dict[str, Any]:
 def test_only_referenced_objects_are_remembered_and_a_first_digest_restarts_nothing() -> None:
     async def scenario() -> tuple[FakeRollouts, Unmanaged]:
         rollouts = FakeRollouts()
-        unmanaged = Unmanaged(FakeKube(), rollouts, KEY)  # type: ignore[arg-type]
+        unmanaged = Unmanaged(FakeKube(), rollouts, KEY, events=FakeKube())  # type: ignore[arg-type]
         for i in range(100):
             unmanaged.object_changed("ConfigMap", cm(f"other-{i}", "v"), deleted=False)
         unmanaged.workload_changed(
@@ -174,7 +174,7 @@ def test_only_referenced_objects_are_remembered_and_a_first_digest_restarts_noth
 def test_a_first_digest_that_differs_from_what_a_workload_was_restarted_for_is_a_missed_change() -> None:
     async def scenario() -> FakeRollouts:
         rollouts = FakeRollouts()
-        unmanaged = Unmanaged(FakeKube(), rollouts, KEY)  # type: ignore[arg-type]
+        unmanaged = Unmanaged(FakeKube(), rollouts, KEY, events=FakeKube())  # type: ignore[arg-type]
         old = object_digest(KEY, "ns", "ConfigMap", cm("cfg", "v1"))
         body = workload(
             {
@@ -193,7 +193,7 @@ def test_a_first_digest_that_differs_from_what_a_workload_was_restarted_for_is_a
 def test_a_refused_annotation_is_announced_once() -> None:
     async def scenario() -> FakeKube:
         kube = FakeKube()
-        unmanaged = Unmanaged(kube, FakeRollouts(), KEY)  # type: ignore[arg-type]
+        unmanaged = Unmanaged(kube, FakeRollouts(), KEY, events=kube)  # type: ignore[arg-type]
         for _ in range(3):
             unmanaged.workload_changed("Deployment", workload({c.ANNOTATION_RELOAD: "x/y"}), deleted=False)
         await asyncio.sleep(0)
@@ -209,7 +209,7 @@ def test_a_merge_target_is_left_to_the_reconciler() -> None:
 
     async def scenario() -> FakeRollouts:
         rollouts = FakeRollouts()
-        unmanaged = Unmanaged(FakeKube(), rollouts, KEY)  # type: ignore[arg-type]
+        unmanaged = Unmanaged(FakeKube(), rollouts, KEY, events=FakeKube())  # type: ignore[arg-type]
         unmanaged.workload_changed("Deployment", workload({c.ANNOTATION_RELOAD: "shared"}), deleted=False)
         for value in ("v1", "v2"):
             body = cm("shared", value)
