@@ -7,6 +7,8 @@
 #   make e2e-kind KIND_NODE_IMAGE=kindest/node:v1.36.3
 
 KIND_CLUSTER ?= vaultsync
+# kind writes the cluster's credentials here only: never into $KUBECONFIG (the kwok cluster's,
+# which the Makefile exports) or ~/.kube/config.
 KIND_KUBECONFIG := $(CURDIR)/.testenv/kind-kubeconfig
 KIND_RELEASE_NAMESPACE := vaultsync
 # The kind binary built from sigs.k8s.io/kind (tests/env/tools.py pins it); KIND=kind uses
@@ -46,7 +48,7 @@ kind-up: venv tools kind-bin docker-engine $(if $(KIND_NODE_IMAGE),,kind-node) k
 	mkdir -p $(dir $(KIND_KUBECONFIG))
 	$(KIND_RUN) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
 		$(KIND_RUN) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml \
-			--image $(KIND_IMAGE) --wait $(KIND_TIMEOUT) --retain
+			--image $(KIND_IMAGE) --wait $(KIND_TIMEOUT) --retain --kubeconfig $(KIND_KUBECONFIG)
 	$(KIND_RUN) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
 
 e2e-kind: kind-up image ## the operator as the chart's pod on a kind cluster, with real app pods (tests/kind)
@@ -56,4 +58,4 @@ e2e-kind: kind-up image ## the operator as the chart's pod on a kind cluster, wi
 		$(PY) -m pytest tests/kind -x
 
 kind-down: ## delete the kind cluster made by e2e-kind
-	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER)
+	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)

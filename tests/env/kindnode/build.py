@@ -30,7 +30,7 @@ NODE_IMAGE_REPOSITORY = "vaultsync.local/kind-node"
 HELPER_IMAGE = "vaultsync.local/local-path-helper:" + versions.DEBIAN_SUITE
 PROVISIONER_IMAGE = "vaultsync.local/local-path-provisioner:" + versions.LOCAL_PATH_PROVISIONER
 BASE_IMAGE = "debian:bookworm-slim"
-PATH_ENV = "PATH=/usr/local/bin:/usr/bin:/bin"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class NodeImageError(tools.BuildError):
@@ -280,7 +280,12 @@ def stage_context(stage: Path, pause_image: str) -> None:
     for path in (stage / "kind-base").rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     config = stage / "kind-base" / "etc" / "containerd" / "config.toml"
-    config.write_text(re.sub(r"registry\.k8s\.io/pause:[0-9.]+", pause_image, config.read_text()))
+    text = re.sub(r"registry\.k8s\.io/pause:[0-9.]+", pause_image, config.read_text())
+    # Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE, which nodes here lack: runc
+    # then fails every container ("can't get final child's PID from pipe"). kind sets this for
+    # rootless nodes; it clamps the kubelet's negative scores to the node's own.
+    text = text.replace("restrict_oom_score_adj = false", "restrict_oom_score_adj = true")
+    config.write_text(text)
     binaries = stage / "bin"
     binaries.mkdir()
     for name in ("containerd", "containerd-shim-runc-v2", "ctr", "crictl", "kubelet", "kubeadm", "kubectl"):
