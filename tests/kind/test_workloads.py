@@ -171,9 +171,21 @@ def apps(vs: Vaultsync, kube_api: KubeApi, app_image: str) -> Iterator[Apps]:
     yield found
     for name in ("reader", "bystander"):
         kube_api.apps.delete_namespaced_deployment(name, vs.namespace)
-    kube_api.custom.delete_namespaced_custom_object(
-        "vaultsync.io", "v1alpha1", vs.namespace, "externalsecrets", SECRET
-    )
+    for plural, name in (("externalsecrets", SECRET), ("secretstores", "fake")):
+        kube_api.custom.delete_namespaced_custom_object(
+            "vaultsync.io", "v1alpha1", vs.namespace, plural, name
+        )
+    eventually(lambda: _all_gone(kube_api, vs.namespace), what="the test's objects to be gone", timeout=120)
+
+
+def _all_gone(api: KubeApi, namespace: str) -> None:
+    for plural, name in (("externalsecrets", SECRET), ("secretstores", "fake")):
+        found = api.custom.list_namespaced_custom_object("vaultsync.io", "v1alpha1", namespace, plural)
+        assert not [i for i in found["items"] if i["metadata"]["name"] == name], f"{plural}/{name}"
+    names = [d.metadata.name for d in api.apps.list_namespaced_deployment(namespace).items]
+    assert not names, names
+    secrets = [s.metadata.name for s in api.core.list_namespaced_secret(namespace).items]
+    assert SECRET not in secrets, secrets
 
 
 def operator_pods(api: KubeApi) -> list[Any]:
