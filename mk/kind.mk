@@ -51,11 +51,12 @@ kind-up: venv tools kind-bin docker-engine $(if $(KIND_NODE_IMAGE),,kind-node) k
 			--image $(KIND_IMAGE) --wait $(KIND_TIMEOUT) --retain --kubeconfig $(KIND_KUBECONFIG)
 	$(KIND_RUN) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
 
+# tests/kind loads $(IMAGE) and the app image into the nodes and installs the chart itself.
+KIND_TEST_ENV = VAULTSYNC_KIND_KUBECONFIG=$(KIND_KUBECONFIG) VAULTSYNC_KIND_CLUSTER=$(KIND_CLUSTER) \
+	VAULTSYNC_KIND_RUN="$(KIND_RUN)" VAULTSYNC_CACHE=$(CACHE) IMAGE=$(IMAGE) DOCKER=$(DOCKER)
+
 e2e-kind: kind-up image ## the operator as the chart's pod on a kind cluster, with real app pods (tests/kind)
-	$(KIND_RUN) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	VAULTSYNC_KIND_KUBECONFIG=$(KIND_KUBECONFIG) VAULTSYNC_KIND_CLUSTER=$(KIND_CLUSTER) \
-		VAULTSYNC_KIND_RUN="$(KIND_RUN)" VAULTSYNC_CACHE=$(CACHE) IMAGE=$(IMAGE) DOCKER=$(DOCKER) \
-		$(PY) -m pytest tests/kind -x
+	$(KIND_TEST_ENV) $(PY) -m pytest tests/kind -x
 
 kind-down: ## delete the kind cluster made by e2e-kind
 	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
