@@ -274,9 +274,6 @@ def test_helm_upgrade_of_the_operator_while_rotations_happen(
     templates = apps.workloads.templates("Deployment", "reader")
     upgrade = subprocess.Popen(
         [
-            "bash",
-            "-c",
-            'exec "$0" "$@"',
             str(kindcluster.tools.tool("helm").current),
             "--kubeconfig",
             str(operator_release.kubeconfig),
@@ -286,7 +283,7 @@ def test_helm_upgrade_of_the_operator_while_rotations_happen(
             "--namespace",
             RELEASE_NAMESPACE,
             "--reuse-values",
-            "--set",
+            "--set-string",
             f"podAnnotations.upgraded-at={time.time_ns()}",
             "--wait",
             "--timeout",
