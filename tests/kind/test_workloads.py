@@ -112,8 +112,12 @@ class Apps:
         return self.value
 
     def pods(self, name: str) -> list[Any]:
+        """The Deployment's pods that are not being deleted (a pod gets its IP once it runs)."""
         found = self.api.core.list_namespaced_pod(self.vs.namespace, label_selector=f"app={name}")
         return [p for p in found.items if p.metadata.deletion_timestamp is None]
+
+    def running(self, name: str) -> list[Any]:
+        return [p for p in self.pods(name) if p.status.pod_ip]
 
     def report(self, pod: str) -> dict[str, str]:
         """What the app in `pod` reports, fetched through the API server's pod proxy."""
@@ -124,7 +128,7 @@ class Apps:
         return body
 
     def reports(self, name: str) -> dict[str, dict[str, str]]:
-        return {pod.metadata.name: self.report(pod.metadata.name) for pod in self.pods(name)}
+        return {pod.metadata.name: self.report(pod.metadata.name) for pod in self.running(name)}
 
     def wait_serving(self, name: str, *, env: str, file: str, replicas: int = 2) -> dict[str, dict[str, str]]:
         """Every pod of `name` (exactly `replicas`, all Ready) reports these values."""
@@ -209,8 +213,8 @@ def test_the_operator_runs_as_the_charts_pod(kube_api: KubeApi, operator_release
 
 
 def test_a_rotation_updates_files_in_place_and_rolls_only_the_opted_in_deployment(apps: Apps) -> None:
-    before_reader = apps.reports("reader")
-    before_bystander = apps.reports("bystander")
+    before_reader = apps.wait_serving("reader", env="value-1", file="value-1")
+    before_bystander = apps.wait_serving("bystander", env="value-1", file="value-1")
     bystander_generation = apps.workloads.get("Deployment", "bystander")["metadata"]["generation"]
     reader_templates = apps.workloads.templates("Deployment", "reader")
 
