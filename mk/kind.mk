@@ -6,7 +6,8 @@
 # sigs.k8s.io/kind module. On a laptop the same target runs with the public image:
 #   make e2e-kind KIND_NODE_IMAGE=kindest/node:v1.36.3
 
-KIND_CLUSTER ?= vaultsync
+# One cluster per checkout (several clones share a machine and its Docker engine).
+KIND_CLUSTER ?= vaultsync-$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-6)
 # kind writes the cluster's credentials here only: never into $KUBECONFIG (the kwok cluster's,
 # which the Makefile exports) or ~/.kube/config.
 KIND_KUBECONFIG := $(CURDIR)/.testenv/kind-kubeconfig
@@ -26,7 +27,7 @@ KIND_RUN = PATH=$(KIND_SHIM_DIR):$$PATH VAULTSYNC_REAL_DOCKER=$(DOCKER) \
 	VAULTSYNC_KIND_UNPRIVILEGED=$$(mk/kind-privileged-probe.sh $(DOCKER)) $(KIND)
 KIND_TIMEOUT ?= 600s
 
-.PHONY: e2e-kind kind-down kind-prereqs kind-node kind-bin kind-up
+.PHONY: e2e-kind kind-down kind-prereqs kind-node kind-bin kind-up kind-name
 
 kind-prereqs:
 	@test -x $(KIND) || command -v $(KIND) >/dev/null 2>&1 || { \
@@ -57,6 +58,9 @@ KIND_TEST_ENV = VAULTSYNC_KIND_KUBECONFIG=$(KIND_KUBECONFIG) VAULTSYNC_KIND_CLUS
 
 e2e-kind: kind-up image ## the operator as the chart's pod on a kind cluster, with real app pods (tests/kind)
 	$(KIND_TEST_ENV) $(PY) -m pytest tests/kind -x
+
+kind-name: ## print this checkout's kind cluster name
+	@echo $(KIND_CLUSTER)
 
 kind-down: ## delete the kind cluster made by e2e-kind
 	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
