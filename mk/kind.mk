@@ -24,15 +24,15 @@ KIND_IMAGE = $(or $(KIND_NODE_IMAGE),$(KIND_LOCAL_NODE_IMAGE))
 # kind's commands, and rewrites --privileged only where a probe shows it fails.
 KIND_SHIM_DIR := $(CURDIR)/tests/env/kindnode/shim
 KIND_RUN = PATH=$(KIND_SHIM_DIR):$$PATH VAULTSYNC_REAL_DOCKER=$(DOCKER) \
-	VAULTSYNC_KIND_UNPRIVILEGED=$$(mk/kind-privileged-probe.sh $(DOCKER)) $(KIND)
+	VAULTSYNC_KIND_UNPRIVILEGED=$$($(CURDIR)/mk/kind-privileged-probe.sh $(DOCKER)) $(KIND)
 KIND_TIMEOUT ?= 600s
 
 .PHONY: e2e-kind kind-down kind-prereqs kind-node kind-bin kind-up kind-name
 
 kind-prereqs:
 	@test -x $(KIND) || command -v $(KIND) >/dev/null 2>&1 || { \
-		echo "e2e-kind: '$(KIND)' is not installed. 'make kind-bin' builds kind from the Go module proxy,"; \
-		echo "          or set KIND=kind to use one on PATH; 'make test' runs the kwok-based suites without it."; \
+		echo "e2e-kind: '$(KIND)' is not installed. 'make kind-bin' builds it from the Go module proxy"; \
+		echo "          ('make test' and 'make e2e-kind' do so first); KIND=kind uses one on PATH."; \
 		exit 1; } >&2
 	@timeout 15 $(DOCKER) info >/dev/null 2>&1 || { \
 		echo "e2e-kind: no Docker engine answers to '$(DOCKER) info' ('make docker-engine' starts one)."; \
@@ -64,3 +64,12 @@ kind-name: ## print this checkout's kind cluster name
 
 kind-down: ## delete the kind cluster made by e2e-kind
 	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
+
+# `make test` runs tests/kind too, on this checkout's kind cluster (created or reused first;
+# if kind cannot start, make stops there with kind's own error). pytest collects tests/kind
+# only when VAULTSYNC_KIND_RUN says a cluster was made for it.
+TEST_PREREQS += kind-up
+test: export VAULTSYNC_KIND_KUBECONFIG = $(KIND_KUBECONFIG)
+test: export VAULTSYNC_KIND_CLUSTER = $(KIND_CLUSTER)
+test: export VAULTSYNC_KIND_RUN = $(KIND_RUN)
+test: export IMAGE := $(IMAGE)

@@ -17,8 +17,9 @@ from tests.env.kube import Cluster, KubeApi
 from tests.kind import kindcluster
 from tests.kind.kindcluster import KindCluster, KindError
 
-# Not yet part of `make test` (docs/testenv.md): collected only when `make e2e-kind` made the
-# cluster and says so through VAULTSYNC_KIND_RUN.
+# Collected when `make test` or `make e2e-kind` made the cluster and say so through
+# VAULTSYNC_KIND_RUN (both create it first, and stop with kind's error if it cannot start);
+# a bare `pytest tests/e2e/...` run by hand does not build a kind cluster.
 if not os.environ.get("VAULTSYNC_KIND_RUN"):
     collect_ignore_glob = ["test_*.py"]
 
