@@ -1,6 +1,6 @@
 """Fixtures for the kind suite: the kind cluster, the chart's operator pod, the app image.
 
-Overrides the root conftest's `cluster` so that `kube_api` talks to the kind cluster. Where
+Overrides the root conftest's `cluster` and `kube_api` so that they talk to the kind cluster. Where
 the cluster was not made (the suite run outside `make e2e-kind`), every test fails saying so.
 """
 
@@ -40,6 +40,16 @@ def cluster(kind_cluster: KindCluster) -> Cluster:
     except RuntimeError as exc:
         pytest.fail(f"the kind cluster does not answer: {exc}", pytrace=False)
     return found
+
+
+@pytest.fixture(scope="session")
+def kube_api(cluster: Cluster) -> Iterator[KubeApi]:
+    """Clients for the kind cluster. Its own fixture, not the root one: a session fixture is
+    cached once per definition, so under `make test` the root `kube_api` would still hold
+    the clients of the local (kwok) cluster the other suites ran on."""
+    api = KubeApi.from_kubeconfig(cluster.kubeconfig)
+    yield api
+    api.client.close()
 
 
 @pytest.fixture(scope="session")
