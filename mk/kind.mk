@@ -47,6 +47,11 @@ kind-node: venv docker-engine base-image ## build (or reuse) the kind node image
 # The node image is built only when no image was named (the public one is pulled by kind).
 kind-up: venv tools kind-bin docker-engine $(if $(KIND_NODE_IMAGE),,kind-node) kind-prereqs ## create (or reuse) the kind cluster
 	mkdir -p $(dir $(KIND_KUBECONFIG))
+	@# A cluster on another node image (the content key changed) is stale: make it anew.
+	@if $(KIND_RUN) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' && [ "$$($(DOCKER) inspect \
+		-f '{{.Config.Image}}' $(KIND_CLUSTER)-control-plane 2>/dev/null)" != "$(KIND_IMAGE)" ]; then \
+		echo "kind-up: $(KIND_CLUSTER) runs another node image than $(KIND_IMAGE): recreating it"; \
+		$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG); fi
 	$(KIND_RUN) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
 		$(KIND_RUN) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml \
 			--image $(KIND_IMAGE) --wait $(KIND_TIMEOUT) --retain --kubeconfig $(KIND_KUBECONFIG)

@@ -329,4 +329,12 @@ def ensure_node_image() -> str:
         _progress(f"node image layer built ({_elapsed(step)})")
     size = _run([docker(), "image", "inspect", "-f", "{{.Size}}", tag]).strip()
     _progress(f"built {tag} ({int(size) // 1_000_000} MB) in {_elapsed(started)}")
+    _remove_older_node_images(tag)
     return tag
+
+
+def _remove_older_node_images(current: str) -> None:
+    """Each content key leaves a 1 GB image; keep the current one (and any a node still runs)."""
+    listed = _run([docker(), "images", "--format", "{{.Repository}}:{{.Tag}}", NODE_IMAGE_REPOSITORY])
+    for old in set(listed.split()) - {current}:
+        subprocess.run([docker(), "rmi", old], capture_output=True, check=False)
