@@ -43,7 +43,10 @@ engine() {
     mkdir -p "$CACHE"
     log "starting dockerd (log: $CACHE/dockerd.log)"
     # setsid: the daemon outlives make and is not killed with its process group.
-    setsid nohup dockerd >>"$CACHE/dockerd.log" 2>&1 </dev/null &
+    # The system PATH, not make's: dockerd's containerd looks its runc shim up on PATH, and
+    # $CACHE/bin/current must never shadow the one Debian's containerd speaks to.
+    env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        setsid nohup dockerd >>"$CACHE/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
         engine_answers && return 0
         sleep 1

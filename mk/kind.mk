@@ -1,45 +1,80 @@
-# `make e2e-kind`: the end-to-end suite on a kind cluster, for machines that have Docker
-# and kind (the build machines do not: no registry, so no kind node image). It creates
-# the cluster from kind-config.yaml, loads vaultsync:dev, installs the chart watching one
-# namespace (so the suite's own operators own the test namespaces), checks that the
-# installed operator really syncs the examples, then runs every e2e test against it.
+# `make e2e-kind`: vaultsync on a real kind cluster, the operator running as the chart's pod
+# and real app containers reading the Secrets it writes (tests/kind, docs/testenv.md).
+#
+# On the build machines nothing can be pulled, so the node image is built here from the
+# package registries (`make kind-node`, tests/env/kindnode/) and kind itself from the
+# sigs.k8s.io/kind module. On a laptop the same target runs with the public image:
+#   make e2e-kind KIND_NODE_IMAGE=kindest/node:v1.36.3
 
-KIND ?= kind
-KIND_CLUSTER ?= vaultsync
-KIND_NODE_IMAGE ?=
+# One cluster per checkout (several clones share a machine and its Docker engine).
+KIND_CLUSTER ?= vaultsync-$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-6)
+# kind writes the cluster's credentials here only: never into $KUBECONFIG (the kwok cluster's,
+# which the Makefile exports) or ~/.kube/config.
 KIND_KUBECONFIG := $(CURDIR)/.testenv/kind-kubeconfig
-KIND_DEMO_NAMESPACE := vaultsync-demo
-KIND_HELM = helm --kubeconfig $(KIND_KUBECONFIG)
-KIND_KUBECTL = kubectl --kubeconfig $(KIND_KUBECONFIG)
+KIND_RELEASE_NAMESPACE := vaultsync
+# The kind binary built from sigs.k8s.io/kind (tests/env/tools.py pins it); KIND=kind uses
+# one on PATH instead.
+KIND ?= $(CACHE)/bin/current/kind
+# Empty: the node image built here, named by its content key (vaultsync.local/kind-node:...).
+KIND_NODE_IMAGE ?=
+KIND_LOCAL_NODE_IMAGE = $(shell VAULTSYNC_CACHE=$(CACHE) $(PY) -m tests.env kind-node-tag)
+KIND_IMAGE = $(or $(KIND_NODE_IMAGE),$(KIND_LOCAL_NODE_IMAGE))
+# kind runs nodes with --privileged, which this machine's engine refuses (no CAP_SYS_RESOURCE
+# in the bounding set): the docker shim (tests/env/kindnode/shim/docker) is first on PATH for
+# kind's commands, and rewrites --privileged only where a probe shows it fails.
+KIND_SHIM_DIR := $(CURDIR)/tests/env/kindnode/shim
+KIND_RUN = PATH=$(KIND_SHIM_DIR):$$PATH VAULTSYNC_REAL_DOCKER=$(DOCKER) \
+	VAULTSYNC_KIND_UNPRIVILEGED=$$($(CURDIR)/mk/kind-privileged-probe.sh $(DOCKER)) $(KIND)
+KIND_TIMEOUT ?= 600s
 
-.PHONY: e2e-kind kind-down kind-prereqs
+.PHONY: e2e-kind kind-down kind-prereqs kind-node kind-bin kind-up kind-name
 
 kind-prereqs:
-	@command -v $(KIND) >/dev/null 2>&1 || { \
-		echo "e2e-kind: '$(KIND)' is not installed. Install kind (and Docker) to run the suite on kind;"; \
-		echo "          without them, 'make test' runs the same suite on the local control plane."; \
+	@test -x $(KIND) || command -v $(KIND) >/dev/null 2>&1 || { \
+		echo "e2e-kind: '$(KIND)' is not installed. 'make kind-bin' builds it from the Go module proxy"; \
+		echo "          ('make test' and 'make e2e-kind' do so first); KIND=kind uses one on PATH."; \
 		exit 1; } >&2
 	@timeout 15 $(DOCKER) info >/dev/null 2>&1 || { \
-		echo "e2e-kind: no Docker engine answers to '$(DOCKER) info' (set DOCKER=docker to use the one on PATH)."; \
+		echo "e2e-kind: no Docker engine answers to '$(DOCKER) info' ('make docker-engine' starts one)."; \
 		exit 1; } >&2
 
-e2e-kind: kind-prereqs venv tools image ## e2e tests on a kind cluster (needs Docker and kind)
+kind-bin: venv ## build (or reuse) kind from the sigs.k8s.io/kind module
+	VAULTSYNC_CACHE=$(CACHE) $(PY) -m tests.env kind-bin
+
+kind-node: venv docker-engine base-image ## build (or reuse) the kind node image from the package registries
+	VAULTSYNC_CACHE=$(CACHE) nice -n 19 $(PY) -m tests.env kind-node
+
+# The node image is built only when no image was named (the public one is pulled by kind).
+kind-up: venv tools kind-bin docker-engine $(if $(KIND_NODE_IMAGE),,kind-node) kind-prereqs ## create (or reuse) the kind cluster
 	mkdir -p $(dir $(KIND_KUBECONFIG))
-	$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
-		$(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --wait 180s \
-			$(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))
-	$(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
-	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	$(KIND_KUBECTL) create namespace $(KIND_DEMO_NAMESPACE) --dry-run=client -o yaml | $(KIND_KUBECTL) apply -f -
-	# The CRDs are applied from crds/, not owned by this release: the chart tests install
-	# and uninstall releases of their own that take the CRDs over for a while.
-	$(KIND_KUBECTL) apply --server-side --force-conflicts -f crds/
-	$(KIND_HELM) upgrade --install vaultsync $(CHART) --namespace vaultsync --create-namespace \
-		--set installCRDs=false --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
-		--set 'watchNamespaces={$(KIND_DEMO_NAMESPACE)}' --wait --timeout 180s
-	$(KIND_KUBECTL) -n $(KIND_DEMO_NAMESPACE) apply -f examples/fake-store.yaml -f examples/externalsecret.yaml
-	$(KIND_KUBECTL) -n $(KIND_DEMO_NAMESPACE) wait --for=condition=Ready externalsecret/db-creds --timeout=120s
-	VAULTSYNC_TEST_KUBECONFIG=$(KIND_KUBECONFIG) VAULTSYNC_CACHE=$(CACHE) $(PY) -m pytest -m e2e tests
+	@# A cluster on another node image (the content key changed) is stale: make it anew.
+	@if $(KIND_RUN) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' && [ "$$($(DOCKER) inspect \
+		-f '{{.Config.Image}}' $(KIND_CLUSTER)-control-plane 2>/dev/null)" != "$(KIND_IMAGE)" ]; then \
+		echo "kind-up: $(KIND_CLUSTER) runs another node image than $(KIND_IMAGE): recreating it"; \
+		$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG); fi
+	$(KIND_RUN) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
+		$(KIND_RUN) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml \
+			--image $(KIND_IMAGE) --wait $(KIND_TIMEOUT) --retain --kubeconfig $(KIND_KUBECONFIG)
+	$(KIND_RUN) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+
+# tests/kind loads $(IMAGE) and the app image into the nodes and installs the chart itself.
+KIND_TEST_ENV = VAULTSYNC_KIND_KUBECONFIG=$(KIND_KUBECONFIG) VAULTSYNC_KIND_CLUSTER=$(KIND_CLUSTER) \
+	VAULTSYNC_KIND_RUN="$(KIND_RUN)" VAULTSYNC_CACHE=$(CACHE) IMAGE=$(IMAGE) DOCKER=$(DOCKER)
+
+e2e-kind: kind-up image ## the operator as the chart's pod on a kind cluster, with real app pods (tests/kind)
+	$(KIND_TEST_ENV) $(PY) -m pytest tests/kind -x
+
+kind-name: ## print this checkout's kind cluster name
+	@echo $(KIND_CLUSTER)
 
 kind-down: ## delete the kind cluster made by e2e-kind
-	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
+
+# `make test` runs tests/kind too, on this checkout's kind cluster (created or reused first;
+# if kind cannot start, make stops there with kind's own error). pytest collects tests/kind
+# only when VAULTSYNC_KIND_RUN says a cluster was made for it.
+TEST_PREREQS += kind-up
+test: export VAULTSYNC_KIND_KUBECONFIG = $(KIND_KUBECONFIG)
+test: export VAULTSYNC_KIND_CLUSTER = $(KIND_CLUSTER)
+test: export VAULTSYNC_KIND_RUN = $(KIND_RUN)
+test: export IMAGE := $(IMAGE)

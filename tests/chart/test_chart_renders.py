@@ -113,6 +113,9 @@ def test_every_value_set_renders_a_hardened_operator_deployment(name: str, tmp_p
     assert env["VAULTSYNC_OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == ("metadata.namespace")
     assert env["VAULTSYNC_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.serviceAccountName"
     assert pod["serviceAccountName"] == FULLNAME
+    # The kubelet's Docker-link variables of the release's Service (VAULTSYNC_METRICS_PORT=tcp://...)
+    # would land in the operator's VAULTSYNC_* settings: seen crashing it on kind.
+    assert pod["enableServiceLinks"] is False
 
 
 def test_default_values_watch_the_whole_cluster_with_one_cluster_role(tmp_path: Path) -> None:

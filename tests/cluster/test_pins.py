@@ -2,17 +2,20 @@
 
 import re
 
+import pytest
+
 from tests.env import tools, versions
 from tests.env.paths import GO_MODULES
 
 
 def test_every_go_module_requires_the_pinned_version() -> None:
-    for module in tools.MODULES:
+    for module in (*tools.MODULES, *tools.NODE_MODULES):
         assert tools.required_version(module) == module.version, module.path
 
 
-def test_kubernetes_staging_modules_are_replaced_with_the_matching_release() -> None:
-    go_mod = (GO_MODULES / "kubernetes" / "go.mod").read_text()
+@pytest.mark.parametrize("wrapper", ["kubernetes", "kubernetes-node"])
+def test_kubernetes_staging_modules_are_replaced_with_the_matching_release(wrapper: str) -> None:
+    go_mod = (GO_MODULES / wrapper / "go.mod").read_text()
     replaced = dict(re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\S+\s+(\S+)", go_mod, re.MULTILINE))
     assert len(replaced) > 30, "the staging replace block is missing"
     staging = versions.KUBERNETES_STAGING

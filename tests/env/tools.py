@@ -176,6 +176,126 @@ PROMTOOL_MODULE = GoModule(
 )
 
 
+def _node_tool(name: str, package: str, version: str, args: tuple[str, ...], marker: str) -> Tool:
+    return Tool(name=name, package=package, version=version, version_args=args, version_marker=marker)
+
+
+_CNI_VERSION_PKG = "github.com/containernetworking/plugins/pkg/utils/buildversion"
+_CONTAINERD_VERSION_PKG = "github.com/containerd/containerd/v2/version"
+
+# What the kind node image carries (tests/env/kindnode.py). Built only by `make kind-node`,
+# never by `make tools`: the kwok-based suites need none of it.
+NODE_MODULES: tuple[GoModule, ...] = (
+    GoModule(
+        directory="kubernetes-node",
+        requires="k8s.io/kubernetes",
+        version=versions.KUBERNETES,
+        ldflags=MODULES[0].ldflags,
+        tools=(
+            _kubernetes_tool("kubelet", ("--version",), f"Kubernetes {versions.KUBERNETES}"),
+            _kubernetes_tool("kubeadm", ("version", "-o", "short"), versions.KUBERNETES),
+            _kubernetes_tool("kube-proxy", ("--version",), f"Kubernetes {versions.KUBERNETES}"),
+        ),
+    ),
+    GoModule(
+        directory="kind",
+        requires="sigs.k8s.io/kind",
+        version=versions.KIND,
+        ldflags=(),
+        tools=(_node_tool("kind", "sigs.k8s.io/kind", versions.KIND, ("version",), f"kind {versions.KIND}"),),
+    ),
+    GoModule(
+        directory="containerd",
+        requires="github.com/containerd/containerd/v2",
+        version=versions.CONTAINERD,
+        ldflags=(f"-X {_CONTAINERD_VERSION_PKG}.Version={versions.CONTAINERD}",),
+        # kind's base image leaves out the same snapshotters (they need cgo or a kernel module).
+        tags=("no_aufs", "no_zfs", "no_btrfs", "no_devmapper"),
+        tools=tuple(
+            _node_tool(
+                name,
+                f"github.com/containerd/containerd/v2/cmd/{name}",
+                versions.CONTAINERD,
+                args,
+                versions.CONTAINERD,
+            )
+            for name, args in (
+                ("containerd", ("--version",)),
+                ("containerd-shim-runc-v2", ("-v",)),
+                ("ctr", ("--version",)),
+            )
+        ),
+    ),
+    GoModule(
+        directory="cni-plugins",
+        requires="github.com/containernetworking/plugins",
+        version=versions.CNI_PLUGINS,
+        ldflags=(f"-X {_CNI_VERSION_PKG}.BuildVersion={versions.CNI_PLUGINS}",),
+        tools=tuple(
+            _node_tool(
+                name,
+                f"github.com/containernetworking/plugins/plugins/{kind}/{name}",
+                versions.CNI_PLUGINS,
+                (),
+                f"plugin {versions.CNI_PLUGINS}",
+            )
+            for kind, name in (
+                ("main", "ptp"),
+                ("main", "bridge"),
+                ("main", "loopback"),
+                ("ipam", "host-local"),
+                ("meta", "portmap"),
+            )
+        ),
+    ),
+    GoModule(
+        directory="cri-tools",
+        requires="sigs.k8s.io/cri-tools",
+        version=versions.CRI_TOOLS,
+        ldflags=(f"-X sigs.k8s.io/cri-tools/pkg/version.Version={versions.CRI_TOOLS}",),
+        tools=(
+            _node_tool(
+                "crictl",
+                "sigs.k8s.io/cri-tools/cmd/crictl",
+                versions.CRI_TOOLS,
+                ("--version",),
+                f"crictl version {versions.CRI_TOOLS}",
+            ),
+        ),
+    ),
+    GoModule(
+        directory="coredns",
+        requires="github.com/coredns/coredns",
+        version=versions.COREDNS,
+        ldflags=(),
+        tools=(
+            _node_tool(
+                "coredns",
+                "github.com/coredns/coredns",
+                versions.COREDNS,
+                ("-version",),
+                f"CoreDNS-{versions.COREDNS.lstrip('v')}",
+            ),
+        ),
+    ),
+    GoModule(
+        directory="local-path-provisioner",
+        requires="github.com/rancher/local-path-provisioner",
+        version=versions.LOCAL_PATH_PROVISIONER,
+        ldflags=(f"-X main.VERSION={versions.LOCAL_PATH_PROVISIONER}",),
+        tools=(
+            _node_tool(
+                "local-path-provisioner",
+                "github.com/rancher/local-path-provisioner",
+                versions.LOCAL_PATH_PROVISIONER,
+                ("--version",),
+                versions.LOCAL_PATH_PROVISIONER,
+            ),
+        ),
+    ),
+)
+
+
 class BuildError(RuntimeError):
     """A binary could not be built or does not report the version it was built for."""
 
@@ -185,7 +305,7 @@ def all_tools() -> tuple[Tool, ...]:
 
 
 def tool(name: str) -> Tool:
-    for candidate in all_tools():
+    for candidate in (*all_tools(), *(t for module in NODE_MODULES for t in module.tools)):
         if candidate.name == name:
             return candidate
     raise KeyError(name)
@@ -297,8 +417,12 @@ def _link_current(tool_: Tool) -> None:
     temporary.replace(link)
 
 
-def ensure_module(module: GoModule) -> None:
-    """Build whichever of the module's binaries are missing or stale, then link them."""
+def ensure_module(module: GoModule, *, link: bool = True) -> None:
+    """Build whichever of the module's binaries are missing or stale, then link them.
+
+    `link=False` leaves them out of <cache>/bin/current (which is on PATH): the node image's
+    containerd and its shim must never shadow the ones the host's Docker engine runs.
+    """
     stale = [t for t in module.tools if not is_current(t)]
     if stale:
         if shutil.which("go") is None:
@@ -315,7 +439,7 @@ def ensure_module(module: GoModule) -> None:
                         f"{built.cached} was built but does not report {built.version_marker!r}:"
                         f"\n{reported_version(built.cached, built)}"
                     )
-    for fresh in module.tools:
+    for fresh in module.tools if link else ():
         _link_current(fresh)
 
 

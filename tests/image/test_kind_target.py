@@ -1,8 +1,7 @@
 """`make e2e-kind` stops at once, saying why, where kind or Docker is missing.
 
-kind cannot run on the build machines (no registry for its node image), so the target
-itself is only run by people who have kind; what the suite can check here is that it
-fails fast and clearly instead of hanging when a prerequisite is absent.
+The kind suite itself (tests/kind) runs on a cluster `make e2e-kind` creates; these check
+that the target fails fast and clearly instead of hanging when a prerequisite is absent.
 """
 
 from __future__ import annotations

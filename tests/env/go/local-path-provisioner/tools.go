@@ -1,0 +1,8 @@
+//go:build tools
+
+// Package tools pins the commands the kind node image is built from.
+package tools
+
+import (
+	_ "github.com/rancher/local-path-provisioner"
+)

@@ -1,0 +1,3 @@
+module vaultsync.local/kind-app
+
+go 1.26.0
