@@ -288,9 +288,13 @@ class Scheduler:
 
     def _stretch(self, key: Key, tracked: _Tracked, store: str, wait: float) -> None:
         """The store's call budget is spent: this refresh moves to when it allows again.
-        Every refresh of the store due meanwhile moves alike, in due order: none fails."""
-        STORE_STRETCH.labels(store=store).inc(wait)
-        self._schedule(key, wait, max_age=tracked.max_age)
+        Every refresh of the store due meanwhile moves alike, in due order: none fails.
+
+        It is looked at again at least every BUDGET_RECOVER_SECONDS: a budget throttling
+        shrank recovers (or is lifted) sooner than the wait it had while shrunk."""
+        delay = min(wait, c.BUDGET_RECOVER_SECONDS)
+        STORE_STRETCH.labels(store=store).inc(delay)
+        self._schedule(key, delay, max_age=tracked.max_age)
         if self._on_stretch is not None:
             self._on_stretch(store, wait)
 

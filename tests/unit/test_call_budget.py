@@ -10,6 +10,7 @@ import pytest
 from tests.unit.test_bulkheads import body
 from tests.unit.test_cache import Clock
 
+from vaultsync import constants as c
 from vaultsync.callbudget import Budgets, CallBudget
 from vaultsync.constants import BUDGET_RECOVER_SECONDS, STORE_CALLS_PER_MINUTE_MAX, Reason
 from vaultsync.errors import InvalidSpec
@@ -109,6 +110,32 @@ def test_a_spent_budget_moves_refreshes_later_in_due_order_and_none_fails() -> N
         assert reconciler.synced == ["es-0"]  # the others wait for the budget, not failing
         assert stretched and all(store == "SecretStore/shop/aws" for store, _ in stretched)
         assert 9.0 < stretched[0][1] <= 10.0
+        await scheduler.stop()
+
+    asyncio.run(run())
+
+
+def test_a_refresh_stretched_by_a_shrunk_budget_runs_soon_after_the_budget_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Throttling can shrink a budget to a call a minute and leave a debt of many calls; a
+    refresh moved by that wait must not stay minutes away once the budget recovers (seen in
+    the chaos suite: after a burst of 429s the store's Secrets did not converge)."""
+    monkeypatch.setattr(c, "BUDGET_RECOVER_SECONDS", 0.2)
+
+    async def run() -> None:
+        budgets = Budgets(None)
+        budget = budgets.for_store("SecretStore/shop/aws", 6.0)  # one call per 10 s, burst 1
+        reconciler = SpendingReconciler(budget)
+        scheduler = Scheduler(reconciler, b"k" * 32, workers=2, budgets=budgets)  # type: ignore[arg-type]
+        for i in range(2):
+            scheduler.observe(body(f"es-{i}", "aws"))
+        scheduler.start()
+        await asyncio.sleep(0.3)
+        assert reconciler.synced == ["es-0"]  # es-1 waits ~10 s for the budget
+        budgets.for_store("SecretStore/shop/aws", None)  # the limit is lifted
+        await asyncio.sleep(0.6)
+        assert reconciler.synced == ["es-0", "es-1"]
         await scheduler.stop()
 
     asyncio.run(run())
