@@ -85,6 +85,9 @@ class ChartRbac:
         if not accounts:
             return
         user = f"system:serviceaccount:{accounts[0].get('namespace', '')}:{accounts[0]['name']}"
+        # A rule for an API the cluster does not serve (Argo Rollouts without its CRD) is
+        # answered "no" by `kubectl auth can-i`, however long one waits: not checked.
+        served = set(self._cluster.run_kubectl("api-resources", "-o", "name").split())
         checks = []
         for role in (m for m in manifests if m["kind"] in ("Role", "ClusterRole")):
             where = ["-n", role["metadata"]["namespace"]] if role["kind"] == "Role" else ["-A"]
@@ -92,6 +95,8 @@ class ChartRbac:
                 group = (rule.get("apiGroups") or [""])[0]
                 resource, _, subresource = rule["resources"][0].partition("/")
                 resource += f".{group}" if group else ""
+                if resource not in served:
+                    continue
                 name = (rule.get("resourceNames") or [""])[0]
                 target = f"{resource}/{name}" if name else resource
                 sub = [f"--subresource={subresource}"] if subresource else []
