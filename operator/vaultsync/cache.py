@@ -285,6 +285,7 @@ class FetchCache:
             stamps = {}
         now = self._clock()
         reads: list[RemoteRef] = []
+        changed: list[RemoteRef] = []
         for ref in [*due, *known]:
             entry = self._entries.get((store_key, ref))
             stamp = stamps.get(ref)
@@ -302,13 +303,19 @@ class FetchCache:
             elif (store_key, ref) in self._inflight:
                 continue  # being read, or waiting for the next probe (which this one answered)
             elif stamp and not current:
-                reads.append(ref)  # changed although nobody asked yet: its users refresh now
+                # Changed although nobody asked yet: the held value goes and its users refresh
+                # now, sharing one read; a key no ExternalSecret uses any more is not read.
+                self._drop((store_key, ref))
+                changed.append(ref)
             elif current and entry is not None and now - entry.fetched_at >= self._value_max_age * AGE_GATHER:
                 reads.append(ref)  # due for its safety-net read soon: read with the others
         template = _PendingBatch(batch.client, batch.provider, batch.context, probe=False)
         template.requested_by |= batch.requested_by
         for ref in reads:
             self._enqueue(store_key, template, ref, "", BATCH_LINGER_SECONDS)
+        for ref in changed:
+            for listener in self._listeners:
+                listener(store_key, ref)
 
     async def _read(self, store_key: str, batch: _PendingBatch) -> None:
         PROVIDER_CALLS.labels(provider=batch.provider, operation="read").inc(len(batch.refs))

@@ -57,7 +57,7 @@ def test_an_unchanged_value_is_confirmed_not_read() -> None:
     asyncio.run(scenario())
 
 
-def test_one_probe_confirms_the_other_keys_held_and_reads_the_changed_one_at_once() -> None:
+def test_one_probe_confirms_the_other_keys_held_and_sends_the_users_of_the_changed_one() -> None:
     async def scenario() -> None:
         clock, client = Clock(), ListingClient()
         cache = FetchCache(clock=clock)
@@ -69,10 +69,13 @@ def test_one_probe_confirms_the_other_keys_held_and_reads_the_changed_one_at_onc
         await cache.get("s", "p", client, [A], 60.0)
         await settle()
         assert client.probes == [([A], [B, C])]
-        assert read_keys(client) == ["a", "b", "c", "c"]  # C read at once, nobody asked yet
+        # C changed: its users are told to refresh now; nothing reads it before one asks (a
+        # key no ExternalSecret uses any more is never read again).
+        assert read_keys(client) == ["a", "b", "c"]
         assert changed == [C]
-        got = await cache.get("s", "p", client, [B, C], 60.0)  # both confirmed by that probe
+        got = await cache.get("s", "p", client, [B, C], 60.0)  # B confirmed by that probe, C read
         assert got[C] == RemoteValue(b"v2-c", "2") and len(client.probes) == 1
+        assert read_keys(client) == ["a", "b", "c", "c"]
 
     asyncio.run(scenario())
 
