@@ -114,3 +114,10 @@ def run_operator(cluster: Cluster, tmp_path: Path) -> Iterator[RunOperator]:
     yield run
     for operator in started:
         operator.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The chaos suite runs last: it restarts its own API server and etcd and tears its
+    cluster down at the end, and the suites after it paid for that load (an operator's
+    SIGTERM-stop test timed out right after it)."""
+    items.sort(key=lambda item: "tests/chaos/" in item.nodeid)
