@@ -62,16 +62,24 @@ async def _run(config: Config) -> int:
     while it is held, release it on a clean stop; exit 1 when it is lost."""
     # /metrics is up from the start, like /healthz: a standby's figures are part of the fleet.
     start_http_server(config.metrics_port)
-    if not config.leader_elect:
-        LEADER.set(1)
-        await _kopf(config, None)
-        return 0
+    health = await _serve_health(config)
+    try:
+        if not config.leader_elect:
+            LEADER.set(1)
+            await _kopf(config, None)
+            return 0
+        return await _elected(config)
+    finally:
+        await health.cleanup()
+
+
+async def _elected(config: Config) -> int:
     kube = Kube()
     try:
         leadership = Leadership(
             kube, config.operator_namespace, config.leader_election_id, _identity(), _timing(config)
         )
-        if not await _standby(config, leadership):
+        if not await _standby(leadership):
             return 0
         # A lost Lease stops kopf the way a signal does: through kopf's own SIGTERM handler.
         # (kopf's stop_flag would leave a waiter pending after a real signal, and kopf waits
@@ -95,33 +103,40 @@ async def _kopf(config: Config, leadership: Leadership | None) -> None:
         namespaces=list(config.namespaces),
         # The Lease, not kopf's peering, keeps other replicas idle: only its holder runs kopf.
         standalone=True,
-        liveness_endpoint=f"http://{config.health_address}:{config.health_port}/healthz",
         memo=kopf.Memo(config=config, leadership=leadership),
     )
 
 
-async def _standby(config: Config, leadership: Leadership) -> bool:
-    """Until the Lease is held: /healthz answers (a standby is alive) and SIGTERM ends the wait."""
+async def _serve_health(config: Config) -> web.AppRunner:
+    """One /healthz for the whole life of the process, standby and leader alike. (kopf's own
+    liveness endpoint only opens once kopf runs: handing the port over from a standby's server
+    to kopf's left a moment with nothing listening, and a probe then was refused or reset.)
+    It answers from the event loop that runs everything, so an answer means that loop is alive,
+    which is all kopf's endpoint told without probe handlers."""
+    app = web.Application()
+    app.router.add_get("/healthz", _alive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.health_address, config.health_port).start()
+    return runner
+
+
+async def _standby(leadership: Leadership) -> bool:
+    """Until the Lease is held, SIGTERM ends the wait (kopf's handler is not installed yet)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    app = web.Application()
-    app.router.add_get("/healthz", lambda _: _alive())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, config.health_address, config.health_port).start()
     log.info("leader election: waiting for the Lease", extra={"identity": leadership.identity})
     try:
         return await leadership.acquire(stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await runner.cleanup()
 
 
-async def _alive() -> web.Response:
-    return web.json_response({"standby": True})
+async def _alive(_: web.Request) -> web.Response:
+    return web.json_response({"alive": True})
 
 
 def _identity() -> str:

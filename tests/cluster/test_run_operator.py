@@ -1,6 +1,7 @@
 """The run_operator fixture starts the real `vaultsync run`, waits for it to be healthy,
 restarts it, stops it with SIGTERM, and reports a failed start with the operator's output."""
 
+import threading
 import time
 import urllib.request
 
@@ -60,3 +61,44 @@ def test_sigterm_stops_the_operator_without_waiting_on_a_hung_task(
 
 def _started(logs: str) -> None:
     assert '"vaultsync started"' in logs, "not started yet"
+
+
+def test_healthz_answers_without_a_gap_from_standby_to_leader(
+    run_operator: RunOperator, namespace: str
+) -> None:
+    """A liveness probe between the Lease being acquired and kopf running must not be refused:
+    a kubelet that sees failureThreshold such misses restarts a healthy operator. Four probers
+    ask a standby back to back while the leader stops and it takes over, until a second after
+    it has started."""
+    failures: list[str] = []
+    probes = 0
+    done = threading.Event()
+
+    def probe(url: str) -> None:
+        nonlocal probes
+        while not done.is_set():
+            try:
+                status = _healthz(url)
+                if status != 200:
+                    failures.append(f"status {status}")
+            except OSError as exc:
+                failures.append(type(exc).__name__)
+            probes += 1
+
+    with run_operator(namespace, "--namespace", namespace) as leader:
+        eventually(lambda: _started(leader.logs()), what="the leader to have started", timeout=60)
+        with run_operator(namespace, "--namespace", namespace) as heir:
+            probers = [threading.Thread(target=probe, args=(heir.health_url,)) for _ in range(4)]
+            for prober in probers:
+                prober.start()
+            try:
+                leader.stop()  # releases the Lease: the heir takes it over at once
+                eventually(lambda: _started(heir.logs()), what="the heir to have started", timeout=60)
+                time.sleep(1.0)
+            finally:
+                done.set()
+                for prober in probers:
+                    prober.join()
+
+    assert probes > 0
+    assert failures == [], f"{len(failures)} of {probes} probes failed: {failures[:5]}"

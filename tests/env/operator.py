@@ -68,6 +68,9 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "VAULTSYNC_OPERATOR_NAMESPACE": namespace,
+            # Every line reaches the log file as written: a process SIGKILLed after a slow stop
+            # would otherwise take its last (block-buffered) lines, the ones that explain it, along.
+            "PYTHONUNBUFFERED": "1",
             # Tests watch refreshes happen within seconds; the 10 s production floor has its
             # own tests, which set it back (tests/e2e/tenancy).
             "VAULTSYNC_MIN_REFRESH_INTERVAL": "1s",
