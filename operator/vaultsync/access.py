@@ -61,6 +61,14 @@ API_ACCESS: tuple[Access, ...] = (
         "Kube.patch_status",
     ),
     Access(CORE, "namespaces", "get", "Kube.namespace_labels"),
+    # ClusterExternalSecrets (clustersecrets.py): the ExternalSecrets they provision, created,
+    # replaced (guarded by resourceVersion) and deleted (uid precondition), and read after a
+    # 409 to tell their own from a tenant's.
+    Access(c.GROUP, c.EXTERNAL_SECRETS, "get", "Kube.read_custom"),
+    Access(c.GROUP, c.EXTERNAL_SECRETS, "create", "Kube.create_custom"),
+    Access(c.GROUP, c.EXTERNAL_SECRETS, "update", "Kube.replace_custom"),
+    Access(c.GROUP, c.EXTERNAL_SECRETS, "delete", "Kube.delete_custom"),
+    Access(c.GROUP, f"{c.CLUSTER_EXTERNAL_SECRETS}/status", "patch", "Kube.patch_status"),
     Access(CORE, "serviceaccounts/token", "create", "Kube.request_token"),
     Access("authentication.k8s.io", "tokenreviews", "create", "Kube.api_server_accepts"),
     Access(CORE, "events", "create", "Kube.create_event"),
@@ -80,6 +88,8 @@ API_ACCESS: tuple[Access, ...] = (
             (c.GROUP, c.EXTERNAL_SECRETS),
             (c.GROUP, c.SECRET_STORES),
             (c.GROUP, c.CLUSTER_SECRET_STORES),
+            (c.GROUP, c.CLUSTER_EXTERNAL_SECRETS),
+            (CORE, "namespaces"),
             (CORE, "secrets"),
             (CORE, "configmaps"),
             *RESTARTABLE,

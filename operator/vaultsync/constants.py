@@ -19,6 +19,8 @@ CLUSTER_SECRET_STORES = "clustersecretstores"
 KIND_EXTERNAL_SECRET = "ExternalSecret"
 KIND_SECRET_STORE = "SecretStore"
 KIND_CLUSTER_SECRET_STORE = "ClusterSecretStore"
+CLUSTER_EXTERNAL_SECRETS = "clusterexternalsecrets"
+KIND_CLUSTER_EXTERNAL_SECRET = "ClusterExternalSecret"
 
 # Labels on the Secrets vaultsync writes; the operator watches only these.
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -203,3 +205,16 @@ STORE_CALLS_PER_MINUTE_MAX = 100_000
 # A store that cannot keep its refresh intervals within its budget says so at most this often.
 BUDGET_WARNING_SECONDS = 600.0
 REASON_CALL_BUDGET = "CallBudgetExceeded"  # the Warning Event of a store stretched by its budget
+
+# ClusterExternalSecret (clustersecrets.py): the label on the ExternalSecrets it provisions
+# (its uid: a label value holds 63 characters, a name 253), its limits and its refresh.
+LABEL_CLUSTER_EXTERNAL_SECRET = f"{GROUP}/cluster-external-secret-uid"
+CLUSTER_ES_MAX_NAMESPACES = 1000
+CLUSTER_ES_MAX_SELECTORS = 16
+CLUSTER_ES_MAX_METADATA_ENTRIES = 64
+CLUSTER_ES_MAX_REASON_LENGTH = 512
+CLUSTER_ES_REFRESH_DEFAULT = "1m"
+CLUSTER_ES_REFRESH_MIN_SECONDS = 5.0
+CLUSTER_ES_CONCURRENCY = 8  # ExternalSecret writes of one ClusterExternalSecret at once
+CLUSTER_ES_DEBOUNCE_SECONDS = 0.5  # namespace events arriving together make one pass
+REASON_NAMESPACES_FAILED = "NamespacesFailed"

@@ -51,6 +51,7 @@ def _listed(kind: str, event: kopf.RawEvent, services: Services) -> None:
 async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     services = _services(memo)
     services.scheduler.observe(event["object"], deleted=_deleted(event))
+    services.cluster_secrets.external_secret_changed(event["object"], deleted=_deleted(event))
     _listed(c.KIND_EXTERNAL_SECRET, event, services)
     if _deleted(event):
         await services.reconciler.released(event["object"])
@@ -95,6 +96,19 @@ async def secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @translated
 async def cluster_secret_store(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await _store(c.KIND_CLUSTER_SECRET_STORE, event, memo)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.CLUSTER_EXTERNAL_SECRETS, registry=REGISTRY)
+@translated
+async def cluster_external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _services(memo).cluster_secrets.observe(event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("v1", "namespaces", registry=REGISTRY)
+@translated
+async def namespace(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Namespaces appearing, relabelled or going: the ClusterExternalSecrets follow them."""
+    _services(memo).cluster_secrets.namespace_changed(event["object"], deleted=_deleted(event))
 
 
 # Restarts for ConfigMaps and Secrets vaultsync does not manage (unmanaged.py): the workloads

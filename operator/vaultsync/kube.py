@@ -313,6 +313,28 @@ class Kube:
     async def read_custom(self, plural: str, namespace: str | None, name: str) -> Body:
         return await self._json("get", plural, "GET", _custom(plural, namespace, name), idempotent=True)
 
+    async def create_custom(self, plural: str, namespace: str, body: Body) -> Body:
+        """Resent after a 5xx: a 409 may then be the first attempt's success, and the caller
+        (clustersecrets.py) reads the object on KubeConflict."""
+        return await self._json("create", plural, "POST", _custom(plural, namespace), body, idempotent=True)
+
+    async def replace_custom(self, plural: str, namespace: str, name: str, body: Body) -> Body:
+        """Full replace, guarded by the body's resourceVersion (409 if someone else wrote first)."""
+        if not body.get("metadata", {}).get("resourceVersion"):
+            raise ValueError("replace_custom needs the body's resourceVersion")
+        path = _custom(plural, namespace, name)
+        return await self._json("update", plural, "PUT", path, body, idempotent=True)
+
+    async def delete_custom(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        """Deletes that very object (uid precondition); one already gone is not an error."""
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        try:
+            await self._request(
+                "delete", plural, "DELETE", _custom(plural, namespace, name), options, idempotent=True
+            )
+        except KubeNotFound:
+            return
+
     async def patch_status(self, plural: str, namespace: str | None, name: str, status: Body) -> None:
         path = _custom(plural, namespace, name, "status")
         await self._request(

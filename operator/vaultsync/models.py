@@ -62,8 +62,15 @@ class Model(BaseModel):
 
 
 class StoreRef(Model):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=253)
     kind: Literal["SecretStore", "ClusterSecretStore"] = "SecretStore"
+
+
+class SourceRef(Model):
+    """External Secrets Operator's per-entry source: this entry reads from another store,
+    with that store's permissions for the ExternalSecret's namespace (reconcile.py)."""
+
+    store_ref: StoreRef
 
 
 class RemoteRefSpec(Model):
@@ -79,6 +86,7 @@ MetadataValue = Annotated[str, Field(max_length=MAX_TARGET_METADATA_VALUE_LENGTH
 class DataItem(Model):
     secret_key: SecretKey
     remote_ref: RemoteRefSpec
+    source_ref: SourceRef | None = None
 
 
 class ExtractSpec(Model):
@@ -88,6 +96,7 @@ class ExtractSpec(Model):
 
 class DataFromItem(Model):
     extract: ExtractSpec
+    source_ref: SourceRef | None = None
 
 
 class TemplateSpec(Model):

@@ -48,6 +48,8 @@ class SyncResult:
     written: bool = False
     store_key: str | None = None
     remote_keys: frozenset[str] = field(default_factory=frozenset)
+    # (store key, remote key) read from stores other than `store_key` (entries' sourceRef).
+    other_sources: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     status: Mapping[str, Any] | None = None
 
     @property

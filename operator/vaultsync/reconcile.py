@@ -33,7 +33,7 @@ from vaultsync.events import EventSink
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
-from vaultsync.models import ExternalSecret
+from vaultsync.models import ExternalSecret, StoreRef
 from vaultsync.plan import (
     Report,
     SecretWrite,
@@ -50,7 +50,7 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.storeclients import ResolvedStore
 from vaultsync.stores import Stores
 from vaultsync.targets import every_key_gone
-from vaultsync.templating import build_data, remote_refs
+from vaultsync.templating import build_data, refs_by_store, source_field
 
 log = logging.getLogger(__name__)
 
@@ -108,31 +108,37 @@ class Reconciler:
         """
         trust_target = trust_target and es.spec.target.creation_policy != "Merge"
         resolved: ResolvedStore | None = None
-        refs = remote_refs(es.spec)
-        remote_keys = frozenset(r.key for r in refs)
+        sources = refs_by_store(es.spec)
+        read: list[tuple[str, str]] = []  # (store cache key, remote key), in order
         versions: dict[str, str] = {}
         fingerprint: str | None = None
         write = SecretWrite("none")
-        fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError] = {}
+        fetched: dict[StoreRef, Mapping[RemoteRef, RemoteValue | VaultsyncError]] = {}
         try:
             deadline = asyncio.timeout(self._sync_timeout)
             try:
                 async with deadline:
-                    resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
-                    fetched = await self._cache.get(
-                        resolved.cache_key,
-                        resolved.provider,
-                        resolved.client,
-                        refs,
-                        max_age,
-                        context=resolved.context,
-                        requested_by=f"{es.namespace}/{es.name}",
-                    )
+                    # Each store with the namespace's own permissions: an entry's sourceRef
+                    # naming a store the namespace may not use is refused, naming that entry.
+                    for store_ref, refs in sources.items():
+                        resolved = None
+                        field = source_field(es.spec, store_ref)
+                        resolved = await self._stores.for_namespace(es.namespace, store_ref, field)
+                        read += [(resolved.cache_key, r.key) for r in refs]
+                        fetched[store_ref] = await self._cache.get(
+                            resolved.cache_key,
+                            resolved.provider,
+                            resolved.client,
+                            refs,
+                            max_age,
+                            context=resolved.context,
+                            requested_by=f"{es.namespace}/{es.name}",
+                        )
             except TimeoutError:
                 if not deadline.expired():
                     raise
                 raise StoreTimeout(self._timed_out(es, resolved)) from None
-            data, versions = build_data(es.spec, fetched)
+            data, versions = build_data(es.spec, fetched.get(es.spec.store_ref, {}), fetched)
             template = es.spec.target.template
             if template is not None and template.data:
                 data = await self._renderer.render(es.namespace, template, data)
@@ -140,15 +146,16 @@ class Reconciler:
             check_bounds(es, data, fingerprint)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
                 write = await self._write(es, data, fingerprint)
+            stores = str(resolved.context) if resolved and len(fetched) == 1 else f"{len(fetched)} stores"
             result = SyncResult(
                 Reason.SYNCED,
-                f"Secret {es.target_name} is in sync with {resolved.context}",
+                f"Secret {es.target_name} is in sync with {stores}",
                 written=write.action != "none",
-                store_key=resolved.cache_key,
-                remote_keys=remote_keys,
+                **_sources(read),
             )
         except VaultsyncError as exc:
-            result = await self._failed(es, exc, resolved, fetched, remote_keys)
+            every = {(s, r): v for s, values in fetched.items() for r, v in values.items()}
+            result = await self._failed(es, exc, resolved, every, read)
         SYNCS.labels(reason=result.reason.value).inc()
         if write.rotated and fingerprint and self._on_rotated is not None:
             # Before the status and Event: a refused status write must not lose the restart.
@@ -174,8 +181,8 @@ class Reconciler:
         es: ExternalSecret,
         exc: VaultsyncError,
         resolved: ResolvedStore | None,
-        fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError],
-        remote_keys: frozenset[str],
+        fetched: Mapping[Any, RemoteValue | VaultsyncError],
+        read: list[tuple[str, str]],
     ) -> SyncResult:
         if isinstance(exc, AuthenticationError) and resolved is not None:
             # The store's login was refused: its shared client is rebuilt (after a
@@ -193,13 +200,7 @@ class Reconciler:
                     message += f"; the Secret was not deleted: {removal.message}"
             else:
                 message += "; deletionPolicy Delete keeps the Secret until every remote key is gone"
-        return SyncResult(
-            reason,
-            message,
-            retry_after=getattr(exc, "retry_after", None),
-            store_key=resolved.cache_key if resolved else None,
-            remote_keys=remote_keys,
-        )
+        return SyncResult(reason, message, retry_after=getattr(exc, "retry_after", None), **_sources(read))
 
     def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
         ref = es.spec.store_ref
@@ -344,6 +345,19 @@ class Reconciler:
         )
 
 
+def _sources(read: list[tuple[str, str]]) -> dict[str, Any]:
+    """The SyncResult fields saying which remote keys of which stores a sync reads (the
+    scheduler refreshes it when one of them rotates): the first store's, and the others'."""
+    if not read:
+        return {}
+    first = read[0][0]
+    return {
+        "store_key": first,
+        "remote_keys": frozenset(key for store, key in read if store == first),
+        "other_sources": frozenset(pair for pair in read if pair[0] != first),
+    }
+
+
 def _with_status(result: SyncResult, status: Mapping[str, Any]) -> SyncResult:
     return SyncResult(
         result.reason,
@@ -352,5 +366,6 @@ def _with_status(result: SyncResult, status: Mapping[str, Any]) -> SyncResult:
         written=result.written,
         store_key=result.store_key,
         remote_keys=result.remote_keys,
+        other_sources=result.other_sources,
         status=status,
     )

@@ -84,6 +84,7 @@ class _Tracked:
     rerun: bool = False
     store_key: str | None = None
     remote_keys: frozenset[str] = field(default_factory=frozenset)
+    other_sources: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     # The target Secret as last checked: `target_changes` counts what the Secret watch
     # reported since, so a refresh can trust it without reading it again.
     target_changes: int = 0
@@ -395,20 +396,19 @@ class Scheduler:
         self._wakeup.set()
 
     def _index(self, key: Key, tracked: _Tracked, result: SyncResult) -> None:
-        for remote in tracked.remote_keys:
-            if tracked.store_key is not None:
-                self._users[(tracked.store_key, remote)].discard(key)
+        for pair in _sources_of(tracked.store_key, tracked.remote_keys, tracked.other_sources):
+            self._users[pair].discard(key)
         tracked.store_key, tracked.remote_keys = result.store_key, result.remote_keys
-        if result.store_key is not None:
-            for remote in result.remote_keys:
-                self._users[(result.store_key, remote)].add(key)
+        tracked.other_sources = result.other_sources
+        for pair in _sources_of(result.store_key, result.remote_keys, result.other_sources):
+            self._users[pair].add(key)
 
     def _forget(self, key: Key) -> None:
         tracked = self._tracked.pop(key, None)
         TRACKER.forget(key)
-        if tracked is not None and tracked.store_key is not None:
-            for remote in tracked.remote_keys:
-                self._users[(tracked.store_key, remote)].discard(key)
+        if tracked is not None:
+            for pair in _sources_of(tracked.store_key, tracked.remote_keys, tracked.other_sources):
+                self._users[pair].discard(key)
         QUEUE_DEPTH.set(len(self._tracked))
 
     def _target_unchanged(self, tracked: _Tracked) -> bool:
@@ -476,3 +476,11 @@ def _store_of(key: Key, body: Mapping[str, Any]) -> str:
     kind = ref.get("kind") or c.KIND_SECRET_STORE
     where = key[0] if kind == c.KIND_SECRET_STORE else ""
     return f"{kind}/{where}/{ref.get('name')}"
+
+
+def _sources_of(
+    store_key: str | None, remote_keys: frozenset[str], others: frozenset[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Every (store, remote key) a sync read: a rotation of any of them refreshes it."""
+    first = {(store_key, remote) for remote in remote_keys} if store_key is not None else set()
+    return first | set(others)

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from vaultsync.clustersecrets import ClusterSecrets
 from vaultsync.kube import Kube
 from vaultsync.reconcile import Reconciler
 from vaultsync.relist import Listings
@@ -31,3 +32,4 @@ class Services:
     listings: dict[str, Listings]
     unmanaged: Unmanaged
     housekeeping: asyncio.Task[Any]
+    cluster_secrets: ClusterSecrets

@@ -24,7 +24,9 @@ class StoreAccess:
         self._kube = kube
         self._namespace_labels: dict[str, tuple[float, dict[str, str]]] = {}
 
-    async def check_allowed(self, body: Mapping[str, Any], namespace: str, name: str) -> None:
+    async def check_allowed(
+        self, body: Mapping[str, Any], namespace: str, name: str, field: str = "spec.storeRef.name"
+    ) -> None:
         """Raises `StoreNotAllowed` unless the ClusterSecretStore `body` admits `namespace`."""
         spec = parse_store_spec(body)
         if not spec.conditions:
@@ -32,7 +34,7 @@ class StoreAccess:
         labels = await self._labels(namespace)
         if not any(cond.allows(namespace, labels) for cond in spec.conditions):
             raise StoreNotAllowed(
-                f"spec.storeRef.name: ClusterSecretStore {name!r} does not allow namespace "
+                f"{field}: ClusterSecretStore {name!r} does not allow namespace "
                 f"{namespace!r} (see its spec.conditions)"
             )
 

@@ -69,7 +69,9 @@ class StoreMirror:
     def keys(self) -> list[StoreKey]:
         return list(self._bodies)
 
-    async def body(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+    async def body(
+        self, kind: str, namespace: str | None, name: str, field: str = "spec.storeRef.name"
+    ) -> dict[str, Any]:
         cached = self._bodies.get((kind, namespace, name))
         if cached is not None:
             return cached
@@ -77,6 +79,6 @@ class StoreMirror:
             body = await self._kube.read_custom(PLURALS[kind], namespace, name)
         except KubeNotFound:
             where = f" in namespace {namespace!r}" if namespace else ""
-            raise StoreNotFound(f"spec.storeRef.name: {kind} {name!r} not found{where}") from None
+            raise StoreNotFound(f"{field}: {kind} {name!r} not found{where}") from None
         self._bodies[(kind, namespace, name)] = slim(body)
         return self._bodies[(kind, namespace, name)]

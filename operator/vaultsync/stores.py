@@ -39,12 +39,15 @@ class Stores:
     def not_ready(self) -> list[tuple[str, dict[str, Any]]]:
         return self.mirror.not_ready()
 
-    async def for_namespace(self, namespace: str, ref: StoreRef) -> ResolvedStore:
-        """The store an ExternalSecret in `namespace` names, if it may use it."""
+    async def for_namespace(
+        self, namespace: str, ref: StoreRef, field: str = "spec.storeRef.name"
+    ) -> ResolvedStore:
+        """The store an ExternalSecret in `namespace` names, if it may use it; a refusal
+        names `field`, the spec field that named the store."""
         store_ns = namespace if ref.kind == c.KIND_SECRET_STORE else None
-        body = await self.mirror.body(ref.kind, store_ns, ref.name)
+        body = await self.mirror.body(ref.kind, store_ns, ref.name, field)
         if ref.kind == c.KIND_CLUSTER_SECRET_STORE:
-            await self._access.check_allowed(body, namespace, ref.name)
+            await self._access.check_allowed(body, namespace, ref.name, field)
         return await self.clients.client_for(ref.kind, body)
 
     async def client_for(self, kind: str, body: Mapping[str, Any]) -> ResolvedStore:

@@ -17,6 +17,7 @@ from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
 from vaultsync.cache import FetchCache
 from vaultsync.callbudget import Budgets
+from vaultsync.clustersecrets import ClusterSecrets
 from vaultsync.config import Config
 from vaultsync.events import EventRecorder
 from vaultsync.hmackey import ensure_hmac_key
@@ -94,7 +95,20 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
     }
     task = asyncio.create_task(housekeeping(kube, stores, cache, config.operator_namespace, hmac_key))
     unmanaged = Unmanaged(kube, rollouts, hmac_key, events=events)
-    return Services(kube, stores, scheduler, rollouts, renderer, reconciler, listings, unmanaged, task)
+    cluster_secrets = ClusterSecrets(kube, None if config.clusterwide else frozenset(config.namespaces))
+    cluster_secrets.start()
+    return Services(
+        kube,
+        stores,
+        scheduler,
+        rollouts,
+        renderer,
+        reconciler,
+        listings,
+        unmanaged,
+        task,
+        cluster_secrets=cluster_secrets,
+    )
 
 
 def _budget_warnings(events: EventRecorder, stores: Stores, budgets: Budgets) -> Callable[[str, float], None]:
@@ -131,6 +145,7 @@ def halt(services: Services) -> None:
     """Leadership lost: stop every service that writes or calls providers, now (cli stops kopf)."""
     services.housekeeping.cancel()
     services.scheduler.halt()
+    services.cluster_secrets.halt()
     services.rollouts.halt()
 
 
@@ -139,6 +154,7 @@ async def close(services: Services) -> None:
     for listings in services.listings.values():
         await listings.stop()
     await services.scheduler.stop()  # first, so no new rotation reaches the rollouts
+    await services.cluster_secrets.stop()
     await services.unmanaged.stop()
     await services.rollouts.stop()
     await services.renderer.close()
