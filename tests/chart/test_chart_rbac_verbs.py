@@ -154,7 +154,15 @@ def test_in_namespaced_mode_each_watched_namespace_gets_every_namespaced_use(tmp
         ("", "namespaces"),
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("authentication.k8s.io", "tokenreviews"),
-    } | {("vaultsync.io", r) for r in ("clustersecretstores", "clustersecretstores/status")}
+    } | {
+        ("vaultsync.io", r)
+        for r in (
+            "clustersecretstores",
+            "clustersecretstores/status",
+            "clusterexternalsecrets",
+            "clusterexternalsecrets/status",
+        )
+    }
     # The leader election Lease lives in the release namespace only (its own Role).
     cluster_scoped.add(("coordination.k8s.io", "leases"))
     namespaced = {p for p in used() if (p[0], p[1]) not in cluster_scoped}

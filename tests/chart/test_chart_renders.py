@@ -35,7 +35,7 @@ Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
 # What the operator may do in a namespace it serves. Changing this is a security decision:
 # update templates/rbac.yaml (with the reason) and this table together.
 NAMESPACED_PERMISSIONS = {
-    *(("vaultsync.io", "externalsecrets", v) for v in ("list", "watch")),
+    *(("vaultsync.io", "externalsecrets", v) for v in ("get", "list", "watch", "create", "update", "delete")),
     *(("vaultsync.io", "secretstores", v) for v in ("get", "list", "watch")),
     ("vaultsync.io", "externalsecrets/status", "patch"),
     ("vaultsync.io", "secretstores/status", "patch"),
@@ -60,6 +60,8 @@ CLUSTER_PERMISSIONS = {
     *(("", "namespaces", v) for v in ("get", "list", "watch")),
     *(("vaultsync.io", "clustersecretstores", v) for v in ("get", "list", "watch")),
     ("vaultsync.io", "clustersecretstores/status", "patch"),
+    *(("vaultsync.io", "clusterexternalsecrets", v) for v in ("list", "watch")),
+    ("vaultsync.io", "clusterexternalsecrets/status", "patch"),
     ("authentication.k8s.io", "tokenreviews", "create"),
 }
 

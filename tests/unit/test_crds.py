@@ -29,6 +29,12 @@ NAMES = {
         ["vcss"],
         "Cluster",
     ),
+    "clusterexternalsecrets.yaml": (
+        "ClusterExternalSecret",
+        "clusterexternalsecrets",
+        ["vces"],
+        "Cluster",
+    ),
 }
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
@@ -51,6 +57,12 @@ COLUMNS = {
     ],
     "secretstores.yaml": STORE_COLUMNS,
     "clustersecretstores.yaml": STORE_COLUMNS,
+    "clusterexternalsecrets.yaml": [
+        ("Store", "string", ".spec.externalSecretSpec.storeRef.name"),
+        ("Ready", "string", READY),
+        ("Reason", "string", REASON),
+        AGE,
+    ],
 }
 
 PROVIDER = "spec.provider"
@@ -88,10 +100,13 @@ DESIGN_FIELDS = {
             "immutable",
         },
         "spec.target.template": {"delimiters", "data"},
-        "spec.data[]": {"secretKey", "remoteRef"},
+        "spec.data[]": {"secretKey", "remoteRef", "sourceRef"},
         "spec.data[].remoteRef": {"key", "property", "version"},
-        "spec.dataFrom[]": {"extract"},
+        "spec.data[].sourceRef": {"storeRef"},
+        "spec.data[].sourceRef.storeRef": {"name", "kind"},
+        "spec.dataFrom[]": {"extract", "sourceRef"},
         "spec.dataFrom[].extract": {"key", "version"},
+        "spec.dataFrom[].sourceRef.storeRef": {"name", "kind"},
         "status": {
             "observedGeneration",
             "conditions",
@@ -102,6 +117,26 @@ DESIGN_FIELDS = {
             "forceSyncHandled",
         },
         "status.conditions[]": {"type", "status", "reason", "message", "lastTransitionTime"},
+    },
+    "clusterexternalsecrets.yaml": {
+        "spec": {
+            "externalSecretSpec",
+            "externalSecretName",
+            "externalSecretMetadata",
+            "namespaces",
+            "namespaceSelectors",
+            "refreshTime",
+        },
+        "spec.externalSecretMetadata": {"labels", "annotations"},
+        "spec.namespaceSelectors[]": {"matchLabels", "matchExpressions"},
+        "status": {
+            "observedGeneration",
+            "externalSecretName",
+            "provisionedNamespaces",
+            "failedNamespaces",
+            "conditions",
+        },
+        "status.failedNamespaces[]": {"namespace", "reason"},
     },
     "secretstores.yaml": {
         "spec": {"provider", "callsPerMinute"},

@@ -1,0 +1,89 @@
+"""Several stores in one ExternalSecret: which store each entry reads, and which field names it.
+
+ESO's `sourceRef.storeRef` per `data` and `dataFrom` entry; an entry without one reads
+`spec.storeRef`. The same key name in two stores are two values, never confused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vaultsync.errors import ProviderError
+from vaultsync.models import ExternalSecretSpec, StoreRef
+from vaultsync.providers.base import RemoteRef, RemoteValue
+from vaultsync.templating import build_data, refs_by_store, source_field
+
+MAIN = StoreRef(name="main")
+OTHER = StoreRef(name="other", kind="ClusterSecretStore")
+
+
+def spec(**fields: Any) -> ExternalSecretSpec:
+    return ExternalSecretSpec.model_validate({"storeRef": {"name": "main"}, **fields})
+
+
+def sourced(name: str, kind: str = "ClusterSecretStore") -> dict[str, Any]:
+    return {"sourceRef": {"storeRef": {"name": name, "kind": kind}}}
+
+
+def test_each_entry_reads_its_own_store_and_the_rest_read_the_spec_store() -> None:
+    es = spec(
+        dataFrom=[{"extract": {"key": "app"}, **sourced("other")}],
+        data=[
+            {"secretKey": "a", "remoteRef": {"key": "db"}},
+            {"secretKey": "b", "remoteRef": {"key": "db"}, **sourced("other")},
+        ],
+    )
+    assert refs_by_store(es) == {MAIN: [RemoteRef("db")], OTHER: [RemoteRef("app"), RemoteRef("db")]}
+
+
+def test_a_spec_store_no_entry_reads_is_not_resolved() -> None:
+    es = spec(data=[{"secretKey": "a", "remoteRef": {"key": "db"}, **sourced("other")}])
+    assert list(refs_by_store(es)) == [OTHER]
+
+
+def test_the_same_key_in_two_stores_gives_each_entry_its_own_value() -> None:
+    es = spec(
+        data=[
+            {"secretKey": "a", "remoteRef": {"key": "db"}},
+            {"secretKey": "b", "remoteRef": {"key": "db"}, **sourced("other")},
+        ]
+    )
+    main = {RemoteRef("db"): RemoteValue(b"from-main")}
+    other = {RemoteRef("db"): RemoteValue(b"from-other")}
+    data, _ = build_data(es, main, {MAIN: main, OTHER: other})
+    assert data == {"a": b"from-main", "b": b"from-other"}
+
+
+def test_an_error_of_one_store_names_the_entry_that_reads_it() -> None:
+    es = spec(
+        data=[
+            {"secretKey": "a", "remoteRef": {"key": "db"}},
+            {"secretKey": "b", "remoteRef": {"key": "db"}, **sourced("other")},
+        ]
+    )
+    main = {RemoteRef("db"): RemoteValue(b"from-main")}
+    other = {RemoteRef("db"): ProviderError("vault answered 503")}
+    with pytest.raises(ProviderError, match=r"^spec\.data\[1\]\.remoteRef\.key: vault answered 503$"):
+        build_data(es, main, {MAIN: main, OTHER: other})
+
+
+def test_the_field_naming_a_store_is_the_first_entry_that_names_it() -> None:
+    es = spec(
+        dataFrom=[{"extract": {"key": "app"}, **sourced("main", "SecretStore")}],
+        data=[
+            {"secretKey": "a", "remoteRef": {"key": "db"}, **sourced("main", "SecretStore")},
+            {"secretKey": "b", "remoteRef": {"key": "db"}, **sourced("other")},
+        ],
+    )
+    assert source_field(es, OTHER) == "spec.data[1].sourceRef.storeRef.name"
+    # spec.storeRef names "main" too, but no entry reads it through spec.storeRef.
+    assert source_field(es, MAIN) == "spec.dataFrom[0].sourceRef.storeRef.name"
+    plain = spec(data=[{"secretKey": "a", "remoteRef": {"key": "db"}}])
+    assert source_field(plain, MAIN) == "spec.storeRef.name"
+
+
+def test_a_source_ref_without_a_store_name_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"data\.0\.sourceRef\.storeRef\.name"):
+        spec(data=[{"secretKey": "a", "remoteRef": {"key": "db"}, "sourceRef": {"storeRef": {"name": ""}}}])
