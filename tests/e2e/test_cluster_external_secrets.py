@@ -1,0 +1,284 @@
+"""ClusterExternalSecret on a real cluster: one declaration, an ExternalSecret in every selected
+namespace, following namespaces as they appear, change labels or go; a name taken by an
+ExternalSecret that is not its own fails that namespace and leaves the object untouched.
+
+The operator runs cluster-wide (a ClusterExternalSecret selects namespaces by label); each test
+selects only its own namespaces with a label value unique to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
+from tests.e2e.workloads import stays
+from tests.env import kube
+from tests.env.kube import KubeApi
+from tests.env.operator import OperatorProcess
+from tests.env.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+LABEL = "vaultsync-test/cluster-external-secret"
+CHILD = "app-db"
+
+
+@pytest.fixture
+def selector() -> str:
+    """A label value only this test's namespaces carry."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def namespaces(kube_api: KubeApi) -> Iterator[Callable[..., str]]:
+    """`namespaces(labels)`: a fresh namespace with these labels, deleted after the test."""
+    created: list[str] = []
+
+    def make(labels: dict[str, str] | None = None) -> str:
+        name = kube.create_namespace(kube_api, prefix="vs-ces-")
+        if labels:
+            label(kube_api, name, labels)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        kube.delete_namespace(kube_api, name)
+
+
+@pytest.fixture
+def shared_store(kube_api: KubeApi, namespace: str, install_crds: list[str]) -> Iterator[str]:
+    name = f"shared-{namespace}"
+    Vaultsync(kube_api, namespace).fake_store(name, [fake_entry("db", {"password": "pw-1"})], cluster=True)
+    yield name
+    kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", name)
+
+
+@pytest.fixture
+def cluster_operator(run_operator: Callable[..., Any], namespace: str) -> Iterator[OperatorProcess]:
+    """The operator watching every namespace (its HMAC key in the test's namespace)."""
+    with run_operator(namespace) as running:
+        yield running
+
+
+def label(api: KubeApi, namespace: str, labels: dict[str, str | None]) -> None:
+    api.core.patch_namespace(namespace, {"metadata": {"labels": labels}})
+
+
+def apply_ces(api: KubeApi, name: str, spec: dict[str, Any]) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterExternalSecret", "metadata": {"name": name}}
+    api.custom.create_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", {**body, "spec": spec})
+
+
+def ces_status(api: KubeApi, name: str) -> dict[str, Any]:
+    found = api.custom.get_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", name)
+    return dict(found.get("status") or {})
+
+
+def ces_spec(store: str, selector: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "externalSecretName": CHILD,
+        "namespaceSelectors": [{"matchLabels": {LABEL: selector}}],
+        "refreshTime": "5s",
+        "externalSecretSpec": {
+            "storeRef": {"name": store, "kind": "ClusterSecretStore"},
+            "refreshInterval": "1h",
+            "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+        },
+        **extra,
+    }
+
+
+def child(api: KubeApi, namespace: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = api.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "externalsecrets", CHILD
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
+
+
+def wait_status(
+    api: KubeApi, name: str, provisioned: list[str], failed: list[str] | None = None
+) -> dict[str, Any]:
+    def check() -> dict[str, Any]:
+        status = ces_status(api, name)
+        assert status.get("provisionedNamespaces") == sorted(provisioned), status
+        assert [f["namespace"] for f in status.get("failedNamespaces") or []] == sorted(failed or []), status
+        return status
+
+    return eventually(check, what=f"ClusterExternalSecret {name} to list {provisioned}", timeout=90)
+
+
+@pytest.fixture
+def ces_name(kube_api: KubeApi) -> Iterator[str]:
+    name = f"ces-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def test_one_declaration_follows_namespaces_appearing_relabelled_and_going(
+    kube_api: KubeApi,
+    cluster_operator: OperatorProcess,
+    shared_store: str,
+    namespaces: Callable[..., str],
+    selector: str,
+    ces_name: str,
+) -> None:
+    first = namespaces({LABEL: selector})
+    unlabelled = namespaces()
+    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
+
+    wait_status(kube_api, ces_name, [first])
+    Vaultsync(kube_api, first).wait_data(CHILD, {"password": "pw-1"})
+    assert child(kube_api, unlabelled) is None
+    owned = child(kube_api, first)
+    assert owned is not None
+    assert owned["metadata"]["ownerReferences"][0]["kind"] == "ClusterExternalSecret"
+    assert ces_status(kube_api, ces_name)["conditions"][0]["reason"] == "Synced"
+
+    # Relabelled into the selector: provisioned; out of it: its ExternalSecret is deleted.
+    label(kube_api, unlabelled, {LABEL: selector})
+    wait_status(kube_api, ces_name, [first, unlabelled])
+    Vaultsync(kube_api, unlabelled).wait_data(CHILD, {"password": "pw-1"})
+    label(kube_api, first, {LABEL: None})
+    wait_status(kube_api, ces_name, [unlabelled])
+    eventually(lambda: _gone(kube_api, first), what="the deselected namespace's ExternalSecret to go")
+
+    # A namespace appearing with the label is provisioned; one being deleted leaves the list.
+    late = namespaces({LABEL: selector})
+    wait_status(kube_api, ces_name, [unlabelled, late])
+    Vaultsync(kube_api, late).wait_data(CHILD, {"password": "pw-1"})
+    kube.delete_namespace(kube_api, late)
+    wait_status(kube_api, ces_name, [unlabelled])
+
+    # Someone edits the provisioned ExternalSecret: it is put back as declared.
+    kube_api.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, unlabelled, "externalsecrets", CHILD, {"spec": {"refreshInterval": "5m"}}
+    )
+
+    def restored() -> None:
+        found = child(kube_api, unlabelled)
+        assert found is not None and found["spec"]["refreshInterval"] == "1h", found
+
+    eventually(restored, what="the edited ExternalSecret to be put back", timeout=60)
+
+    # The declaration deleted: garbage collection takes its ExternalSecrets (and their Secrets).
+    kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", ces_name)
+    eventually(lambda: _gone(kube_api, unlabelled), what="the ExternalSecrets to be collected", timeout=90)
+
+
+def _gone(api: KubeApi, namespace: str) -> None:
+    assert child(api, namespace) is None
+
+
+def test_a_name_taken_by_an_external_secret_not_its_own_fails_that_namespace_and_leaves_it_untouched(
+    kube_api: KubeApi,
+    cluster_operator: OperatorProcess,
+    shared_store: str,
+    namespaces: Callable[..., str],
+    selector: str,
+    ces_name: str,
+) -> None:
+    taken, free, secret_taken = (namespaces({LABEL: selector}) for _ in range(3))
+    tenant = Vaultsync(kube_api, taken)
+    tenant.fake_store("own", [fake_entry("db", {"password": "tenant"})])
+    tenant.external_secret(
+        CHILD,
+        {
+            "storeRef": {"name": "own"},
+            "data": [{"secretKey": "mine", "remoteRef": {"key": "db", "property": "password"}}],
+        },
+    )
+    tenant.wait_data(CHILD, {"mine": "tenant"})
+    before = tenant.get_external_secret(CHILD)
+    # In the third namespace the ExternalSecret's name is free but its target Secret is not.
+    kube_api.core.create_namespaced_secret(
+        secret_taken, client.V1Secret(metadata=client.V1ObjectMeta(name=CHILD), string_data={"k": "theirs"})
+    )
+
+    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
+    status = wait_status(kube_api, ces_name, [free, secret_taken], failed=[taken])
+    (failure,) = status["failedNamespaces"]
+    assert failure["reason"] == (
+        f"ExternalSecret {taken}/{CHILD} already exists and is not owned by this ClusterExternalSecret; "
+        "it was left untouched"
+    )
+    assert status["conditions"][0]["reason"] == "NamespacesFailed"
+    Vaultsync(kube_api, free).wait_data(CHILD, {"password": "pw-1"})
+
+    # The foreign Secret is the provisioned ExternalSecret's own refusal; it is not overwritten.
+    theirs = Vaultsync(kube_api, secret_taken)
+    theirs.wait_reason(CHILD, "TargetConflict")
+    assert theirs.secret_data(CHILD) == {"k": "theirs"}
+
+    def untouched() -> None:
+        now = tenant.get_external_secret(CHILD)
+        assert now["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert tenant.secret_data(CHILD) == {"mine": "tenant"}
+
+    stays(untouched, seconds=8)  # more than a refreshTime: the periodic pass leaves it too
+
+    # The tenant deletes its own: the name is free, and the namespace is provisioned.
+    tenant.delete_external_secret(CHILD)
+    wait_status(kube_api, ces_name, [taken, free, secret_taken])
+    found = child(kube_api, taken)
+    assert found is not None and found["metadata"]["ownerReferences"][0]["name"] == ces_name
+
+
+def test_a_bad_declaration_names_the_field_and_touches_nothing(
+    kube_api: KubeApi,
+    cluster_operator: OperatorProcess,
+    shared_store: str,
+    namespaces: Callable[..., str],
+    selector: str,
+    ces_name: str,
+) -> None:
+    target = namespaces({LABEL: selector})
+    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
+    wait_status(kube_api, ces_name, [target])
+    good = child(kube_api, target)
+    assert good is not None
+
+    # The schema refuses at apply what it can (the ExternalSecret's own rules included).
+    with pytest.raises(ApiException) as refused:
+        kube_api.custom.patch_cluster_custom_object(
+            GROUP, VERSION, "clusterexternalsecrets", ces_name, {"spec": {"externalSecretName": "Bad_Name"}}
+        )
+    assert refused.value.status == 422 and "externalSecretName" in str(refused.value.body)
+
+    # What only the operator checks: reserved label domains of the ExternalSecrets' metadata.
+    kube_api.custom.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "clusterexternalsecrets",
+        ces_name,
+        {"spec": {"externalSecretMetadata": {"labels": {"vaultsync.io/owner": "forged"}}}},
+    )
+
+    def invalid() -> dict[str, Any]:
+        condition = ces_status(kube_api, ces_name)["conditions"][0]
+        assert condition["reason"] == "InvalidSpec", condition
+        return dict(condition)
+
+    condition = eventually(invalid, what="the ClusterExternalSecret to report InvalidSpec")
+    assert condition["message"].startswith("spec.externalSecretMetadata.labels:"), condition
+    stays(lambda: _same(child(kube_api, target), good), seconds=6)
+
+
+def _same(found: dict[str, Any] | None, expected: dict[str, Any]) -> None:
+    assert found is not None
+    assert found["metadata"]["resourceVersion"] == expected["metadata"]["resourceVersion"]
