@@ -1,0 +1,135 @@
+"""Several stores in one ExternalSecret (ESO's per-entry `sourceRef.storeRef`), on a real cluster.
+
+Each entry reads the store it names, with the namespace's own permissions; one store failing
+leaves the Secret with its last good data (fail static) and the condition names the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
+
+from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
+from tests.e2e.workloads import stays
+from tests.env.kube import KubeApi
+from tests.env.operator import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def shared(vs: Vaultsync, kube_api: KubeApi) -> Iterator[str]:
+    """A ClusterSecretStore admitting the test's namespace."""
+    name = f"shared-{vs.namespace}"
+    vs.fake_store(
+        name,
+        [fake_entry("db", {"password": "from-shared"})],
+        cluster=True,
+        conditions=[{"namespaces": [vs.namespace]}],
+    )
+    yield name
+    kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", name)
+
+
+def two_stores(shared: str) -> dict[str, Any]:
+    return {
+        "storeRef": {"name": "own"},
+        "refreshInterval": "1s",
+        "data": [
+            {"secretKey": "own", "remoteRef": {"key": "db", "property": "password"}},
+            {
+                "secretKey": "shared",
+                "remoteRef": {"key": "db", "property": "password"},
+                "sourceRef": {"storeRef": {"name": shared, "kind": "ClusterSecretStore"}},
+            },
+        ],
+    }
+
+
+def test_each_entry_reads_its_store_and_one_failing_store_keeps_the_last_good_secret(
+    vs: Vaultsync, operator: OperatorProcess, shared: str, kube_api: KubeApi
+) -> None:
+    vs.fake_store("own", [fake_entry("db", {"password": "from-own"})])
+    vs.external_secret("both", two_stores(shared))
+    vs.wait_data("both", {"own": "from-own", "shared": "from-shared"})
+    written = vs.secret("both").metadata.resource_version
+
+    # The shared store loses the key: the entry that reads it is named, nothing is written.
+    vs.apply_store(
+        shared,
+        {"provider": {"fake": {"data": []}}, "conditions": [{"namespaces": [vs.namespace]}]},
+        cluster=True,
+    )
+    condition = vs.wait_reason("both", "KeyNotFound")
+    assert condition["message"].startswith("spec.data[1].remoteRef.key:"), condition
+
+    def last_good() -> None:
+        assert vs.secret("both").metadata.resource_version == written
+        assert vs.secret_data("both") == {"own": "from-own", "shared": "from-shared"}
+
+    stays(last_good, seconds=5)  # five refresh intervals
+
+    # Back: the Secret follows both stores again.
+    vs.apply_store(
+        shared,
+        {
+            "provider": {"fake": {"data": [fake_entry("db", {"password": "again"})]}},
+            "conditions": [{"namespaces": [vs.namespace]}],
+        },
+        cluster=True,
+    )
+    vs.wait_data("both", {"own": "from-own", "shared": "again"})
+
+
+def test_a_source_store_the_namespace_may_not_use_is_refused_naming_the_entry(
+    vs: Vaultsync, operator: OperatorProcess, kube_api: KubeApi, other_namespace: str
+) -> None:
+    vs.fake_store("own", [fake_entry("db", {"password": "from-own"})])
+    # A ClusterSecretStore admitting another namespace only.
+    closed = f"closed-{vs.namespace}"
+    vs.fake_store(
+        closed,
+        [fake_entry("db", {"password": "not-yours"})],
+        cluster=True,
+        conditions=[{"namespaces": [other_namespace]}],
+    )
+    # A SecretStore of another namespace, named from this one.
+    Vaultsync(kube_api, other_namespace).fake_store("theirs", [fake_entry("db", {"password": "not-yours"})])
+    try:
+        spec = two_stores(closed)
+        vs.external_secret("cluster", spec)
+        condition = vs.wait_reason("cluster", "StoreNotAllowed")
+        assert condition["message"] == (
+            f"spec.data[1].sourceRef.storeRef.name: ClusterSecretStore {closed!r} does not allow "
+            f"namespace {vs.namespace!r} (see its spec.conditions)"
+        )
+        spec["data"][1]["sourceRef"] = {"storeRef": {"name": "theirs"}}
+        vs.external_secret("namespaced", spec)
+        condition = vs.wait_reason("namespaced", "StoreNotFound")
+        assert condition["message"].startswith(
+            "spec.data[1].sourceRef.storeRef.name: SecretStore 'theirs' not found"
+        )
+
+        def nothing_written() -> None:
+            assert not vs.secret_exists("cluster") and not vs.secret_exists("namespaced")
+            assert "not-yours" not in str(vs.get_external_secret("cluster"))
+
+        stays(nothing_written, seconds=3)
+    finally:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", closed)
+
+
+def test_the_schema_refuses_a_source_ref_without_a_store(vs: Vaultsync, kube_api: KubeApi) -> None:
+    spec = {
+        "storeRef": {"name": "own"},
+        "data": [
+            {"secretKey": "a", "remoteRef": {"key": "db"}, "sourceRef": {"storeRef": {"kind": "SecretStore"}}}
+        ],
+    }
+    with pytest.raises(ApiException) as refused:
+        vs.external_secret("bad", spec)
+    assert refused.value.status == 422
+    assert "spec.data[0].sourceRef.storeRef.name" in str(refused.value.body)
