@@ -170,3 +170,15 @@ def test_the_model_enforces_the_bounds_it_publishes() -> None:
         Inner.model_validate({"a": "x" * 10})
     with pytest.raises(ValidationError, match="at most 3 items"):
         Toy.model_validate({"server": "https://a", "items": [], "names": ["a", "b", "c", "d"]})
+
+
+def test_a_cluster_external_secret_declares_exactly_an_external_secrets_spec() -> None:
+    def spec_schema(name: str) -> dict[str, Any]:
+        crd = yaml.safe_load((REPO / "crds" / name).read_text())
+        schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        return schema
+
+    copied = dict(spec_schema("clusterexternalsecrets.yaml")["properties"]["externalSecretSpec"])
+    original = dict(spec_schema("externalsecrets.yaml"))
+    copied.pop("description"), original.pop("description")
+    assert copied == original
