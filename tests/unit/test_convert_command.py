@@ -47,9 +47,9 @@ def test_json_output_is_a_list_and_a_json_report(capsys: pytest.CaptureFixture[s
     code, out, err = run(capsys, "-o", "json", "-f", str(CORPUS / "cluster-external-secret-fanout.yaml"))
     assert code == 1
     assert json.loads(out)["kind"] == "List"
-    assert len(json.loads(out)["items"]) == 1
+    assert len(json.loads(out)["items"]) == 2
     report = json.loads(err)
-    assert (report["converted"], report["refused"], report["complete"]) == (1, 2, False)
+    assert (report["converted"], report["refused"], report["complete"]) == (2, 1, False)
     assert {"source", "field", "level", "reason"} <= set(report["findings"][0])
 
 

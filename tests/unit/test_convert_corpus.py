@@ -68,8 +68,8 @@ def test_every_converted_external_secret_passes_the_operators_own_model(case: st
 
 def test_an_object_with_a_refused_field_is_not_written_but_the_others_are() -> None:
     result = converted("cluster-external-secret-fanout")
-    assert [o["kind"] for o in result.objects] == ["ExternalSecret"]
-    assert (result.converted, result.refused) == (1, 2)
+    assert [o["kind"] for o in result.objects] == ["ExternalSecret", "ClusterExternalSecret"]
+    assert (result.converted, result.refused) == (2, 1)
     assert not result.complete
 
 

@@ -18,6 +18,7 @@ from vaultsync.convert.fields import Fields, collector
 from vaultsync.convert.report import BLOCKING, Finding
 from vaultsync.convert.stores import convert_store_spec
 from vaultsync.schedule import MIN_REFRESH_SECONDS
+from vaultsync.targets import check_annotations, check_labels
 
 ESO_GROUP = "external-secrets.io"
 ESO_VERSIONS = ("v1", "v1beta1")
@@ -148,40 +149,53 @@ def _object(kind: str, meta: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
 def _cluster_external_secret(
     meta: dict[str, Any], spec: Fields, floor_seconds: float
 ) -> list[dict[str, Any]]:
-    """vaultsync has no ClusterExternalSecret: a fixed `namespaces` list becomes one per namespace."""
-    for key in ("namespaceSelector", "namespaceSelectors"):
-        if spec.has(key):
-            spec.refuse(
-                key,
-                "vaultsync has no ClusterExternalSecret to follow namespace labels; "
-                "only a fixed `namespaces` list is converted (one ExternalSecret each)",
-            )
-    namespaces = [str(n) for n in spec.get("namespaces") or []]
-    if not namespaces:
-        spec.refuse("namespaces", "no namespaces listed: nothing to convert into")
-    if spec.has("refreshTime"):
-        spec.report("refreshTime", "dropped", "there is no ClusterExternalSecret to re-check namespaces")
-    if namespaces:
+    """ESO's ClusterExternalSecret to vaultsync's: the same fields, its ExternalSecret spec converted."""
+    out: dict[str, Any] = {}
+    if spec.has("externalSecretName"):
+        out["externalSecretName"] = spec.text("externalSecretName")
+    selectors = [dict(s) for s in spec.get("namespaceSelectors") or []]
+    if spec.has("namespaceSelector"):
+        selectors.append(dict(spec.get("namespaceSelector")))
         spec.report(
-            "namespaces",
-            "note",
-            "written as one ExternalSecret per listed namespace; ESO would also delete them with the "
-            "ClusterExternalSecret, here each is a manifest of its own",
+            "namespaceSelector", "note", "ESO's deprecated singular selector: written into namespaceSelectors"
         )
+    if selectors:
+        out["namespaceSelectors"] = selectors
+    namespaces = [str(n) for n in spec.get("namespaces") or []]
+    if namespaces:
+        out["namespaces"] = namespaces
+    if not selectors and not namespaces:
+        spec.report(
+            "namespaces", "note", "no namespaces and no selectors: it provisions nothing until given some"
+        )
+    if spec.has("refreshTime"):
+        out["refreshTime"] = spec.text("refreshTime")
     es_meta = spec.child("externalSecretMetadata")
-    labels = dict(es_meta.get("labels") or {}) if es_meta else {}
-    annotations = dict(es_meta.get("annotations") or {}) if es_meta else {}
     if es_meta is not None:
-        es_meta.finish()
+        metadata = _es_metadata(es_meta)
+        if metadata:
+            out["externalSecretMetadata"] = metadata
     template = spec.child("externalSecretSpec") or Fields({}, spec.at("externalSecretSpec"), spec.report_to)
-    name = spec.text("externalSecretName") or meta["name"]
-    child_meta: dict[str, Any] = {"name": name}
-    if labels:
-        child_meta["labels"] = labels
-    if annotations:
-        child_meta["annotations"] = annotations
-    body = convert_external_secret_spec(template, child_meta, floor_seconds)
+    child_meta: dict[str, Any] = {"name": out.get("externalSecretName") or meta["name"]}
+    child_meta.update(out.get("externalSecretMetadata") or {})
+    out["externalSecretSpec"] = convert_external_secret_spec(template, child_meta, floor_seconds)
     spec.finish()
-    return [
-        _object("ExternalSecret", {**child_meta, "namespace": namespace}, body) for namespace in namespaces
-    ]
+    return [_object("ClusterExternalSecret", meta, out)]
+
+
+def _es_metadata(fields: Fields) -> dict[str, Any]:
+    """`externalSecretMetadata`, without the keys vaultsync refuses on its ExternalSecrets."""
+    out: dict[str, Any] = {}
+    for key, check in (("labels", check_labels), ("annotations", check_annotations)):
+        kept: dict[str, str] = {}
+        for name, value in dict(fields.get(key) or {}).items():
+            try:
+                check({name: str(value)})
+            except ValueError as exc:
+                fields.report(f"{key}[{name}]", "dropped", str(exc))
+                continue
+            kept[name] = str(value)
+        if kept:
+            out[key] = kept
+    fields.finish()
+    return out

@@ -23,7 +23,7 @@ from vaultsync.targets import check_annotations, check_labels, check_name, check
 _GJSON_SYNTAX = frozenset("*?#@|\\!%")
 _STORE_KINDS = ("SecretStore", "ClusterSecretStore")
 _Check = Callable[[dict[str, str]], dict[str, str]]
-_ONE_STORE = "vaultsync reads every key of an ExternalSecret from its one storeRef"
+_NEEDS_STORE = "vaultsync needs spec.storeRef even when every entry names its store in sourceRef"
 
 
 def convert_external_secret_spec(
@@ -59,7 +59,7 @@ def convert_external_secret_spec(
 def _store_ref(spec: Fields) -> dict[str, str] | None:
     ref = spec.child("secretStoreRef")
     if ref is None:
-        spec.refuse("secretStoreRef", f"{_ONE_STORE}; ESO's per-entry sourceRef is not converted")
+        spec.refuse("secretStoreRef", _NEEDS_STORE)
         return None
     out = {"name": ref.text("name"), "kind": ref.text("kind", "SecretStore")}
     if out["kind"] not in _STORE_KINDS:
@@ -85,19 +85,27 @@ def _interval(spec: Fields, floor_seconds: float) -> str:
     return value
 
 
-def _same_store(entry: Fields, store: dict[str, str] | None) -> None:
+def _source_ref(entry: Fields, store: dict[str, str] | None) -> dict[str, Any] | None:
+    """An entry's own store (ESO's `sourceRef.storeRef`), kept when it is not the
+    ExternalSecret's; vaultsync resolves it with the namespace's permissions, as ESO does."""
     source = entry.child("sourceRef")
     if source is None:
-        return
+        return None
     ref = source.child("storeRef")
     if source.has("generatorRef"):
         source.refuse("generatorRef", "vaultsync has no generators")
+    out = None
     if ref is not None:
         wanted = {"name": ref.text("name"), "kind": ref.text("kind", "SecretStore")}
+        if wanted["kind"] not in _STORE_KINDS:
+            ref.refuse(
+                "kind", f"{wanted['kind']!r}: vaultsync reads from a SecretStore or a ClusterSecretStore"
+            )
         ref.finish()
         if wanted != store:
-            source.refuse("storeRef", _ONE_STORE)
+            out = {"storeRef": wanted}
     source.finish()
+    return out
 
 
 def _strategies(ref: Fields) -> None:
@@ -120,7 +128,7 @@ def _data_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
     key = item.text("secretKey")
     if not is_valid_secret_key(key):
         item.refuse("secretKey", f"{key!r} is not a valid Secret key ({SECRET_KEY_RULE})")
-    _same_store(item, store)
+    source = _source_ref(item, store)
     out: dict[str, Any] = {"secretKey": key}
     ref = item.child("remoteRef")
     if ref is None:
@@ -135,12 +143,14 @@ def _data_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
     _strategies(ref)
     ref.finish()
     out["remoteRef"] = remote
+    if source is not None:
+        out["sourceRef"] = source
     item.finish()
     return out
 
 
 def _data_from_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
-    _same_store(item, store)
+    source = _source_ref(item, store)
     if item.has("find"):
         item.refuse("find", "vaultsync does not search the provider: list the keys in extract entries")
     if item.has("rewrite"):
@@ -157,6 +167,8 @@ def _data_from_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any
         extract.finish()
     elif not item.has("find"):
         item.refuse("extract", "an entry needs extract")
+    if source is not None:
+        out["sourceRef"] = source
     item.finish()
     return out
 
