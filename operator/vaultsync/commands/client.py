@@ -26,8 +26,6 @@ from vaultsync.errors import KubeNotFound
 from vaultsync.kube import MERGE_PATCH, WORKLOAD_KINDS, Body, Kube
 from vaultsync.kubeexec import kubeconfig_exec
 
-CLUSTER_EXTERNAL_SECRETS = "clusterexternalsecrets"
-
 
 class CliError(Exception):
     """A failure the CLI reports in one line and exits 1 for."""

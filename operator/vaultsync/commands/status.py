@@ -15,7 +15,7 @@ from typing import Any
 
 from vaultsync import constants as c
 from vaultsync.commands import common
-from vaultsync.commands.client import CLUSTER_EXTERNAL_SECRETS, UserKube, custom_path
+from vaultsync.commands.client import UserKube, custom_path
 from vaultsync.commands.scope import Coverage, list_everywhere
 from vaultsync.errors import KubeForbidden
 from vaultsync.kube import Body
@@ -45,7 +45,7 @@ NAMESPACED = (
 )
 CLUSTER_SCOPED = (
     (c.KIND_CLUSTER_SECRET_STORE, c.CLUSTER_SECRET_STORES),
-    ("ClusterExternalSecret", CLUSTER_EXTERNAL_SECRETS),
+    (c.KIND_CLUSTER_EXTERNAL_SECRET, c.CLUSTER_EXTERNAL_SECRETS),
 )
 
 
