@@ -95,7 +95,7 @@ def test_a_hanging_store_holds_at_most_its_share_of_workers_and_others_keep_sync
 
 
 class HangingStores:
-    async def for_namespace(self, namespace: str, ref: Any) -> Any:
+    async def for_namespace(self, namespace: str, ref: Any, field: str = "") -> Any:
         await asyncio.sleep(3600)
 
     async def client_for(self, kind: str, body: Any) -> Any:

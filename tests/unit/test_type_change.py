@@ -86,7 +86,7 @@ class OneStore:
         context = StoreContext("SecretStore", "s", "shop")
         self.resolved = ResolvedStore(context, "fake", Value(), "SecretStore/shop/s@u/1")
 
-    async def for_namespace(self, namespace: str, ref: Any) -> ResolvedStore:
+    async def for_namespace(self, namespace: str, ref: Any, field: str = "") -> ResolvedStore:
         return self.resolved
 
 
