@@ -3,6 +3,7 @@
     python -m bench                       # the recorded size: N=10,000, M=1,000, 100 namespaces
     python -m bench --n 500 --m 50        # a quick run while developing
     python -m bench --no-peers            # vaultsync only
+    python -m bench --scenarios cluster_fanout   # 1 ClusterExternalSecret x 100 namespaces, with ESO
 
 Figures go to bench/results/latest.json after each scenario; a summary table is printed at
 the end. Every process the run starts (cluster, moto, operators) is stopped when it ends.
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aws, cluster, configwatch, kube, procstat
+from bench import aws, cluster, clusterfanout, configwatch, kube, procstat
 from bench.operators import (
     CREDS_NAMESPACE,
     ExternalSecretsOperator,
@@ -56,6 +57,11 @@ RATIO_FIGURES: dict[str, tuple[str, ...]] = {
     "rotation_fanout": ("seconds_put_to_all_secrets", "provider_keys_read"),
     "operator_restart": ("seconds_to_all_ready", "provider_keys_read", "kube_write_requests", "cpu_seconds"),
     "memory": ("rss_mib_at_0", "rss_mib_at_1000", "rss_mib_at_10000"),
+    "cluster_fanout": (
+        "seconds_to_all_ready",
+        "provider_requests_to_all_ready",
+        "provider_requests_per_cycle",
+    ),
 }
 
 
@@ -73,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-points", default="0,1000", help="extra RSS points (ExternalSecrets)")
     parser.add_argument(
         "--scenarios",
-        default="memory,cold_start,steady_state,steady_rotation,rotation_fanout,operator_restart",
+        default="memory,cluster_fanout,cold_start,steady_state,steady_rotation,rotation_fanout,operator_restart",
         help="which scenarios to run (cold_start is needed by the ones after it)",
     )
     parser.add_argument(
@@ -250,6 +256,18 @@ def _run_suite(
                 lambda text: suite.note("config_watch", text),
             )
             suite.record("config_watch", figures)
+        if "cluster_fanout" in scenarios:
+            figures = clusterfanout.run(
+                op,
+                prefix,
+                params.namespaces,
+                float(params.rotation_refresh.rstrip("s")),
+                params.steady_cycles,
+                moto,
+                params.ready_timeout,
+                lambda text: suite.note("cluster_fanout", text),
+            )
+            suite.record("cluster_fanout", figures)
         if "cold_start" not in scenarios:
             return
         suite.cold_start()

@@ -97,6 +97,25 @@ class Operator(ABC):
     @abstractmethod
     def command(self) -> list[str]: ...
 
+    def cluster_external_secret(
+        self, name: str, selector: dict[str, str], key: str, refresh: str, load: str
+    ) -> Body:
+        """One ExternalSecret in every namespace `selector` matches: the same fields in ESO and
+        vaultsync (`cluster_fanout`, bench/clusterfanout.py)."""
+        spec = self.external_secret("", name, key, refresh, load)["spec"]
+        return {
+            "apiVersion": f"{self.group}/{self.version}",
+            "kind": "ClusterExternalSecret",
+            "metadata": {"name": name},
+            "spec": {
+                "externalSecretName": name,
+                "externalSecretMetadata": {"labels": {BENCH_LABEL: load}},
+                "namespaceSelectors": [{"matchLabels": dict(selector)}],
+                "refreshTime": "1m",
+                "externalSecretSpec": spec,
+            },
+        }
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["KUBECONFIG"] = str(KUBECONFIG)
