@@ -41,7 +41,7 @@ from vaultsync.clusterplan import (
     status,
 )
 from vaultsync.errors import InvalidSpec, KubeConflict, KubeNotFound, VaultsyncError, crash_fields
-from vaultsync.kube import Kube
+from vaultsync.kube import Body, Kube
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +221,32 @@ class ClusterSecrets:
                 else:
                     self._children[key] = _Child(created, ces.uid)
                     return None
-            body = replacement(child.body, desired)
-            if body is not None:
-                replaced = await self._kube.replace_custom(
-                    c.EXTERNAL_SECRETS, namespace, ces.child_name, body
-                )
-                self._children[key] = _Child(replaced, ces.uid)
+            await self._put_back(key, child.body, desired, ces.uid)
         except KubeNotFound:
             return "namespace does not exist"
         except VaultsyncError as exc:
             return exc.message
         return None
+
+    async def _put_back(self, key: Key, existing: Mapping[str, Any], desired: Body, uid: str) -> None:
+        """Replaces an owned child that drifted; a write lost to a concurrent one (409) is
+        planned again once from the object as read, if it is still this one's."""
+        namespace, name = key
+        for attempt in (1, 2):
+            body = replacement(existing, desired)
+            if body is None:
+                return
+            try:
+                replaced = await self._kube.replace_custom(c.EXTERNAL_SECRETS, namespace, name, body)
+            except KubeConflict:
+                if attempt == 2:
+                    raise
+                existing = await self._kube.read_custom(c.EXTERNAL_SECRETS, namespace, name)
+                if controller_uid(existing) != uid:
+                    raise
+                continue
+            self._children[key] = _Child(replaced, uid)
+            return
 
     async def _prune(self, ces: ClusterExternalSecret, targets: frozenset[str]) -> None:
         """Deletes its children in namespaces known and no longer selected, or under an old name."""

@@ -282,3 +282,35 @@ def test_a_bad_declaration_names_the_field_and_touches_nothing(
 def _same(found: dict[str, Any] | None, expected: dict[str, Any]) -> None:
     assert found is not None
     assert found["metadata"]["resourceVersion"] == expected["metadata"]["resourceVersion"]
+
+
+def test_steady_state_writes_nothing(
+    kube_api: KubeApi,
+    cluster_operator: OperatorProcess,
+    shared_store: str,
+    namespaces: Callable[..., str],
+    selector: str,
+    ces_name: str,
+) -> None:
+    targets = [namespaces({LABEL: selector}) for _ in range(2)]
+    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
+    wait_status(kube_api, ces_name, targets)
+    for name in targets:
+        Vaultsync(kube_api, name).wait_reason(CHILD, "Synced")
+
+    def versions() -> list[str]:
+        found = [child(kube_api, ns) for ns in targets]
+        declared = kube_api.custom.get_cluster_custom_object(
+            GROUP, VERSION, "clusterexternalsecrets", ces_name
+        )
+        return [str(f["metadata"]["resourceVersion"]) for f in found if f] + [
+            declared["metadata"]["resourceVersion"]
+        ]
+
+    before = versions()
+    # Three refreshTimes (5 s): each pass finds everything as declared and writes nothing.
+    stays(lambda: _equal(versions(), before), seconds=15)
+
+
+def _equal(found: object, expected: object) -> None:
+    assert found == expected, found
