@@ -1,4 +1,5 @@
--- Argo CD health of a vaultsync object (ExternalSecret, SecretStore, ClusterSecretStore):
+-- Argo CD health of a vaultsync object (ExternalSecret, SecretStore, ClusterSecretStore,
+-- ClusterExternalSecret):
 -- the operator's one Ready condition, once the operator has acted on the current generation.
 -- Healthy: Ready=True. Degraded: Ready=False (the reason and message say why; the operator
 -- retries with backoff and keeps the Secret's last data). Progressing: no status yet, or a
