@@ -9,7 +9,8 @@ selects only its own namespaces with a label value unique to it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -67,32 +68,8 @@ def cluster_operator(run_operator: Callable[..., Any], namespace: str) -> Iterat
         yield running
 
 
-def label(api: KubeApi, namespace: str, labels: dict[str, str | None]) -> None:
+def label(api: KubeApi, namespace: str, labels: Mapping[str, str | None]) -> None:
     api.core.patch_namespace(namespace, {"metadata": {"labels": labels}})
-
-
-def apply_ces(api: KubeApi, name: str, spec: dict[str, Any]) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterExternalSecret", "metadata": {"name": name}}
-    api.custom.create_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", {**body, "spec": spec})
-
-
-def ces_status(api: KubeApi, name: str) -> dict[str, Any]:
-    found = api.custom.get_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", name)
-    return dict(found.get("status") or {})
-
-
-def ces_spec(store: str, selector: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "externalSecretName": CHILD,
-        "namespaceSelectors": [{"matchLabels": {LABEL: selector}}],
-        "refreshTime": "5s",
-        "externalSecretSpec": {
-            "storeRef": {"name": store, "kind": "ClusterSecretStore"},
-            "refreshInterval": "1h",
-            "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
-        },
-        **extra,
-    }
 
 
 def child(api: KubeApi, namespace: str) -> dict[str, Any] | None:
@@ -107,94 +84,136 @@ def child(api: KubeApi, namespace: str) -> dict[str, Any] | None:
     return found
 
 
-def wait_status(
-    api: KubeApi, name: str, provisioned: list[str], failed: list[str] | None = None
-) -> dict[str, Any]:
-    def check() -> dict[str, Any]:
-        status = ces_status(api, name)
-        assert status.get("provisionedNamespaces") == sorted(provisioned), status
-        assert [f["namespace"] for f in status.get("failedNamespaces") or []] == sorted(failed or []), status
-        return status
+@dataclass
+class Scene:
+    """One test's ClusterExternalSecret (`name`), the store it reads, and its namespaces."""
 
-    return eventually(check, what=f"ClusterExternalSecret {name} to list {provisioned}", timeout=90)
+    api: KubeApi
+    store: str
+    selector: str
+    name: str
+    namespaces: Callable[..., str]
+
+    def namespace(self, selected: bool = True) -> str:
+        return self.namespaces({LABEL: self.selector} if selected else None)
+
+    def declare(self) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ClusterExternalSecret",
+            "metadata": {"name": self.name},
+            "spec": {
+                "externalSecretName": CHILD,
+                "namespaceSelectors": [{"matchLabels": {LABEL: self.selector}}],
+                "refreshTime": "5s",
+                "externalSecretSpec": {
+                    "storeRef": {"name": self.store, "kind": "ClusterSecretStore"},
+                    "refreshInterval": "1h",
+                    "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+                },
+            },
+        }
+        self.api.custom.create_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", body)
+
+    def patch(self, spec: dict[str, Any]) -> None:
+        self.api.custom.patch_cluster_custom_object(
+            GROUP, VERSION, "clusterexternalsecrets", self.name, {"spec": spec}
+        )
+
+    def body(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.api.custom.get_cluster_custom_object(
+            GROUP, VERSION, "clusterexternalsecrets", self.name
+        )
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.body().get("status") or {})
+
+    def wait(self, provisioned: list[str], failed: list[str] | None = None) -> dict[str, Any]:
+        def check() -> dict[str, Any]:
+            status = self.status()
+            assert status.get("provisionedNamespaces") == sorted(provisioned), status
+            assert [f["namespace"] for f in status.get("failedNamespaces") or []] == sorted(failed or []), (
+                status
+            )
+            return status
+
+        return eventually(check, what=f"ClusterExternalSecret {self.name} to list {provisioned}", timeout=90)
+
+    def child(self, namespace: str) -> dict[str, Any] | None:
+        return child(self.api, namespace)
 
 
 @pytest.fixture
-def ces_name(kube_api: KubeApi) -> Iterator[str]:
-    name = f"ces-{uuid.uuid4().hex[:8]}"
-    yield name
+def scene(
+    kube_api: KubeApi,
+    cluster_operator: OperatorProcess,
+    shared_store: str,
+    namespaces: Callable[..., str],
+    selector: str,
+) -> Iterator[Scene]:
+    found = Scene(kube_api, shared_store, selector, f"ces-{uuid.uuid4().hex[:8]}", namespaces)
+    yield found
     try:
-        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", name)
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", found.name)
     except ApiException as exc:
         if exc.status != 404:
             raise
 
 
-def test_one_declaration_follows_namespaces_appearing_relabelled_and_going(
-    kube_api: KubeApi,
-    cluster_operator: OperatorProcess,
-    shared_store: str,
-    namespaces: Callable[..., str],
-    selector: str,
-    ces_name: str,
-) -> None:
-    first = namespaces({LABEL: selector})
-    unlabelled = namespaces()
-    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
+def test_one_declaration_follows_namespaces_appearing_relabelled_and_going(scene: Scene) -> None:
+    first = scene.namespace()
+    unlabelled = scene.namespace(selected=False)
+    scene.declare()
 
-    wait_status(kube_api, ces_name, [first])
-    Vaultsync(kube_api, first).wait_data(CHILD, {"password": "pw-1"})
-    assert child(kube_api, unlabelled) is None
-    owned = child(kube_api, first)
+    scene.wait([first])
+    Vaultsync(scene.api, first).wait_data(CHILD, {"password": "pw-1"})
+    assert scene.child(unlabelled) is None
+    owned = scene.child(first)
     assert owned is not None
     assert owned["metadata"]["ownerReferences"][0]["kind"] == "ClusterExternalSecret"
-    assert ces_status(kube_api, ces_name)["conditions"][0]["reason"] == "Synced"
+    assert scene.status()["conditions"][0]["reason"] == "Synced"
 
     # Relabelled into the selector: provisioned; out of it: its ExternalSecret is deleted.
-    label(kube_api, unlabelled, {LABEL: selector})
-    wait_status(kube_api, ces_name, [first, unlabelled])
-    Vaultsync(kube_api, unlabelled).wait_data(CHILD, {"password": "pw-1"})
-    label(kube_api, first, {LABEL: None})
-    wait_status(kube_api, ces_name, [unlabelled])
-    eventually(lambda: _gone(kube_api, first), what="the deselected namespace's ExternalSecret to go")
+    label(scene.api, unlabelled, {LABEL: scene.selector})
+    scene.wait([first, unlabelled])
+    Vaultsync(scene.api, unlabelled).wait_data(CHILD, {"password": "pw-1"})
+    label(scene.api, first, {LABEL: None})
+    scene.wait([unlabelled])
+    eventually(lambda: _gone(scene, first), what="the deselected namespace's ExternalSecret to go")
 
     # A namespace appearing with the label is provisioned; one being deleted leaves the list.
-    late = namespaces({LABEL: selector})
-    wait_status(kube_api, ces_name, [unlabelled, late])
-    Vaultsync(kube_api, late).wait_data(CHILD, {"password": "pw-1"})
-    kube.delete_namespace(kube_api, late)
-    wait_status(kube_api, ces_name, [unlabelled])
+    late = scene.namespace()
+    scene.wait([unlabelled, late])
+    Vaultsync(scene.api, late).wait_data(CHILD, {"password": "pw-1"})
+    kube.delete_namespace(scene.api, late)
+    scene.wait([unlabelled])
 
     # Someone edits the provisioned ExternalSecret: it is put back as declared.
-    kube_api.custom.patch_namespaced_custom_object(
+    scene.api.custom.patch_namespaced_custom_object(
         GROUP, VERSION, unlabelled, "externalsecrets", CHILD, {"spec": {"refreshInterval": "5m"}}
     )
 
     def restored() -> None:
-        found = child(kube_api, unlabelled)
+        found = scene.child(unlabelled)
         assert found is not None and found["spec"]["refreshInterval"] == "1h", found
 
     eventually(restored, what="the edited ExternalSecret to be put back", timeout=60)
 
     # The declaration deleted: garbage collection takes its ExternalSecrets (and their Secrets).
-    kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", ces_name)
-    eventually(lambda: _gone(kube_api, unlabelled), what="the ExternalSecrets to be collected", timeout=90)
+    scene.api.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", scene.name)
+    eventually(lambda: _gone(scene, unlabelled), what="the ExternalSecrets to be collected", timeout=90)
 
 
-def _gone(api: KubeApi, namespace: str) -> None:
-    assert child(api, namespace) is None
+def _gone(scene: Scene, namespace: str) -> None:
+    assert scene.child(namespace) is None
 
 
 def test_a_name_taken_by_an_external_secret_not_its_own_fails_that_namespace_and_leaves_it_untouched(
-    kube_api: KubeApi,
-    cluster_operator: OperatorProcess,
-    shared_store: str,
-    namespaces: Callable[..., str],
-    selector: str,
-    ces_name: str,
+    scene: Scene,
 ) -> None:
-    taken, free, secret_taken = (namespaces({LABEL: selector}) for _ in range(3))
-    tenant = Vaultsync(kube_api, taken)
+    taken, free, secret_taken = (scene.namespace() for _ in range(3))
+    tenant = Vaultsync(scene.api, taken)
     tenant.fake_store("own", [fake_entry("db", {"password": "tenant"})])
     tenant.external_secret(
         CHILD,
@@ -206,22 +225,22 @@ def test_a_name_taken_by_an_external_secret_not_its_own_fails_that_namespace_and
     tenant.wait_data(CHILD, {"mine": "tenant"})
     before = tenant.get_external_secret(CHILD)
     # In the third namespace the ExternalSecret's name is free but its target Secret is not.
-    kube_api.core.create_namespaced_secret(
+    scene.api.core.create_namespaced_secret(
         secret_taken, client.V1Secret(metadata=client.V1ObjectMeta(name=CHILD), string_data={"k": "theirs"})
     )
 
-    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
-    status = wait_status(kube_api, ces_name, [free, secret_taken], failed=[taken])
+    scene.declare()
+    status = scene.wait([free, secret_taken], failed=[taken])
     (failure,) = status["failedNamespaces"]
     assert failure["reason"] == (
         f"ExternalSecret {taken}/{CHILD} already exists and is not owned by this ClusterExternalSecret; "
         "it was left untouched"
     )
     assert status["conditions"][0]["reason"] == "NamespacesFailed"
-    Vaultsync(kube_api, free).wait_data(CHILD, {"password": "pw-1"})
+    Vaultsync(scene.api, free).wait_data(CHILD, {"password": "pw-1"})
 
     # The foreign Secret is the provisioned ExternalSecret's own refusal; it is not overwritten.
-    theirs = Vaultsync(kube_api, secret_taken)
+    theirs = Vaultsync(scene.api, secret_taken)
     theirs.wait_reason(CHILD, "TargetConflict")
     assert theirs.secret_data(CHILD) == {"k": "theirs"}
 
@@ -234,49 +253,34 @@ def test_a_name_taken_by_an_external_secret_not_its_own_fails_that_namespace_and
 
     # The tenant deletes its own: the name is free, and the namespace is provisioned.
     tenant.delete_external_secret(CHILD)
-    wait_status(kube_api, ces_name, [taken, free, secret_taken])
-    found = child(kube_api, taken)
-    assert found is not None and found["metadata"]["ownerReferences"][0]["name"] == ces_name
+    scene.wait([taken, free, secret_taken])
+    found = scene.child(taken)
+    assert found is not None and found["metadata"]["ownerReferences"][0]["name"] == scene.name
 
 
-def test_a_bad_declaration_names_the_field_and_touches_nothing(
-    kube_api: KubeApi,
-    cluster_operator: OperatorProcess,
-    shared_store: str,
-    namespaces: Callable[..., str],
-    selector: str,
-    ces_name: str,
-) -> None:
-    target = namespaces({LABEL: selector})
-    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
-    wait_status(kube_api, ces_name, [target])
-    good = child(kube_api, target)
+def test_a_bad_declaration_names_the_field_and_touches_nothing(scene: Scene) -> None:
+    target = scene.namespace()
+    scene.declare()
+    scene.wait([target])
+    good = scene.child(target)
     assert good is not None
 
     # The schema refuses at apply what it can (the ExternalSecret's own rules included).
     with pytest.raises(ApiException) as refused:
-        kube_api.custom.patch_cluster_custom_object(
-            GROUP, VERSION, "clusterexternalsecrets", ces_name, {"spec": {"externalSecretName": "Bad_Name"}}
-        )
+        scene.patch({"externalSecretName": "Bad_Name"})
     assert refused.value.status == 422 and "externalSecretName" in str(refused.value.body)
 
     # What only the operator checks: reserved label domains of the ExternalSecrets' metadata.
-    kube_api.custom.patch_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "clusterexternalsecrets",
-        ces_name,
-        {"spec": {"externalSecretMetadata": {"labels": {"vaultsync.io/owner": "forged"}}}},
-    )
+    scene.patch({"externalSecretMetadata": {"labels": {"vaultsync.io/owner": "forged"}}})
 
     def invalid() -> dict[str, Any]:
-        condition = ces_status(kube_api, ces_name)["conditions"][0]
+        condition = scene.status()["conditions"][0]
         assert condition["reason"] == "InvalidSpec", condition
         return dict(condition)
 
     condition = eventually(invalid, what="the ClusterExternalSecret to report InvalidSpec")
     assert condition["message"].startswith("spec.externalSecretMetadata.labels:"), condition
-    stays(lambda: _same(child(kube_api, target), good), seconds=6)
+    stays(lambda: _same(scene.child(target), good), seconds=6)
 
 
 def _same(found: dict[str, Any] | None, expected: dict[str, Any]) -> None:
@@ -284,25 +288,16 @@ def _same(found: dict[str, Any] | None, expected: dict[str, Any]) -> None:
     assert found["metadata"]["resourceVersion"] == expected["metadata"]["resourceVersion"]
 
 
-def test_steady_state_writes_nothing(
-    kube_api: KubeApi,
-    cluster_operator: OperatorProcess,
-    shared_store: str,
-    namespaces: Callable[..., str],
-    selector: str,
-    ces_name: str,
-) -> None:
-    targets = [namespaces({LABEL: selector}) for _ in range(2)]
-    apply_ces(kube_api, ces_name, ces_spec(shared_store, selector))
-    wait_status(kube_api, ces_name, targets)
+def test_steady_state_writes_nothing(scene: Scene) -> None:
+    targets = [scene.namespace() for _ in range(2)]
+    scene.declare()
+    scene.wait(targets)
     for name in targets:
-        Vaultsync(kube_api, name).wait_reason(CHILD, "Synced")
+        Vaultsync(scene.api, name).wait_reason(CHILD, "Synced")
 
     def versions() -> list[str]:
-        found = [child(kube_api, ns) for ns in targets]
-        declared = kube_api.custom.get_cluster_custom_object(
-            GROUP, VERSION, "clusterexternalsecrets", ces_name
-        )
+        found = [scene.child(ns) for ns in targets]
+        declared = scene.body()
         return [str(f["metadata"]["resourceVersion"]) for f in found if f] + [
             declared["metadata"]["resourceVersion"]
         ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import GROUP, VERSION
+from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
 from tests.e2e.tenancy.actors import Bystander, Tenant, create_bystander, create_tenant
 from tests.e2e.tenancy.recording import RecordingServer
 from tests.env import kube
@@ -59,6 +59,8 @@ CANARY_ENV = {
     "AZURE_CLIENT_SECRET": CANARY_AZURE_CLIENT_SECRET,
     "IDENTITY_HEADER": CANARY_AZURE_IDENTITY_HEADER,
 }
+# What `cluster_store`'s ClusterSecretStores hold: a value only admitted namespaces may read.
+STORE_VALUE = "admins-only"
 # Harmless before the fake provider became opt-in, required after.
 FAKE_PROVIDER_ENV = {"VAULTSYNC_ENABLE_FAKE_PROVIDER": "true"}
 # Tenants meet the production refresh floor, not the 1 s the rest of the suite runs with.
@@ -85,6 +87,24 @@ def assert_no_canary(text: str, where: str) -> None:
     for index, value in enumerate(CANARY_VALUES):
         if value in text:
             pytest.fail(f"CANARY_VALUES[{index}] appears in {where}", pytrace=False)
+
+
+@pytest.fixture
+def cluster_store(kube_api: KubeApi, tenant: Tenant) -> Iterator[Callable[..., str]]:
+    """`cluster_store(conditions)`: a fake ClusterSecretStore unique to this test; deleted after."""
+    created: list[str] = []
+    admin = Vaultsync(kube_api, tenant.namespace)
+
+    def make(conditions: list[Mapping[str, Any]]) -> str:
+        name = f"css-{len(created)}-{tenant.namespace}"
+        entries = [fake_entry("db", {"password": STORE_VALUE})]
+        admin.fake_store(name, entries, cluster=True, conditions=list(conditions))
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", name)
 
 
 @pytest.fixture

@@ -12,21 +12,20 @@ provisioned ExternalSecret (it is put back). And a tenant naming a store per ent
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
-from tests.e2e.tenancy.conftest import Bystander, TenancyOperators, Tenant
+from tests.e2e.tenancy.conftest import STORE_VALUE, Bystander, TenancyOperators, Tenant
 from tests.e2e.workloads import stays
 from tests.env.kube import KubeApi
 from tests.env.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-STORE_VALUE = "admins-only"
 CHILD = "platform-db"
 DATA = [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]
 
@@ -35,25 +34,6 @@ DATA = [{"secretKey": "password", "remoteRef": {"key": "db", "property": "passwo
 def operator(tenancy_operator: TenancyOperators) -> Iterator[Any]:
     with tenancy_operator() as running:
         yield running
-
-
-@pytest.fixture
-def cluster_store(kube_api: KubeApi, tenant: Tenant) -> Iterator[Callable[..., str]]:
-    """`cluster_store(conditions)`: a fake ClusterSecretStore unique to this test; deleted after."""
-    created: list[str] = []
-
-    def make(conditions: list[Mapping[str, Any]]) -> str:
-        name = f"css-{len(created)}-{tenant.namespace}"
-        entries = [fake_entry("db", {"password": STORE_VALUE})]
-        Vaultsync(kube_api, tenant.namespace).fake_store(
-            name, entries, cluster=True, conditions=list(conditions)
-        )
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", name)
 
 
 @pytest.fixture

@@ -13,20 +13,19 @@ Conditions mean what External Secrets Operator's mean (docs/api.md): within one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
-from tests.e2e.tenancy.conftest import Bystander, TenancyOperators, Tenant
+from tests.e2e.conftest import Vaultsync
+from tests.e2e.tenancy.conftest import STORE_VALUE, Bystander, TenancyOperators, Tenant
 from tests.e2e.workloads import stays
 from tests.env.kube import KubeApi
 
 pytestmark = pytest.mark.e2e
 
-STORE_VALUE = "admins-only"
 ADMITTED_LABEL = "vaultsync.io/test-admitted"
 REF = {"data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]}
 
@@ -39,24 +38,6 @@ def use(vs: Vaultsync, store: str, name: str = "stolen") -> None:
 def neighbour(kube_api: KubeApi, bystander: Bystander) -> Vaultsync:
     """The bystander's namespace as its admins use it, for ExternalSecrets of the store under test."""
     return Vaultsync(kube_api, bystander.namespace)
-
-
-@pytest.fixture
-def cluster_store(kube_api: KubeApi, tenant: Tenant) -> Iterator[Callable[..., str]]:
-    """`cluster_store(conditions)`: a fake ClusterSecretStore unique to this test; deleted after."""
-    created: list[str] = []
-    admin = Vaultsync(kube_api, tenant.namespace)
-
-    def make(conditions: list[Mapping[str, Any]]) -> str:
-        name = f"css-{len(created)}-{tenant.namespace}"
-        entries = [fake_entry("db", {"password": STORE_VALUE})]
-        admin.fake_store(name, entries, cluster=True, conditions=list(conditions))
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", name)
 
 
 @pytest.fixture
