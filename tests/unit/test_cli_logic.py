@@ -51,9 +51,26 @@ def test_a_store_kind_narrows_the_audit_match_and_the_dependants() -> None:
             "dataFrom": [{"extract": {"key": "k"}}],
         }
     }
-    assert Store.parse("aws").matches(es) and Store.parse("SecretStore/aws").matches(es)
-    assert not Store.parse("ClusterSecretStore/aws").matches(es)
-    assert list(key_fields(es, "k")) == ["spec.data[0]", "spec.dataFrom[0]"]
+    assert list(key_fields(es, "k", Store.parse("aws"))) == ["spec.data[0]", "spec.dataFrom[0]"]
+    assert list(key_fields(es, "k", Store.parse("SecretStore/aws"))) == ["spec.data[0]", "spec.dataFrom[0]"]
+    assert list(key_fields(es, "k", Store.parse("ClusterSecretStore/aws"))) == []
+
+
+def test_an_entry_reading_through_its_own_source_ref_is_a_dependant_of_that_store() -> None:
+    """A leaked key read by one entry from another store: that entry, and only it, depends on it."""
+    shared = {"sourceRef": {"storeRef": {"name": "shared", "kind": "ClusterSecretStore"}}}
+    es = {
+        "spec": {
+            "storeRef": {"name": "aws"},
+            "data": [{"remoteRef": {"key": "k"}}, {"remoteRef": {"key": "k"}, **shared}],
+            "dataFrom": [{"extract": {"key": "k"}, **shared}],
+        }
+    }
+    assert list(key_fields(es, "k", Store.parse("ClusterSecretStore/shared"))) == [
+        "spec.data[1]",
+        "spec.dataFrom[0]",
+    ]
+    assert list(key_fields(es, "k", Store.parse("aws"))) == ["spec.data[0]"]
 
 
 def test_a_status_row_names_the_field_in_the_message() -> None:

@@ -38,8 +38,8 @@ class Store:
         kind, _, name = text.rpartition("/")
         return cls(kind or None, name)
 
-    def matches(self, es: Mapping[str, Any]) -> bool:
-        ref = (es.get("spec") or {}).get("storeRef") or {}
+    def names(self, ref: Mapping[str, Any]) -> bool:
+        """Whether a `storeRef` (`{name, kind}`) names this store."""
         kind = ref.get("kind") or c.KIND_SECRET_STORE
         return bool(ref.get("name") == self.name and self.kind in (None, kind))
 
@@ -147,8 +147,8 @@ async def find_dependants(kube: UserKube, store: Store, key: str, namespaces: li
         kube, lambda ns: custom_path(c.EXTERNAL_SECRETS, ns), namespaces, found.coverage
     )
     for es in sorted(items, key=lambda e: (e["metadata"]["namespace"], e["metadata"]["name"])):
-        fields = list(key_fields(es, key))
-        if fields and store.matches(es):
+        fields = list(key_fields(es, key, store))
+        if fields:
             found.external_secrets.append(es)
             found.fields[(es["metadata"]["namespace"], es["metadata"]["name"])] = fields
     by_namespace: dict[str, set[str]] = {}
@@ -169,12 +169,18 @@ async def find_dependants(kube: UserKube, store: Store, key: str, namespaces: li
     return found
 
 
-def key_fields(es: Mapping[str, Any], key: str) -> Iterable[str]:
-    """The spec fields of `es` that read `key`."""
+def key_fields(es: Mapping[str, Any], key: str, store: Store) -> Iterable[str]:
+    """The spec fields of `es` that read `key` from `store`: through the entry's own
+    `sourceRef.storeRef`, or else through `spec.storeRef`."""
     spec = es.get("spec") or {}
+
+    def from_store(entry: Mapping[str, Any]) -> bool:
+        source = (entry.get("sourceRef") or {}).get("storeRef")
+        return store.names(source or spec.get("storeRef") or {})
+
     for i, item in enumerate(spec.get("data") or []):
-        if (item.get("remoteRef") or {}).get("key") == key:
+        if (item.get("remoteRef") or {}).get("key") == key and from_store(item):
             yield f"spec.data[{i}]"
     for i, item in enumerate(spec.get("dataFrom") or []):
-        if (item.get("extract") or {}).get("key") == key:
+        if (item.get("extract") or {}).get("key") == key and from_store(item):
             yield f"spec.dataFrom[{i}]"
