@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,21 @@ class ClusterSecrets:
         for name, ces in self._bodies.items():
             if ces["metadata"].get("uid") == child.owner:
                 self._soon(name)
+
+    async def relisted(self, seen: set[Hashable]) -> None:
+        """A listing of ExternalSecrets is over (relist.py): a child it lacked was deleted while
+        the watch was away, unless a GET finds it; gone, it is provisioned again."""
+        for key in [k for k in self._children if k not in seen]:
+            try:
+                body = await self._kube.read_custom(c.EXTERNAL_SECRETS, *key)
+            except KubeNotFound:
+                gone = self._children.pop(key, None)
+                if gone is not None:
+                    self._touch_by_child_name(key[1])
+                continue
+            except VaultsyncError:
+                continue
+            self.external_secret_changed(body, deleted=False)
 
     def _touch_by_child_name(self, child: str) -> None:
         for name, body in self._bodies.items():
@@ -223,6 +238,8 @@ class ClusterSecrets:
                     return None
             await self._put_back(key, child.body, desired, ces.uid)
         except KubeNotFound:
+            # Deleted while the namespace watch was away: the next pass no longer selects it.
+            self._namespaces.pop(namespace, None)
             return "namespace does not exist"
         except VaultsyncError as exc:
             return exc.message
@@ -271,6 +288,9 @@ class ClusterSecrets:
         try:
             await self._kube.patch_status(c.CLUSTER_EXTERNAL_SECRETS, None, name, new)
         except KubeNotFound:
+            # Deleted while the watch was away: no more passes (its children go by GC).
+            self._bodies.pop(name, None)
+            self._due.pop(name, None)
             return
         body = self._bodies.get(name)
         if body is not None:

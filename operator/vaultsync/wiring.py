@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from vaultsync import constants as c
 from vaultsync.budget import TokenBucket
@@ -86,8 +86,14 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
     )
     cache.add_change_listener(scheduler.remote_changed)
     scheduler.start()
+    cluster_secrets = ClusterSecrets(kube, None if config.clusterwide else frozenset(config.namespaces))
+
+    async def external_secrets_relisted(seen: set[Hashable]) -> None:
+        await scheduler.relisted(seen)
+        await cluster_secrets.relisted(seen)
+
     listings: dict[str, Listings] = {
-        c.KIND_EXTERNAL_SECRET: Listings(c.RELIST_QUIET_SECONDS, scheduler.relisted),
+        c.KIND_EXTERNAL_SECRET: Listings(c.RELIST_QUIET_SECONDS, external_secrets_relisted),
         **{
             kind: Listings(c.RELIST_QUIET_SECONDS, functools.partial(stores.relisted, kind))
             for kind in (c.KIND_SECRET_STORE, c.KIND_CLUSTER_SECRET_STORE)
@@ -95,7 +101,6 @@ async def wire(config: Config, leadership: Leadership | None) -> Services:
     }
     task = asyncio.create_task(housekeeping(kube, stores, cache, config.operator_namespace, hmac_key))
     unmanaged = Unmanaged(kube, rollouts, hmac_key, events=events)
-    cluster_secrets = ClusterSecrets(kube, None if config.clusterwide else frozenset(config.namespaces))
     cluster_secrets.start()
     return Services(
         kube,
