@@ -507,13 +507,64 @@ def cluster_scoped(cluster: Cluster, namespace: str) -> Iterator[str]:
     name = f"{namespace}-store"
     yield name
     cluster.run_kubectl("delete", "clustersecretstore", name, "--ignore-not-found")
+    cluster.run_kubectl("delete", "clusterexternalsecret", name, "--ignore-not-found")
 
 
 def named(body: dict[str, Any], cluster_scoped: str) -> dict[str, Any]:
-    """Gives a ClusterSecretStore the test's unique name; namespaced objects keep theirs."""
-    if body["kind"] == CSS:
+    """Gives a cluster-scoped object the test's unique name; namespaced objects keep theirs."""
+    if body["kind"] in (CSS, CES["kind"]):
         return changed(body, metadata__name=cluster_scoped)
     return body
+
+
+# A ClusterExternalSecret carries ExternalSecret's spec, with its rules, under externalSecretSpec.
+CES: dict[str, Any] = {
+    "apiVersion": API_VERSION,
+    "kind": "ClusterExternalSecret",
+    "metadata": {"name": "db-creds"},
+    "spec": {"namespaces": ["shop"], "externalSecretSpec": copy.deepcopy(ES["spec"])},
+}
+BAD_CLUSTER_EXTERNAL_SECRETS = [
+    rejected(
+        changed(CES, spec__externalSecretSpec=DELETE), "spec.externalSecretSpec", "Required value", "no-spec"
+    ),
+    rejected(
+        changed(CES, spec__externalSecretSpec__refreshInterval="1x"),
+        "spec.externalSecretSpec.refreshInterval",
+        DURATION,
+        "es-rule",
+    ),
+    rejected(
+        changed(CES, spec__externalSecretSpec__data__0__sourceRef={"storeRef": {"name": ""}}),
+        "spec.externalSecretSpec.data[0].sourceRef.storeRef.name",
+        "should be at least 1 chars long",
+        "empty-source-store",
+    ),
+    rejected(
+        changed(CES, spec__externalSecretName="Not_A_Name"),
+        "spec.externalSecretName",
+        "externalSecretName must be a valid object name",
+        "child-name",
+    ),
+    rejected(
+        changed(CES, spec__namespaces=["x"] * 1001),
+        "spec.namespaces",
+        "must have at most 1000 items",
+        "namespaces",
+    ),
+    rejected(
+        changed(CES, spec__namespaceSelectors=[{}] * 17),
+        "spec.namespaceSelectors",
+        "must have at most 16 items",
+        "selectors",
+    ),
+    rejected(
+        changed(CES, spec__refreshTime="soon"),
+        "spec.refreshTime",
+        "refreshTime must be a Go duration",
+        "refresh",
+    ),
+]
 
 
 # Targets that grant cluster access or belong to Kubernetes, Helm or vaultsync (targets.py).
@@ -575,7 +626,10 @@ BAD_TARGETS = [
 ]
 
 
-@pytest.mark.parametrize(("body", "field", "message"), BAD_EXTERNAL_SECRETS + BAD_STORES + BAD_TARGETS)
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    BAD_EXTERNAL_SECRETS + BAD_STORES + BAD_TARGETS + BAD_CLUSTER_EXTERNAL_SECRETS,
+)
 def test_bad_spec_is_rejected_at_apply_with_field_and_reason(
     cluster: Cluster,
     namespace: str,
