@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.env.kube import Cluster
 
@@ -714,6 +715,22 @@ def test_examples_are_accepted_and_listed_with_their_columns(cluster: Cluster, n
     assert row.split()[:3] == ["db-creds", "fake", "5m"]
     stores = cluster.run_kubectl("get", "-n", namespace, "vaultsync").splitlines()
     assert any(line.startswith("secretstore.vaultsync.io/fake") for line in stores)
+
+
+def test_the_cluster_external_secret_example_is_accepted_and_listed_with_its_columns(
+    cluster: Cluster, cluster_scoped: str, tmp_path: Path
+) -> None:
+    body = yaml.safe_load((EXAMPLES / "cluster-external-secret.yaml").read_text())
+    manifest = tmp_path / "ces.json"
+    manifest.write_text(json.dumps(named(body, cluster_scoped)))
+    cluster.run_kubectl("apply", "-f", str(manifest))
+    header, row = cluster.run_kubectl("get", "vces", cluster_scoped).splitlines()
+    assert header.split() == ["NAME", "STORE", "READY", "REASON", "AGE"]
+    assert row.split()[:2] == [cluster_scoped, "shared"]
+    stored = json.loads(cluster.run_kubectl("get", "vces", cluster_scoped, "-o", "json"))
+    # ExternalSecret's defaults are filled in under externalSecretSpec too.
+    assert stored["spec"]["externalSecretSpec"]["refreshPolicy"] == "Periodic"
+    assert stored["spec"]["externalSecretSpec"]["target"]["creationPolicy"] == "Owner"
 
 
 def test_status_the_operator_writes_is_kept_whole(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
