@@ -107,7 +107,7 @@ class ClusterSecrets:
             if deleted or gone is not None:
                 self._touch_by_child_name(meta["name"])
             return
-        child = _Child(body, controller_uid(body))
+        child = _child(body)
         self._children[key] = child
         for name, ces in self._bodies.items():
             if ces["metadata"].get("uid") == child.owner:
@@ -232,9 +232,9 @@ class ClusterSecrets:
                             f"ExternalSecret {namespace}/{ces.child_name} already exists and is not owned "
                             f"by this ClusterExternalSecret; it was left untouched"
                         )
-                    child = _Child(existing, ces.uid)
+                    child = _child(existing)
                 else:
-                    self._children[key] = _Child(created, ces.uid)
+                    self._children[key] = _child(created)
                     return None
             await self._put_back(key, child.body, desired, ces.uid)
         except KubeNotFound:
@@ -262,7 +262,7 @@ class ClusterSecrets:
                 if controller_uid(existing) != uid:
                     raise
                 continue
-            self._children[key] = _Child(replaced, uid)
+            self._children[key] = _child(replaced)
             return
 
     async def _prune(self, ces: ClusterExternalSecret, targets: frozenset[str]) -> None:
@@ -295,6 +295,14 @@ class ClusterSecrets:
         body = self._bodies.get(name)
         if body is not None:
             self._bodies[name] = {**body, "status": {**old, **new}}
+
+
+def _child(body: Mapping[str, Any]) -> _Child:
+    """What a pass compares of an ExternalSecret, not its managedFields or status."""
+    meta = body["metadata"]
+    kept = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences")
+    slim = {"metadata": {k: meta[k] for k in kept if k in meta}, "spec": body.get("spec") or {}}
+    return _Child(slim, controller_uid(body))
 
 
 def _generation(body: Mapping[str, Any]) -> int:
