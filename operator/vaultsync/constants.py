@@ -203,3 +203,14 @@ STORE_CALLS_PER_MINUTE_MAX = 100_000
 # A store that cannot keep its refresh intervals within its budget says so at most this often.
 BUDGET_WARNING_SECONDS = 600.0
 REASON_CALL_BUDGET = "CallBudgetExceeded"  # the Warning Event of a store stretched by its budget
+
+# dataFrom.find and dataFrom.rewrite (docs/api.md, "Finding remote keys"): what one tenant's
+# patterns and listings may cost. A regexp runs on a linear-time engine (saferegexp.py).
+REGEXP_MAX_LENGTH = 256  # also the CRD's maxLength of find.name.regexp and rewrite sources
+REGEXP_PROGRAM_MAX = 1000  # instructions once counted repeats are expanded ({n,m})
+REGEXP_STEP_BUDGET = 5_000_000  # Pike VM steps for one listing's name matching or one rewrite
+FIND_MAX_KEYS = 500  # remote keys one ExternalSecret's find entries may match together
+FIND_MAX_LISTED = 10_000  # names one listing may return before it is refused as too broad
+FIND_MAX_TAGS = 16
+REWRITE_MAX_ITEMS = 16  # rewrite operations of one dataFrom entry
+REWRITE_TEMPLATE_MAX_BYTES = 4096

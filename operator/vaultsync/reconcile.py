@@ -30,6 +30,7 @@ from vaultsync.errors import (
     VaultsyncError,
 )
 from vaultsync.events import EventSink
+from vaultsync.finder import find_all
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
@@ -50,7 +51,7 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.storeclients import ResolvedStore
 from vaultsync.stores import Stores
 from vaultsync.targets import every_key_gone
-from vaultsync.templating import build_data, remote_refs
+from vaultsync.templating import build_data, remote_refs, sandboxed_transform
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,7 @@ class Reconciler:
         """
         trust_target = trust_target and es.spec.target.creation_policy != "Merge"
         resolved: ResolvedStore | None = None
-        refs = remote_refs(es.spec)
-        remote_keys = frozenset(r.key for r in refs)
+        remote_keys = frozenset(r.key for r in remote_refs(es.spec))
         versions: dict[str, str] = {}
         fingerprint: str | None = None
         write = SecretWrite("none")
@@ -119,6 +119,11 @@ class Reconciler:
             try:
                 async with deadline:
                     resolved = await self._stores.for_namespace(es.namespace, es.spec.store_ref)
+                    found = await find_all(
+                        self._cache, resolved.cache_key, resolved.provider, resolved.client, es.spec, max_age
+                    )
+                    refs = remote_refs(es.spec, found)
+                    remote_keys = frozenset(r.key for r in refs)
                     fetched = await self._cache.get(
                         resolved.cache_key,
                         resolved.provider,
@@ -132,7 +137,8 @@ class Reconciler:
                 if not deadline.expired():
                     raise
                 raise StoreTimeout(self._timed_out(es, resolved)) from None
-            data, versions = build_data(es.spec, fetched)
+            transform = sandboxed_transform(self._renderer, es.namespace)
+            data, versions = await build_data(es.spec, fetched, found, transform)
             template = es.spec.target.template
             if template is not None and template.data:
                 data = await self._renderer.render(es.namespace, template, data)

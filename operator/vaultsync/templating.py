@@ -1,22 +1,55 @@
 """Building the target Secret's data from fetched values: `dataFrom`, then `data`.
 
-A template, when present, is rendered afterwards over this data, in a render worker
-process (`renderer.py`, `sandbox.py`): a tenant's template must not run on the
-operator's event loop. Every error names the spec field it comes from.
+A `dataFrom` entry yields many keys: the properties of one JSON value (`extract`) or one
+key per remote secret a listing matched (`find`, see `finder.py`); their names go through
+`rewrite`, else `conversionStrategy`, and their values through `decodingStrategy`, as
+External Secrets Operator defines them (`keymapping.py`). A template, when present, is
+rendered afterwards over this data, in a render worker process (`renderer.py`,
+`sandbox.py`): a tenant's template must not run on the operator's event loop; so is a
+`rewrite[].transform`, through the `transform` callback. Every error names the spec
+field it comes from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 
-from vaultsync.errors import InvalidSpec, VaultsyncError
-from vaultsync.models import SECRET_KEY_RULE, ExternalSecretSpec, is_valid_secret_key
+from vaultsync.constants import REGEXP_STEP_BUDGET
+from vaultsync.errors import InvalidSpec, SecretNotFound, TemplateError, VaultsyncError
+from vaultsync.keymapping import check_keys, convert_key, decode_all, renamed, rewrite_regexp
+from vaultsync.models import DataFromItem, ExternalSecretSpec, TemplateSpec
 from vaultsync.properties import extract_all, masked_name, select_property
 from vaultsync.providers.base import RemoteRef, RemoteValue
+from vaultsync.renderer import TemplateRenderer
+from vaultsync.saferegexp import Budget
+
+# (template, name, field) → the new name; renders in the sandbox (reconcile.py supplies it).
+Transform = Callable[[str, str, str], Awaitable[str]]
+Found = Mapping[int, tuple[str, ...]]  # dataFrom index → the remote keys its find matched
 
 
-def build_data(
-    spec: ExternalSecretSpec, fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError]
+def sandboxed_transform(renderer: TemplateRenderer, namespace: str) -> Transform:
+    """`rewrite[].transform` rendered like `target.template`: in a worker process, under the
+    same limits, the name being the variable `value`."""
+
+    async def transform(template: str, name: str, field: str) -> str:
+        try:
+            out = await renderer.render(
+                namespace, TemplateSpec(data={"key": template}), {"value": name.encode()}
+            )
+        except TemplateError as exc:  # it names target.template's key; this is the field at fault
+            raise TemplateError(f"{field}: {exc.message.split(': ', 1)[-1]}") from None
+        return out["key"].decode("utf-8", errors="surrogateescape")
+
+    return transform
+
+
+async def build_data(
+    spec: ExternalSecretSpec,
+    fetched: Mapping[RemoteRef, RemoteValue | VaultsyncError],
+    found: Found | None = None,
+    transform: Transform | None = None,
 ) -> tuple[dict[str, bytes], dict[str, str]]:
     """The Secret's data and the remote versions read, from what the providers returned.
 
@@ -35,27 +68,89 @@ def build_data(
         return result.value
 
     for i, item in enumerate(spec.data_from):
-        field = f"spec.dataFrom[{i}].extract"
-        raw = value_of(RemoteRef(item.extract.key, item.extract.version), f"{field}.key")
-        for name, value in extract_all(raw, key=item.extract.key, field=field).items():
-            if not is_valid_secret_key(name):
-                raise InvalidSpec(
-                    f"{field}: property {masked_name(name)} of remote key {item.extract.key!r} "
-                    f"is not a valid Secret key ({SECRET_KEY_RULE})"
-                )
-            data[name] = value
+        if item.extract is not None:
+            field = f"spec.dataFrom[{i}].extract"
+            raw = value_of(RemoteRef(item.extract.key, item.extract.version), f"{field}.key")
+            values = extract_all(raw, key=item.extract.key, field=field)
+            shown: Callable[[str], str] = masked_name
+            what: Callable[[str], str] = functools.partial(_property_of, item.extract.key)
+        else:
+            field = f"spec.dataFrom[{i}].find"
+            values = {}
+            for key in (found or {}).get(i, ()):
+                if not isinstance(fetched[RemoteRef(key)], SecretNotFound):  # deleted since listed
+                    values[key] = value_of(RemoteRef(key), field)
+            shown, what = repr, _remote_key
+        data.update(await _keys_of(i, item, values, field, what, shown, transform))
     for i, entry in enumerate(spec.data):
         field = f"spec.data[{i}].remoteRef"
         ref = RemoteRef(entry.remote_ref.key, entry.remote_ref.version)
         raw = value_of(ref, f"{field}.key")
-        data[entry.secret_key] = select_property(
-            raw, entry.remote_ref.property, key=ref.key, field=f"{field}.property"
+        value = select_property(raw, entry.remote_ref.property, key=ref.key, field=f"{field}.property")
+        data.update(
+            decode_all({entry.secret_key: value}, entry.remote_ref.decoding_strategy, field=field, shown=repr)
         )
     return data, versions
 
 
-def remote_refs(spec: ExternalSecretSpec) -> list[RemoteRef]:
-    """Every distinct remote value an ExternalSecret needs, in spec order."""
-    refs = [RemoteRef(i.extract.key, i.extract.version) for i in spec.data_from]
+async def _keys_of(
+    index: int,
+    item: DataFromItem,
+    values: dict[str, bytes],
+    field: str,
+    what: Callable[[str], str],
+    shown: Callable[[str], str],
+    transform: Transform | None,
+) -> dict[str, bytes]:
+    """One dataFrom entry's names rewritten (else converted) and checked, values decoded."""
+    source = item.extract or item.find
+    assert source is not None
+    for j, operation in enumerate(item.rewrite):
+        where = f"spec.dataFrom[{index}].rewrite[{j}]"
+        if operation.regexp is not None:
+            budget = Budget(REGEXP_STEP_BUDGET)
+            values = rewrite_regexp(
+                values,
+                operation.regexp.source,
+                operation.regexp.target,
+                field=f"{where}.regexp",
+                shown=shown,
+                budget=budget,
+            )
+        elif operation.transform is not None:
+            if transform is None:
+                raise InvalidSpec(f"{where}.transform: templates cannot be rendered here")
+            template, field_of = operation.transform.template, f"{where}.transform.template"
+            names = {name: await transform(template, name, field_of) for name in values}
+            values = renamed(values, names.__getitem__, field=field_of, shown=shown)
+    if item.rewrite:
+        last = item.rewrite[-1]
+        kind = "regexp.target" if last.regexp is not None else "transform.template"
+        where = f"spec.dataFrom[{index}].rewrite[{len(item.rewrite) - 1}].{kind}"
+        check_keys(values, field=where, describe=lambda name: f"the rewritten name {shown(name)}")
+    else:
+        strategy = source.conversion_strategy
+        values = renamed(values, lambda name: convert_key(name, strategy), field=field, shown=shown)
+        check_keys(values, field=field, describe=what)
+    return decode_all(values, source.decoding_strategy, field=field, shown=shown)
+
+
+def _property_of(key: str, name: str) -> str:
+    return f"property {masked_name(name)} of remote key {key!r}"
+
+
+def _remote_key(name: str) -> str:
+    return f"remote key {name!r}"
+
+
+def remote_refs(spec: ExternalSecretSpec, found: Found | None = None) -> list[RemoteRef]:
+    """Every distinct remote value an ExternalSecret needs, in spec order; `found`: what its
+    `find` entries matched (finder.py)."""
+    refs: list[RemoteRef] = []
+    for i, item in enumerate(spec.data_from):
+        if item.extract is not None:
+            refs.append(RemoteRef(item.extract.key, item.extract.version))
+        else:
+            refs += [RemoteRef(key) for key in (found or {}).get(i, ())]
     refs += [RemoteRef(i.remote_ref.key, i.remote_ref.version) for i in spec.data]
     return list(dict.fromkeys(refs))

@@ -15,7 +15,7 @@ from typing import Any
 
 from vaultsync.convert.fields import Fields, Report
 from vaultsync.convert.gotemplate import Untranslatable, translate
-from vaultsync.models import SECRET_KEY_RULE, is_valid_secret_key
+from vaultsync.keymapping import SECRET_KEY_RULE, is_valid_secret_key
 from vaultsync.schedule import refresh_interval
 from vaultsync.targets import check_annotations, check_labels, check_name, check_type
 

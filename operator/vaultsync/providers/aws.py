@@ -48,6 +48,7 @@ from vaultsync.providers.base import (
     Audience,
     ConfigModel,
     Credentials,
+    FindQuery,
     Provider,
     RemoteRef,
     RemoteValue,
@@ -568,6 +569,42 @@ class AwsClient(SecretsClient):
 
         answers = await asyncio.gather(*(one(k) for k in keys))
         return {k: v for k, v in answers if v is not None}
+
+    async def list_keys(self, query: FindQuery, limit: int) -> list[str]:
+        """ListSecrets, filtered by AWS by name prefix and tags, then checked here: AWS
+        matches a name filter on words of the name and tag keys and values independently,
+        so a pair is only a pair once checked against the secret's own tags."""
+        sm = await self._client()
+        filters: list[Any] = [{"Key": "name", "Values": [query.path]}] if query.path else []
+        for key, value in query.tags:
+            filters += [{"Key": "tag-key", "Values": [key]}, {"Key": "tag-value", "Values": [value]}]
+        wanted = dict(query.tags)
+        names: list[str] = []
+        token = ""
+        while len(names) <= limit:
+            kwargs: dict[str, Any] = {"MaxResults": LIST_PAGE_SIZE, "Filters": filters}
+            if token:
+                kwargs["NextToken"] = token
+            try:
+                page = await self._call(functools.partial(sm.list_secrets, **kwargs))
+            except ClientError as exc:
+                if _code(exc) in _DENIED_CODES:  # authenticated: the policy lacks ListSecrets
+                    raise PermissionDenied(
+                        f"{self._store}: AWS denied ListSecrets ({_code(exc)}): find needs "
+                        "secretsmanager:ListSecrets in the store's IAM policy"
+                    ) from None
+                raise self._convert(exc, None) from None
+            except (BotoCoreError, ResponseParserError) as exc:
+                raise self._convert(exc, None) from None
+            for entry in page.get("SecretList", []):
+                name = entry.get("Name", "")
+                tags = {t.get("Key"): t.get("Value", "") for t in entry.get("Tags", [])}
+                if name.startswith(query.path) and all(tags.get(k) == v for k, v in wanted.items()):
+                    names.append(name)
+            token = page.get("NextToken", "")
+            if not token:
+                break
+        return names[: limit + 1]
 
     async def validate(self) -> None:
         """One ListSecrets call: AWS authenticates before it authorizes, so even
