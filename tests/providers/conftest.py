@@ -23,7 +23,7 @@ from typing import cast
 import pytest
 
 from tests.providers.backends.aws import AwsBackend
-from tests.providers.backends.base import Backend, DetectingBackend, LiveBackend
+from tests.providers.backends.base import Backend, DetectingBackend, ListingBackend, LiveBackend
 
 BACKENDS_PACKAGE = "tests.providers.backends"
 NOT_BACKENDS = frozenset({"base", "credentials"})
@@ -38,6 +38,8 @@ def _backend_modules() -> dict[str, ModuleType]:
 BACKEND_MODULES = _backend_modules()
 # Backends whose provider detects changes by version stamps (Azure's does not yet: it reads).
 DETECTING_BACKENDS = ["aws", "vault"]
+# Backends whose provider lists secrets (dataFrom.find); every real one does.
+LISTING_BACKENDS = ["aws", "azure", "vault"]
 LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(module, "LIVE", True)]
 
 
@@ -91,6 +93,12 @@ def live_backend(request: pytest.FixtureRequest, backends: Backends) -> LiveBack
 def detecting_backend(request: pytest.FixtureRequest, backends: Backends) -> DetectingBackend:
     """Every backend whose provider has change detection."""
     return cast(DetectingBackend, backends.get(request.param))
+
+
+@pytest.fixture(scope="session", params=LISTING_BACKENDS)
+def listing_backend(request: pytest.FixtureRequest, backends: Backends) -> ListingBackend:
+    """Every backend whose provider lists secrets."""
+    return cast(ListingBackend, backends.get(request.param))
 
 
 @pytest.fixture(scope="session")

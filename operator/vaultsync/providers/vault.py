@@ -404,9 +404,13 @@ class VaultClient(SecretsClient):
                     folders.append(full.rstrip("/"))
                 else:
                     names.append(full)
-        names = names[: limit + 1]
         if not query.tags:
-            return names
+            return names[: limit + 1]
+        if len(names) > limit:  # the tags cannot be checked without reading every one
+            raise InvalidSpec(
+                f"more than {limit} secrets under path {query.path!r} of mount {mount!r} to read "
+                "the custom metadata of; narrow path"
+            )
         wanted = dict(query.tags)
         metadata = await asyncio.gather(*(self._custom_metadata(n) for n in names))
         return [n for n, meta in zip(names, metadata, strict=True) if _has_tags(meta, wanted)]
