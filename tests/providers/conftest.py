@@ -15,13 +15,15 @@ import asyncio
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
+from tests.e2e.conftest import Vaultsync
+from tests.env.kube import KubeApi
 from tests.providers.backends.aws import AwsBackend
 from tests.providers.backends.base import Backend, DetectingBackend, ListingBackend, LiveBackend
 
@@ -104,6 +106,18 @@ def listing_backend(request: pytest.FixtureRequest, backends: Backends) -> Listi
 @pytest.fixture(scope="session")
 def aws(backends: Backends) -> AwsBackend:
     return cast(AwsBackend, backends.get("aws"))
+
+
+@pytest.fixture
+def vs(kube_api: KubeApi, namespace: str, install_crds: list[str]) -> Vaultsync:
+    """The test namespace's vaultsync objects, for the tests that run the operator."""
+    return Vaultsync(kube_api, namespace)
+
+
+@pytest.fixture
+def operator(run_operator: Callable[..., Any], namespace: str) -> Iterator[Any]:
+    with run_operator(namespace, "--namespace", namespace) as running:
+        yield running
 
 
 @pytest.hookimpl(tryfirst=True)

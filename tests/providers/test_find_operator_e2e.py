@@ -5,15 +5,11 @@ operator's own provider call metric, and each gets the keys the find matched."""
 from __future__ import annotations
 
 import json
-import urllib.request
-from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Vaultsync
-from tests.env.kube import KubeApi
 from tests.env.waiting import eventually
 from tests.providers.backends.base import ListingBackend, unique_key
 from tests.providers.conftest import LISTING_BACKENDS, Backends
@@ -24,30 +20,9 @@ pytestmark = pytest.mark.e2e
 EXTERNAL_SECRETS = 10
 
 
-@pytest.fixture
-def vs(kube_api: KubeApi, namespace: str, install_crds: list[str]) -> Vaultsync:
-    return Vaultsync(kube_api, namespace)
-
-
-@pytest.fixture
-def operator(run_operator: Callable[..., Any], namespace: str) -> Iterator[Any]:
-    with run_operator(namespace, "--namespace", namespace) as running:
-        yield running
-
-
 @pytest.fixture(params=LISTING_BACKENDS)
 def lister(request: pytest.FixtureRequest, backends: Backends) -> ListingBackend:
     return cast(ListingBackend, backends.get(request.param))
-
-
-def metric(operator: Any, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def test_ten_external_secrets_with_one_find_list_once_and_read_each_key_once(
@@ -80,5 +55,5 @@ def test_ten_external_secrets_with_one_find_list_once_and_read_each_key_once(
     for n in range(EXTERNAL_SECRETS):
         eventually(lambda n=n: synced(f"es-{n}"), what=f"es-{n} to hold the keys found")
     provider = lister.name
-    assert metric(operator, "vaultsync_provider_calls_total", provider=provider, operation="list") == 1
-    assert metric(operator, "vaultsync_provider_calls_total", provider=provider, operation="read") == 3
+    assert operator.metric("vaultsync_provider_calls_total", provider=provider, operation="list") == 1
+    assert operator.metric("vaultsync_provider_calls_total", provider=provider, operation="read") == 3
