@@ -31,6 +31,7 @@ from vaultsync import constants as c
 from vaultsync.commands import common
 from vaultsync.commands.client import CliError
 from vaultsync.errors import SecretNotFound, VaultsyncError
+from vaultsync.finder import describe
 from vaultsync.kube import Body
 from vaultsync.models import ExternalSecret, parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
@@ -131,6 +132,8 @@ def _found(es: ExternalSecret, samples: Mapping[str, bytes]) -> dict[int, tuple[
                 and (pattern is None or pattern.matches(key, budget))
             )
         )
+        if not found[i]:  # as the operator: a find that matches nothing is KeyNotFound
+            raise SecretNotFound(f"spec.dataFrom[{i}].find: no key of the values file {describe(item.find)}")
     return found
 
 
