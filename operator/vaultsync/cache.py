@@ -231,7 +231,9 @@ class FetchCache:
     ) -> None:
         PROVIDER_CALLS.labels(provider=provider, operation="list").inc()
         try:
-            names = select(await client.list_keys(key[1], limit))
+            listed = await client.list_keys(key[1], limit)
+            # Selecting runs a tenant's regexp over up to `limit` names: off the event loop.
+            names = await asyncio.to_thread(select, listed)
         except Exception as exc:  # a provider bug must not hang every waiter either
             error = (
                 exc

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+from vaultsync.constants import REGEXP_STEP_BUDGET
 from vaultsync.errors import InvalidSpec
 from vaultsync.saferegexp import Budget, BudgetExceeded, compile_safe
 
@@ -125,8 +126,8 @@ def rewrite_regexp(
         )
     except BudgetExceeded:
         raise InvalidSpec(
-            f"{field}.source: rewriting these names takes more steps than one rewrite may "
-            "(simplify the pattern)"
+            f"{field}.source: the rewrites of this ExternalSecret take more than "
+            f"{REGEXP_STEP_BUDGET} steps of the regexp engine; simplify the pattern"
         ) from None
 
 

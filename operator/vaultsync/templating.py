@@ -58,6 +58,7 @@ async def build_data(
     """
     data: dict[str, bytes] = {}
     versions: dict[str, str] = {}
+    budget = Budget(REGEXP_STEP_BUDGET)  # every rewrite of this ExternalSecret together
 
     def value_of(ref: RemoteRef, field: str) -> bytes:
         result = fetched[ref]
@@ -81,7 +82,7 @@ async def build_data(
                 if not isinstance(fetched[RemoteRef(key)], SecretNotFound):  # deleted since listed
                     values[key] = value_of(RemoteRef(key), field)
             shown, what = repr, _remote_key
-        data.update(await _keys_of(i, item, values, field, what, shown, transform))
+        data.update(await _keys_of(i, item, values, field, what, shown, transform, budget))
     for i, entry in enumerate(spec.data):
         field = f"spec.data[{i}].remoteRef"
         ref = RemoteRef(entry.remote_ref.key, entry.remote_ref.version)
@@ -101,6 +102,7 @@ async def _keys_of(
     what: Callable[[str], str],
     shown: Callable[[str], str],
     transform: Transform | None,
+    budget: Budget,
 ) -> dict[str, bytes]:
     """One dataFrom entry's names rewritten (else converted) and checked, values decoded."""
     source = item.extract or item.find
@@ -108,7 +110,6 @@ async def _keys_of(
     for j, operation in enumerate(item.rewrite):
         where = f"spec.dataFrom[{index}].rewrite[{j}]"
         if operation.regexp is not None:
-            budget = Budget(REGEXP_STEP_BUDGET)
             values = rewrite_regexp(
                 values,
                 operation.regexp.source,
