@@ -17,12 +17,15 @@ from typing import cast
 import pytest
 
 from tests.providers.backends.base import ListingBackend
+from tests.providers.backends.credentials import StaticCredentials
+from tests.providers.backends.vault import MOUNT, VaultBackend
 from tests.providers.conftest import Backends
-from tests.providers.test_contract import connected
+from tests.providers.test_contract import STORE, connected
 from vaultsync.cache import FetchCache
-from vaultsync.errors import InvalidSpec, SecretNotFound
+from vaultsync.errors import InvalidSpec, PermissionDenied, SecretNotFound
 from vaultsync.finder import find_all
 from vaultsync.models import ExternalSecretSpec
+from vaultsync.providers import PROVIDERS
 from vaultsync.providers.base import FindQuery, ListingUnsupported, SecretsClient
 
 VALUE = json.dumps({"username": "app"})
@@ -157,3 +160,29 @@ async def test_a_find_matching_more_than_one_external_secret_may_use_is_refused_
         "spec.dataFrom[0].find: matches 3 remote keys, over the 2 one ExternalSecret may use; "
         "narrow name.regexp, tags or path"
     )
+
+
+async def test_vault_says_which_capability_a_policy_without_list_lacks(backends: Backends) -> None:
+    vault = cast(VaultBackend, backends.get("vault"))
+    policy, token_id = token(), f"no-list-{token()}"
+    vault.server.request(
+        "PUT",
+        f"sys/policies/acl/{policy}",
+        {"policy": f'path "{MOUNT}/data/*" {{ capabilities = ["read"] }}'},
+    )
+    vault.server.request(
+        "POST", "auth/token/create-orphan", {"id": token_id, "policies": [policy], "ttl": "1h"}
+    )
+    credentials = StaticCredentials(secrets={("no-list", "token"): token_id.encode()})
+    config = {
+        **vault.provider_config(),
+        "auth": {"token": {"secretRef": {"name": "no-list", "key": "token"}}},
+    }
+    provider = PROVIDERS["vault"]
+    client = await provider.new_client(provider.parse_config(config), STORE, credentials)
+    try:
+        with pytest.raises(PermissionDenied) as caught:
+            await client.list_keys(FindQuery(path="app"), limit=10)
+    finally:
+        await client.close()
+    assert "find needs the list capability on secret/metadata/<path>/*" in caught.value.message
