@@ -399,10 +399,10 @@ class VaultClient(SecretsClient):
             except SecretNotFound:
                 continue  # an empty or missing folder: Vault answers 404
             except PermissionDenied:
-                metadata = "metadata/" if self._config.version == "v2" else ""
+                under = "metadata/" if self._config.version == "v2" else ""
                 raise PermissionDenied(
                     f"{self._store}: Vault refused to list folder {folder!r} of mount {mount!r}: "
-                    f"find needs the list capability on {mount}/{metadata}<path>/* in the role's policy"
+                    f"find needs the list capability on {mount}/{under}<path>/* in the role's policy"
                 ) from None
             for entry in listed["data"]["keys"]:
                 full = f"{folder}/{entry}" if folder else entry
