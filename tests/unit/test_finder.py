@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from tests.unit.test_cache import Clock
 
 from vaultsync.cache import FetchCache
 from vaultsync.errors import InvalidSpec, ProviderError, SecretNotFound
@@ -34,14 +35,6 @@ class Lister(SecretsClient):
 
     async def validate(self) -> None:
         return None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def spec(*finds: dict[str, Any]) -> ExternalSecretSpec:
