@@ -205,13 +205,16 @@ BUDGET_WARNING_SECONDS = 600.0
 REASON_CALL_BUDGET = "CallBudgetExceeded"  # the Warning Event of a store stretched by its budget
 
 # dataFrom.find and dataFrom.rewrite (docs/api.md, "Finding remote keys"): what one tenant's
-# patterns and listings may cost. A regexp runs on a linear-time engine (saferegexp.py).
+# patterns and listings may cost. A regexp runs on RE2, linear in the input (tenantregexp.py).
 REGEXP_MAX_LENGTH = 256  # also the CRD's maxLength of find.name.regexp and rewrite sources
-REGEXP_PROGRAM_MAX = 1000  # instructions once counted repeats are expanded ({n,m})
-# Pike VM steps (about 0.6 µs each here) for one listing's name matching, and for all the
-# rewrites of one ExternalSecret's sync together: 10,000 names against a typical pattern take
-# about 450,000.
-REGEXP_STEP_BUDGET = 2_000_000
+REGEXP_MAX_MEM = 1 << 20  # RE2's max_mem: the compiled program and its DFA's cache, per pattern
+# Work of one listing's name matching, and of all the rewrites of one ExternalSecret's sync
+# together, in bytes read times program instructions (RE2's bound when its DFA gives up) plus
+# REGEXP_SEARCH_UNITS per search; the worst patterns measured here take 1-3 ns a unit, so
+# about 0.8 s at most. 10,000 names of 40 bytes against a 17-instruction pattern cost
+# 27,000,000.
+REGEXP_WORK_BUDGET = 300_000_000
+REGEXP_SEARCH_UNITS = 2000  # one search's call through RE2's wrapper (about 4 µs)
 FIND_MAX_KEYS = 500  # remote keys one ExternalSecret's find entries may match together
 FIND_MAX_LISTED = 10_000  # names one listing may return before it is refused as too broad
 FIND_MAX_TAGS = 16

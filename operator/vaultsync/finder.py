@@ -1,15 +1,15 @@
 """`dataFrom.find`: which remote keys an ExternalSecret's find entries match.
 
 The provider lists what its vault can filter by (a path or name prefix, tags); the name
-regexp is applied here, to what was listed, on the linear-time engine of `saferegexp.py`,
+regexp is applied here, to what was listed, by RE2 (`tenantregexp.py`, Go's engine),
 so it means the same for every provider. Both go through the fetch cache's `list_keys`:
 one listing per store, query and regexp per refresh interval, however many
 ExternalSecrets ask, and the values of the keys found are then read like any other, in
 the provider's batches.
 
 Limits, because the pattern, the path and the tags are a tenant's: a listing stops at
-FIND_MAX_LISTED names (refused as too broad), matching them stops at REGEXP_STEP_BUDGET
-engine steps, and one ExternalSecret's find entries may match FIND_MAX_KEYS keys together.
+FIND_MAX_LISTED names (refused as too broad), matching them stops at REGEXP_WORK_BUDGET
+units of work, and one ExternalSecret's find entries may match FIND_MAX_KEYS keys together.
 A find that matches nothing is `KeyNotFound`, never an emptied Secret.
 """
 
@@ -18,12 +18,12 @@ from __future__ import annotations
 import functools
 
 from vaultsync.cache import FetchCache
-from vaultsync.constants import FIND_MAX_KEYS, FIND_MAX_LISTED, REGEXP_STEP_BUDGET
+from vaultsync.constants import FIND_MAX_KEYS, FIND_MAX_LISTED, REGEXP_WORK_BUDGET
 from vaultsync.errors import InvalidSpec, SecretNotFound, VaultsyncError
 from vaultsync.models import ExternalSecretSpec, FindSpec
 from vaultsync.providers.base import FindQuery, SecretsClient
-from vaultsync.saferegexp import Budget, BudgetExceeded, compile_safe
 from vaultsync.templating import Found
+from vaultsync.tenantregexp import Budget, BudgetExceeded, compile_tenant
 
 
 class _Refused(InvalidSpec):
@@ -92,14 +92,14 @@ def _select(regexp: str, listed: list[str]) -> tuple[str, ...]:
             f"the store lists more than {FIND_MAX_LISTED} secrets for this path and these tags; narrow them",
         )
     if regexp:
-        pattern, budget = compile_safe(regexp), Budget(REGEXP_STEP_BUDGET)
+        pattern, budget = compile_tenant(regexp, captures=False), Budget(REGEXP_WORK_BUDGET)
         try:
             listed = [name for name in listed if pattern.matches(name, budget)]
         except BudgetExceeded:
             raise _Refused(
                 ".name.regexp",
-                f"matching it against the {len(listed)} names listed takes over {REGEXP_STEP_BUDGET} "
-                "steps of the regexp engine; simplify it, or narrow path or tags",
+                f"matching it against the {len(listed)} names listed takes over {REGEXP_WORK_BUDGET} "
+                "units of regexp work (bytes times RE2 instructions); simplify it, or narrow path or tags",
             ) from None
     names = tuple(sorted(set(listed)))
     if len(names) > FIND_MAX_KEYS:

@@ -22,9 +22,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from vaultsync.constants import REGEXP_STEP_BUDGET
+from vaultsync.constants import REGEXP_WORK_BUDGET
 from vaultsync.errors import InvalidSpec
-from vaultsync.saferegexp import Budget, BudgetExceeded, compile_safe
+from vaultsync.tenantregexp import Budget, BudgetExceeded, compile_tenant
 
 DecodingStrategy = Literal["None", "Base64", "Base64URL", "Auto"]
 ConversionStrategy = Literal["Default", "Unicode"]
@@ -119,7 +119,7 @@ def rewrite_regexp(
     values: Mapping[str, bytes], source: str, target: str, *, field: str, shown: Shown, budget: Budget
 ) -> dict[str, bytes]:
     """One `rewrite[].regexp`: every name, with every match of `source` replaced by `target`."""
-    pattern = compile_safe(source)  # checked when the spec was parsed
+    pattern = compile_tenant(source)  # checked when the spec was parsed
     try:
         return renamed(
             values, lambda name: pattern.replace_all(name, target, budget), field=field, shown=shown
@@ -127,7 +127,8 @@ def rewrite_regexp(
     except BudgetExceeded:
         raise InvalidSpec(
             f"{field}.source: the rewrites of this ExternalSecret take more than "
-            f"{REGEXP_STEP_BUDGET} steps of the regexp engine; simplify the pattern"
+            f"{REGEXP_WORK_BUDGET} units of regexp work (bytes times RE2 instructions); "
+            "simplify the pattern"
         ) from None
 
 

@@ -32,9 +32,9 @@ from vaultsync.constants import (
 from vaultsync.errors import InvalidSpec
 from vaultsync.keymapping import SECRET_KEY_RULE, ConversionStrategy, DecodingStrategy, is_valid_secret_key
 from vaultsync.providers.base import describe_validation_error
-from vaultsync.saferegexp import compile_safe
 from vaultsync.schedule import refresh_interval
 from vaultsync.targets import check_annotations, check_labels, check_name, check_type
+from vaultsync.tenantregexp import compile_tenant
 
 # The same limits as the CRD's schema (crds/externalsecrets.yaml), for objects stored before it.
 MAX_DATA_ITEMS = 512
@@ -65,11 +65,11 @@ class StoreRef(Model):
 
 
 def _check_regexp(pattern: str) -> str:
-    compile_safe(pattern)  # its ValueError says why (saferegexp.py)
+    compile_tenant(pattern)  # its ValueError says why (tenantregexp.py)
     return pattern
 
 
-# A regexp run by saferegexp's linear-time engine: RE2's syntax, at most REGEXP_MAX_LENGTH.
+# A regexp run by RE2 (tenantregexp.py), as Go's regexp reads it, at most REGEXP_MAX_LENGTH.
 Regexp = Annotated[str, Field(min_length=1, max_length=REGEXP_MAX_LENGTH), AfterValidator(_check_regexp)]
 
 

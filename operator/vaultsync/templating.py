@@ -15,14 +15,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 
-from vaultsync.constants import REGEXP_STEP_BUDGET
+from vaultsync.constants import REGEXP_WORK_BUDGET
 from vaultsync.errors import InvalidSpec, SecretNotFound, TemplateError, VaultsyncError
 from vaultsync.keymapping import check_keys, convert_key, decode_all, renamed, rewrite_regexp
 from vaultsync.models import DataFromItem, ExternalSecretSpec, TemplateSpec
 from vaultsync.properties import extract_all, masked_name, select_property
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer
-from vaultsync.saferegexp import Budget
+from vaultsync.tenantregexp import Budget
 
 # (template, name, field) → the new name; renders in the sandbox (reconcile.py supplies it).
 Transform = Callable[[str, str, str], Awaitable[str]]
@@ -58,7 +58,7 @@ async def build_data(
     """
     data: dict[str, bytes] = {}
     versions: dict[str, str] = {}
-    budget = Budget(REGEXP_STEP_BUDGET)  # every rewrite of this ExternalSecret together
+    budget = Budget(REGEXP_WORK_BUDGET)  # every rewrite of this ExternalSecret together
 
     def value_of(ref: RemoteRef, field: str) -> bytes:
         result = fetched[ref]

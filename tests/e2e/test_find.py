@@ -68,14 +68,15 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "regexp-does-not-compile",
         {"find": {"name": {"regexp": "^app/(db"}}},
         "InvalidSpec",
-        "spec.dataFrom[0].find.name.regexp: Value error, does not compile: missing ), "
-        "unterminated subpattern",
+        "spec.dataFrom[0].find.name.regexp: Value error, does not compile as RE2 (Go's regexp) "
+        "reads it: missing ): ^app/(db",
     ),
     (
         "regexp-with-a-backreference",
         {"find": {"name": {"regexp": "(a)\\1"}}},
         "InvalidSpec",
-        "spec.dataFrom[0].find.name.regexp: Value error, uses backreferences",
+        "spec.dataFrom[0].find.name.regexp: Value error, does not compile as RE2 (Go's regexp) "
+        "reads it: invalid escape sequence: \\1",
     ),
     (
         "catastrophic-regexp-is-linear",

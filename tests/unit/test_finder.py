@@ -143,7 +143,7 @@ def test_a_listing_past_its_limit_is_refused_as_too_broad(monkeypatch: pytest.Mo
 
 
 def test_a_regexp_that_spends_its_budget_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vaultsync.finder.REGEXP_STEP_BUDGET", 1000)
+    monkeypatch.setattr("vaultsync.finder.REGEXP_WORK_BUDGET", 1000)
 
     async def scenario() -> None:
         with pytest.raises(InvalidSpec) as caught:
@@ -164,7 +164,8 @@ def test_a_regexp_that_spends_its_budget_is_refused_naming_it(monkeypatch: pytes
         ),
         (
             {"find": {"name": {"regexp": "(?<=a)b"}}},
-            "spec.dataFrom[0].find.name.regexp: Value error, uses lookahead",
+            "spec.dataFrom[0].find.name.regexp: Value error, does not compile as RE2 (Go's regexp) "
+            "reads it: invalid perl operator: (?<=",
         ),
         ({"find": {}}, "spec.dataFrom[0].find: Value error, name, tags or path is required"),
         (

@@ -8,7 +8,7 @@ import pytest
 
 from vaultsync.errors import InvalidSpec
 from vaultsync.keymapping import check_keys, convert_key, decode, decode_all, renamed, rewrite_regexp
-from vaultsync.saferegexp import Budget
+from vaultsync.tenantregexp import Budget
 
 SECRET = "s3cr3t-Value/+="
 

@@ -36,9 +36,9 @@ from vaultsync.kube import Body
 from vaultsync.models import ExternalSecret, parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer
-from vaultsync.saferegexp import Budget, compile_safe
 from vaultsync.sandbox import Limits
 from vaultsync.templating import build_data, remote_refs, sandboxed_transform
+from vaultsync.tenantregexp import Budget, compile_tenant
 
 OFFLINE_NAMESPACE = "default"
 
@@ -121,8 +121,8 @@ def _found(es: ExternalSecret, samples: Mapping[str, bytes]) -> dict[int, tuple[
             continue
         if item.find.tags:
             raise CliError(f"spec.dataFrom[{i}].find.tags: the values file has no tags to find by")
-        pattern = compile_safe(item.find.name.regexp) if item.find.name else None
-        budget = Budget(c.REGEXP_STEP_BUDGET)
+        pattern = compile_tenant(item.find.name.regexp, captures=False) if item.find.name else None
+        budget = Budget(c.REGEXP_WORK_BUDGET)
         found[i] = tuple(
             sorted(
                 key
