@@ -210,9 +210,10 @@ REGEXP_MAX_LENGTH = 256  # also the CRD's maxLength of find.name.regexp and rewr
 REGEXP_MAX_MEM = 1 << 20  # RE2's max_mem: the compiled program and its DFA's cache, per pattern
 # Work of one listing's name matching, and of all the rewrites of one ExternalSecret's sync
 # together, in bytes read times program instructions (RE2's bound when its DFA gives up) plus
-# REGEXP_SEARCH_UNITS per search; the worst patterns measured here take 1-3 ns a unit, so
-# about 0.8 s at most. 10,000 names of 40 bytes against a 17-instruction pattern cost
-# 27,000,000.
+# REGEXP_SEARCH_UNITS per search; the worst patterns measured here take 1-3 ns a unit (`make
+# bench-regexps`), so about 0.9 s at most. 10,000 names of 40 bytes against a 17-instruction
+# pattern cost 27,000,000 (40 ms). Bytes alone would not do: the cost of a byte grows with
+# the program, from 10 to 18,000 instructions within REGEXP_MAX_MEM.
 REGEXP_WORK_BUDGET = 300_000_000
 REGEXP_SEARCH_UNITS = 2000  # one search's call through RE2's wrapper (about 4 µs)
 FIND_MAX_KEYS = 500  # remote keys one ExternalSecret's find entries may match together

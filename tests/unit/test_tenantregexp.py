@@ -153,3 +153,9 @@ def test_a_lone_surrogate_is_read_as_go_reads_invalid_utf8_and_kept_in_the_outpu
 def test_the_wrappers_own_sub_differs_from_go_where_the_wrapper_is_needed() -> None:
     assert re2.sub("a*", "X", "baaac") != compile_tenant("a*").replace_all("baaac", "X", Budget(PLENTY))
     assert re2.sub("(a)", "$1x", "a") == "$1x"
+
+
+def test_a_refused_pattern_is_not_logged_by_re2(capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError):
+        compile_tenant("(?=tenant-pattern)")
+    assert "tenant-pattern" not in capfd.readouterr().err
