@@ -8,7 +8,7 @@
 BENCH_ARGS ?=
 BENCH := VAULTSYNC_CACHE=$(CACHE) $(PY) -m bench
 
-.PHONY: bench bench-quick bench-peers
+.PHONY: bench bench-quick bench-peers bench-regexps
 
 bench: venv runtime ## the benchmark: bench/results/latest.json and a summary (BENCH_ARGS="--n 500 --m 50" for a quick run)
 	$(BENCH) $(BENCH_ARGS)
@@ -18,3 +18,6 @@ bench-quick: venv runtime ## a small benchmark run (N=500, M=50, 10 namespaces) 
 
 bench-peers: venv ## build (or reuse) the peers the benchmark compares against
 	VAULTSYNC_CACHE=$(CACHE) $(PY) -m bench.peers.build
+
+bench-regexps: venv ## what tenants' regexps cost on RE2 (the figures behind the regexp work budget)
+	$(PY) -m bench.regexps

@@ -36,6 +36,12 @@ keys of the store changed reads those too at once, so the rotation reaches
 their users at once. A client without a cheaper way than reading
 (`stamps` returns None) is simply read, as before.
 
+Listings (`dataFrom.find`) are shared the same way: one `list_keys` call per store, query
+and selection in flight, its result reused by every asker that accepts its age (so N
+ExternalSecrets with the same find list once per interval), errors shared but not kept.
+What is kept is the selection (the names the regexp matched, bounded by the caller), not
+the whole listing; at most LISTINGS_MAX of them, least recently used dropped first.
+
 Every value served, from the cache or a shared read, is audited with who asked.
 """
 
@@ -52,9 +58,12 @@ from vaultsync import audit
 from vaultsync.constants import SECRET_SIZE_LIMIT, VALUE_MAX_AGE_SECONDS
 from vaultsync.errors import ProviderError, SecretTooLarge, ThrottledError, VaultsyncError
 from vaultsync.metrics import CACHE_BYTES, CACHE_EVICTIONS, CACHE_LOOKUPS, PROVIDER_CALLS, PROVIDER_THROTTLED
-from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
+from vaultsync.providers.base import FindQuery, RemoteRef, RemoteValue, SecretsClient, StoreContext
 
 CacheKey = tuple[str, RemoteRef]
+# (store, what the provider lists, what of it the caller selects)
+ListingKey = tuple[str, FindQuery, str]
+Selection = Callable[[list[str]], tuple[str, ...]]
 Result = RemoteValue | VaultsyncError
 ChangeListener = Callable[[str, RemoteRef], None]
 
@@ -73,6 +82,14 @@ MAX_BATCH = 100
 CACHE_MAX_BYTES = 128 * 1024 * 1024
 # What one entry costs besides its value: key strings, the entry, the dict slot.
 ENTRY_OVERHEAD_BYTES = 256
+LISTINGS_MAX = 1000
+
+
+@dataclass
+class _Listing:
+    names: tuple[str, ...]
+    listed_at: float
+    used_at: float
 
 
 @dataclass
@@ -116,6 +133,8 @@ class FetchCache:
         self._reads: set[asyncio.Task[None]] = set()
         # Stores with a probe in flight: the next one waits for it (one listing answers all).
         self._probing: set[str] = set()
+        self._listings: OrderedDict[ListingKey, _Listing] = OrderedDict()
+        self._listing_inflight: dict[ListingKey, asyncio.Future[tuple[str, ...]]] = {}
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -169,6 +188,71 @@ class FetchCache:
             results[ref] = await asyncio.shield(future)
         return results
 
+    async def list_keys(
+        self,
+        key: ListingKey,
+        provider: str,
+        client: SecretsClient,
+        select: Selection,
+        limit: int,
+        max_age: float,
+    ) -> tuple[str, ...]:
+        """The names `select` keeps of `client.list_keys(query, limit)`, listed at most
+        `max_age` seconds ago (0 = list now); one listing in flight per `key`."""
+        now = self._clock()
+        kept = self._listings.get(key)
+        if kept is not None and max_age > 0 and now - kept.listed_at <= max_age:
+            CACHE_LOOKUPS.labels(result="hit").inc()
+            kept.used_at = now
+            self._listings.move_to_end(key)
+            return kept.names
+        future = self._listing_inflight.get(key)
+        if future is None:
+            CACHE_LOOKUPS.labels(result="miss").inc()
+            future = asyncio.get_running_loop().create_future()
+            self._listing_inflight[key] = future
+            task = asyncio.get_running_loop().create_task(
+                self._list(key, provider, client, select, limit, future)
+            )
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
+        else:
+            CACHE_LOOKUPS.labels(result="shared").inc()
+        return await asyncio.shield(future)
+
+    async def _list(
+        self,
+        key: ListingKey,
+        provider: str,
+        client: SecretsClient,
+        select: Selection,
+        limit: int,
+        future: asyncio.Future[tuple[str, ...]],
+    ) -> None:
+        PROVIDER_CALLS.labels(provider=provider, operation="list").inc()
+        try:
+            listed = await client.list_keys(key[1], limit)
+            # Selecting runs a tenant's regexp over up to `limit` names: off the event loop.
+            names = await asyncio.to_thread(select, listed)
+        except Exception as exc:  # a provider bug must not hang every waiter either
+            error = (
+                exc
+                if isinstance(exc, VaultsyncError)
+                else ProviderError(f"provider {provider!r} failed to list: {type(exc).__name__}")
+            )
+            del exc
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters that were cancelled meanwhile leave no warning
+        else:
+            now = self._clock()
+            self._listings[key] = _Listing(names, now, now)
+            self._listings.move_to_end(key)
+            while len(self._listings) > LISTINGS_MAX:
+                self._listings.popitem(last=False)
+            future.set_result(names)
+        finally:
+            del self._listing_inflight[key]
+
     @property
     def size(self) -> int:
         """Bytes the kept values are counted as (values plus a fixed overhead per entry)."""
@@ -180,7 +264,10 @@ class FetchCache:
         stale = [k for k, e in self._entries.items() if e.used_at < limit]
         for key in stale:
             self._drop(key)
-        return len(stale)
+        unused = [k for k, listing in self._listings.items() if listing.used_at < limit]
+        for listing_key in unused:
+            del self._listings[listing_key]
+        return len(stale) + len(unused)
 
     def _keep(self, key: CacheKey, value: RemoteValue, now: float) -> RemoteValue | None:
         """Stores `value`, evicting the least recently used beyond the cap; the previous value."""

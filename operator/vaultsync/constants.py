@@ -218,3 +218,21 @@ CLUSTER_ES_REFRESH_MIN_SECONDS = 5.0
 CLUSTER_ES_CONCURRENCY = 8  # ExternalSecret writes of one ClusterExternalSecret at once
 CLUSTER_ES_DEBOUNCE_SECONDS = 0.5  # namespace events arriving together make one pass
 REASON_NAMESPACES_FAILED = "NamespacesFailed"
+
+# dataFrom.find and dataFrom.rewrite (docs/api.md, "Finding remote keys"): what one tenant's
+# patterns and listings may cost. A regexp runs on RE2, linear in the input (tenantregexp.py).
+REGEXP_MAX_LENGTH = 256  # also the CRD's maxLength of find.name.regexp and rewrite sources
+REGEXP_MAX_MEM = 1 << 20  # RE2's max_mem: the compiled program and its DFA's cache, per pattern
+# Work of one listing's name matching, and of all the rewrites of one ExternalSecret's sync
+# together, in bytes read times program instructions (RE2's bound when its DFA gives up) plus
+# REGEXP_SEARCH_UNITS per search; the worst patterns measured here take 1-3 ns a unit (`make
+# bench-regexps`), so about 0.9 s at most. 10,000 names of 40 bytes against a 17-instruction
+# pattern cost 27,000,000 (40 ms). Bytes alone would not do: the cost of a byte grows with
+# the program, from 10 to 18,000 instructions within REGEXP_MAX_MEM.
+REGEXP_WORK_BUDGET = 300_000_000
+REGEXP_SEARCH_UNITS = 2000  # one search's call through RE2's wrapper (about 4 µs)
+FIND_MAX_KEYS = 500  # remote keys one ExternalSecret's find entries may match together
+FIND_MAX_LISTED = 10_000  # names one listing may return before it is refused as too broad
+FIND_MAX_TAGS = 16
+REWRITE_MAX_ITEMS = 16  # rewrite operations of one dataFrom entry
+REWRITE_TEMPLATE_MAX_BYTES = 4096

@@ -7,7 +7,6 @@ their errors name the exact field, like `spec.data[2].remoteRef.key`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -22,13 +21,21 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from vaultsync.constants import GROUP, STORE_CALLS_PER_MINUTE_MAX
+from vaultsync.constants import (
+    FIND_MAX_TAGS,
+    GROUP,
+    REGEXP_MAX_LENGTH,
+    REWRITE_MAX_ITEMS,
+    REWRITE_TEMPLATE_MAX_BYTES,
+    STORE_CALLS_PER_MINUTE_MAX,
+)
 from vaultsync.errors import InvalidSpec
+from vaultsync.keymapping import SECRET_KEY_RULE, ConversionStrategy, DecodingStrategy, is_valid_secret_key
 from vaultsync.providers.base import describe_validation_error
 from vaultsync.schedule import refresh_interval
 from vaultsync.targets import check_annotations, check_labels, check_name, check_type
+from vaultsync.tenantregexp import compile_tenant
 
-SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # The same limits as the CRD's schema (crds/externalsecrets.yaml), for objects stored before it.
 MAX_DATA_ITEMS = 512
 MAX_DATA_FROM_ITEMS = 64
@@ -37,18 +44,9 @@ MAX_PROPERTY_LENGTH = 1024
 MAX_VERSION_LENGTH = 256
 MAX_TARGET_METADATA_ENTRIES = 64
 MAX_TARGET_METADATA_VALUE_LENGTH = 4096
-_SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
-SECRET_KEY_RULE = "letters, digits, '-', '_' and '.', at most 253, not '.' or '..' or starting with '..'"
-
-
-def is_valid_secret_key(name: str) -> bool:
-    """Kubernetes' own rule for the keys of a Secret's data."""
-    return (
-        bool(_SECRET_KEY.fullmatch(name))
-        and len(name) <= 253
-        and name not in (".", "..")
-        and not name.startswith("..")
-    )
+MAX_TAG_KEY_LENGTH = 128  # AWS's and Azure's tag key limit
+MAX_TAG_VALUE_LENGTH = 256
+MAX_REWRITE_TARGET_LENGTH = 1024
 
 
 def _check_secret_key(name: str) -> str:
@@ -73,10 +71,20 @@ class SourceRef(Model):
     store_ref: StoreRef
 
 
+def _check_regexp(pattern: str) -> str:
+    compile_tenant(pattern)  # its ValueError says why (tenantregexp.py)
+    return pattern
+
+
+# A regexp run by RE2 (tenantregexp.py), as Go's regexp reads it, at most REGEXP_MAX_LENGTH.
+Regexp = Annotated[str, Field(min_length=1, max_length=REGEXP_MAX_LENGTH), AfterValidator(_check_regexp)]
+
+
 class RemoteRefSpec(Model):
     key: str = Field(min_length=1, max_length=MAX_REMOTE_KEY_LENGTH)
     property: str = Field(default="", max_length=MAX_PROPERTY_LENGTH)
     version: str = Field(default="", max_length=MAX_VERSION_LENGTH)
+    decoding_strategy: DecodingStrategy = "None"
 
 
 SecretKey = Annotated[str, AfterValidator(_check_secret_key)]
@@ -92,11 +100,66 @@ class DataItem(Model):
 class ExtractSpec(Model):
     key: str = Field(min_length=1, max_length=MAX_REMOTE_KEY_LENGTH)
     version: str = Field(default="", max_length=MAX_VERSION_LENGTH)
+    conversion_strategy: ConversionStrategy = "Default"
+    decoding_strategy: DecodingStrategy = "None"
+
+
+class FindName(Model):
+    regexp: Regexp
+
+
+TagKey = Annotated[str, Field(min_length=1, max_length=MAX_TAG_KEY_LENGTH)]
+TagValue = Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)]
+
+
+class FindSpec(Model):
+    """Every remote secret under `path`, carrying every tag of `tags`, whose name matches
+    `name.regexp`; one Secret key per secret, named after it (docs/api.md, "dataFrom.find")."""
+
+    path: str = Field(default="", max_length=MAX_REMOTE_KEY_LENGTH)
+    name: FindName | None = None
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=FIND_MAX_TAGS)
+    conversion_strategy: ConversionStrategy = "Default"
+    decoding_strategy: DecodingStrategy = "None"
+
+    @model_validator(mode="after")
+    def _narrowed(self) -> FindSpec:
+        if not self.path and self.name is None and not self.tags:
+            raise ValueError("name, tags or path is required: vaultsync does not list a whole store")
+        return self
+
+
+class RewriteRegexp(Model):
+    source: Regexp
+    target: str = Field(max_length=MAX_REWRITE_TARGET_LENGTH)
+
+
+class RewriteTransform(Model):
+    template: str = Field(min_length=1, max_length=REWRITE_TEMPLATE_MAX_BYTES)
+
+
+class RewriteSpec(Model):
+    regexp: RewriteRegexp | None = None
+    transform: RewriteTransform | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RewriteSpec:
+        if (self.regexp is None) == (self.transform is None):
+            raise ValueError("exactly one of regexp or transform is required")
+        return self
 
 
 class DataFromItem(Model):
-    extract: ExtractSpec
+    extract: ExtractSpec | None = None
+    find: FindSpec | None = None
+    rewrite: list[RewriteSpec] = Field(default_factory=list, max_length=REWRITE_MAX_ITEMS)
     source_ref: SourceRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DataFromItem:
+        if (self.extract is None) == (self.find is None):
+            raise ValueError("exactly one of extract or find is required")
+        return self
 
 
 class TemplateSpec(Model):

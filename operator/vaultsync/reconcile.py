@@ -30,6 +30,7 @@ from vaultsync.errors import (
     VaultsyncError,
 )
 from vaultsync.events import EventSink
+from vaultsync.finder import find_all
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
@@ -50,7 +51,7 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.storeclients import ResolvedStore
 from vaultsync.stores import Stores
 from vaultsync.targets import every_key_gone
-from vaultsync.templating import build_data, refs_by_store, source_field
+from vaultsync.templating import build_data, refs_by_store, sandboxed_transform, source_field
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ class Reconciler:
         """
         trust_target = trust_target and es.spec.target.creation_policy != "Merge"
         resolved: ResolvedStore | None = None
-        sources = refs_by_store(es.spec)
         read: list[tuple[str, str]] = []  # (store cache key, remote key), in order
+        found: dict[int, tuple[str, ...]] = {}  # dataFrom index → what its find matched
         versions: dict[str, str] = {}
         fingerprint: str | None = None
         write = SecretWrite("none")
@@ -120,10 +121,23 @@ class Reconciler:
                 async with deadline:
                     # Each store with the namespace's own permissions: an entry's sourceRef
                     # naming a store the namespace may not use is refused, naming that entry.
-                    for store_ref, refs in sources.items():
+                    # A store's find entries are listed first (once per store), then every
+                    # value read from it, found keys included, in one cache lookup.
+                    for store_ref in refs_by_store(es.spec):
                         resolved = None
                         field = source_field(es.spec, store_ref)
                         resolved = await self._stores.for_namespace(es.namespace, store_ref, field)
+                        found |= await find_all(
+                            self._cache,
+                            resolved.cache_key,
+                            resolved.provider,
+                            resolved.client,
+                            es.spec,
+                            max_age,
+                            store_ref,
+                            counted=sum(map(len, found.values())),
+                        )
+                        refs = refs_by_store(es.spec, found)[store_ref]
                         read += [(resolved.cache_key, r.key) for r in refs]
                         fetched[store_ref] = await self._cache.get(
                             resolved.cache_key,
@@ -138,7 +152,10 @@ class Reconciler:
                 if not deadline.expired():
                     raise
                 raise StoreTimeout(self._timed_out(es, resolved)) from None
-            data, versions = build_data(es.spec, fetched.get(es.spec.store_ref, {}), fetched)
+            transform = sandboxed_transform(self._renderer, es.namespace)
+            data, versions = await build_data(
+                es.spec, fetched.get(es.spec.store_ref, {}), fetched, found=found, transform=transform
+            )
             template = es.spec.target.template
             if template is not None and template.data:
                 data = await self._renderer.render(es.namespace, template, data)

@@ -26,11 +26,21 @@ OFFLINE = Path("/nonexistent/kubeconfig")  # render must never need a cluster
 VALUES: dict[str, Any] = {
     "db": {"user": "app", "password": "pä$$ wörd\n", "port": 5432},
     "config": {"region": "eu-west-1", "replicas": 3},
+    "app/flag": "on",
 }
 SPEC: dict[str, Any] = {
     "storeRef": {"name": "vault"},
     "refreshInterval": "1h",
-    "dataFrom": [{"extract": {"key": "config"}}],
+    "dataFrom": [
+        {"extract": {"key": "config"}},
+        {
+            "find": {"path": "app/"},
+            "rewrite": [
+                {"regexp": {"source": "^app/", "target": ""}},
+                {"transform": {"template": "{{ value | replace('f', 'F') }}"}},
+            ],
+        },
+    ],
     "data": [
         {"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
         {"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}},
@@ -44,6 +54,7 @@ SPEC: dict[str, Any] = {
                 "dsn": "postgres://{{ user }}:{{ password | urlencode }}@db/{{ region }}",
                 "config.json": '{"replicas": {{ replicas }}, "user": {{ user | tojson }}}',
                 "password": "{{ password }}",
+                "flag": "{{ Flag }}",
             }
         },
     },
@@ -93,6 +104,7 @@ def test_render_matches_the_operators_secret_byte_for_byte(
     assert rendered["metadata"]["annotations"] == operator_annotations
     assert (rendered["metadata"]["name"], rendered["metadata"]["namespace"]) == ("rendered", vs.namespace)
     assert base64.b64decode(rendered["data"]["password"]) == "pä$$ wörd\n".encode()
+    assert base64.b64decode(rendered["data"]["flag"]) == b"on"  # found, rewritten, transformed
 
 
 def test_render_masks_values_unless_asked_and_names_what_is_missing(tmp_path: Path) -> None:
@@ -104,13 +116,13 @@ def test_render_masks_values_unless_asked_and_names_what_is_missing(tmp_path: Pa
     masked = vaultsync_cli("render", "-f", str(manifest), "--values", str(values), kubeconfig=OFFLINE)
     assert masked.returncode == 0, masked.stderr
     secret = yaml.safe_load(masked.stdout)
-    assert set(secret["data"]) == {"dsn", "config.json", "password"}
+    assert set(secret["data"]) == {"dsn", "config.json", "password", "flag"}
     assert all(value.startswith("<masked: ") for value in secret["data"].values())
     for value in ("pä$$", "eu-west-1", base64.b64encode(b"app").decode()):
         assert value not in masked.stdout
 
     partial = tmp_path / "partial.yaml"
-    partial.write_text(yaml.safe_dump({"db": VALUES["db"]}))
+    partial.write_text(yaml.safe_dump({"db": VALUES["db"], "app/flag": "on"}))
     missing = vaultsync_cli("render", "-f", str(manifest), "--values", str(partial), kubeconfig=OFFLINE)
     assert missing.returncode == 1
     assert "spec.dataFrom[0].extract.key" in missing.stderr and "'config'" in missing.stderr

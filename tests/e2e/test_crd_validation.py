@@ -156,9 +156,9 @@ BAD_EXTERNAL_SECRETS = [
     ),
     rejected(
         changed(ES, spec__dataFrom=[{}]),
-        "spec.dataFrom[0].extract",
-        "Required value",
-        "dataFrom-without-extract",
+        "spec.dataFrom[0]",
+        "each dataFrom entry needs exactly one of extract or find",
+        "dataFrom-without-extract-or-find",
     ),
     rejected(
         changed(ES, spec__dataFrom=[{"extract": {"version": "1"}}]),

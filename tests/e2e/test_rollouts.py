@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import GROUP, VERSION, Vaultsync, fake_entry
 from tests.e2e.workloads import (
@@ -91,13 +89,7 @@ class Rig:
         eventually(check, what="the operator to see the store's new generation")
 
     def metric(self, name: str, **labels: str) -> float:
-        with urllib.request.urlopen(self.operator.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    return float(sample.value)
-        return 0.0
+        return float(self.operator.metric(name, **labels))
 
 
 def _entries(values: Mapping[str, str]) -> list[dict[str, str]]:

@@ -15,15 +15,17 @@ import asyncio
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
+from tests.e2e.conftest import Vaultsync
+from tests.env.kube import KubeApi
 from tests.providers.backends.aws import AwsBackend
-from tests.providers.backends.base import Backend, DetectingBackend, LiveBackend
+from tests.providers.backends.base import Backend, DetectingBackend, ListingBackend, LiveBackend
 
 BACKENDS_PACKAGE = "tests.providers.backends"
 NOT_BACKENDS = frozenset({"base", "credentials"})
@@ -38,6 +40,8 @@ def _backend_modules() -> dict[str, ModuleType]:
 BACKEND_MODULES = _backend_modules()
 # Backends whose provider detects changes by version stamps (Azure's does not yet: it reads).
 DETECTING_BACKENDS = ["aws", "vault"]
+# Backends whose provider lists secrets (dataFrom.find); every real one does.
+LISTING_BACKENDS = ["aws", "azure", "vault"]
 LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(module, "LIVE", True)]
 
 
@@ -93,9 +97,27 @@ def detecting_backend(request: pytest.FixtureRequest, backends: Backends) -> Det
     return cast(DetectingBackend, backends.get(request.param))
 
 
+@pytest.fixture(scope="session", params=LISTING_BACKENDS)
+def listing_backend(request: pytest.FixtureRequest, backends: Backends) -> ListingBackend:
+    """Every backend whose provider lists secrets."""
+    return cast(ListingBackend, backends.get(request.param))
+
+
 @pytest.fixture(scope="session")
 def aws(backends: Backends) -> AwsBackend:
     return cast(AwsBackend, backends.get("aws"))
+
+
+@pytest.fixture
+def vs(kube_api: KubeApi, namespace: str, install_crds: list[str]) -> Vaultsync:
+    """The test namespace's vaultsync objects, for the tests that run the operator."""
+    return Vaultsync(kube_api, namespace)
+
+
+@pytest.fixture
+def operator(run_operator: Callable[..., Any], namespace: str) -> Iterator[Any]:
+    with run_operator(namespace, "--namespace", namespace) as running:
+        yield running
 
 
 @pytest.hookimpl(tryfirst=True)

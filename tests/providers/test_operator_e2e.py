@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -29,17 +29,6 @@ def vault(request: pytest.FixtureRequest, backends: Backends) -> LiveBackend:
     backend = backends.get(request.param)
     assert hasattr(backend, "stop"), f"{request.param} is not a live backend"
     return backend  # type: ignore[return-value]
-
-
-@pytest.fixture
-def vs(kube_api: KubeApi, namespace: str, install_crds: list[str]) -> Vaultsync:
-    return Vaultsync(kube_api, namespace)
-
-
-@pytest.fixture
-def operator(run_operator: Callable[..., Any], namespace: str) -> Iterator[Any]:
-    with run_operator(namespace, "--namespace", namespace) as running:
-        yield running
 
 
 def credential_secrets(vs: Vaultsync, backend: LiveBackend) -> None:

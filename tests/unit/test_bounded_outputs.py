@@ -73,14 +73,23 @@ def test_a_lone_surrogate_in_an_extracted_value_is_refused_naming_the_field() ->
     assert caught.value.message.startswith("spec.dataFrom[0].extract:")
 
 
-def test_a_lone_surrogate_in_an_extracted_name_is_refused_by_its_masked_name() -> None:
+def test_a_lone_surrogate_in_an_extracted_name_is_converted_like_any_other_non_letter() -> None:
     spec = ExternalSecretSpec.model_validate(
         {"storeRef": {"name": "s"}, "dataFrom": [{"extract": {"key": "k"}}]}
     )
     fetched = {RemoteRef("k"): RemoteValue(b'{"\\ud800x": "v"}')}
+    data, _ = asyncio.run(build_data(spec, fetched))  # type: ignore[arg-type]
+    assert data == {"_x": b"v"}
+
+
+def test_a_lone_surrogate_in_an_extracted_name_is_refused_by_its_masked_name() -> None:
+    spec = ExternalSecretSpec.model_validate(
+        {"storeRef": {"name": "s"}, "dataFrom": [{"extract": {"key": "k"}}]}
+    )
+    fetched = {RemoteRef("k"): RemoteValue(b'{"\\ud800": "1", "_": "2"}')}  # both become "_"
     with pytest.raises(InvalidSpec) as caught:
-        build_data(spec, fetched)  # type: ignore[arg-type]
-    assert caught.value.message.startswith("spec.dataFrom[0].extract: property sha256:")
+        asyncio.run(build_data(spec, fetched))  # type: ignore[arg-type]
+    assert caught.value.message.startswith("spec.dataFrom[0].extract: remote names sha256:")
 
 
 def test_a_template_rendering_a_lone_surrogate_is_refused_naming_the_key() -> None:

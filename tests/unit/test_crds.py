@@ -66,6 +66,7 @@ COLUMNS = {
 }
 
 PROVIDER = "spec.provider"
+DECODING = ["None", "Base64", "Base64URL", "Auto"]
 ENUMS_AND_DEFAULTS = [
     (
         "externalsecrets.yaml",
@@ -77,6 +78,11 @@ ENUMS_AND_DEFAULTS = [
     ("externalsecrets.yaml", "spec.target.deletionPolicy", ["Retain", "Delete"], "Retain"),
     ("externalsecrets.yaml", "spec.refreshInterval", None, "1h"),
     ("externalsecrets.yaml", "spec.refreshPolicy", ["Periodic", "OnChange", "CreatedOnce"], "Periodic"),
+    ("externalsecrets.yaml", "spec.data[].remoteRef.decodingStrategy", DECODING, "None"),
+    ("externalsecrets.yaml", "spec.dataFrom[].extract.decodingStrategy", DECODING, "None"),
+    ("externalsecrets.yaml", "spec.dataFrom[].find.decodingStrategy", DECODING, "None"),
+    ("externalsecrets.yaml", "spec.dataFrom[].extract.conversionStrategy", ["Default", "Unicode"], "Default"),
+    ("externalsecrets.yaml", "spec.dataFrom[].find.conversionStrategy", ["Default", "Unicode"], "Default"),
     ("secretstores.yaml", f"{PROVIDER}.vault.version", ["v1", "v2"], "v2"),
     ("clustersecretstores.yaml", f"{PROVIDER}.vault.version", ["v1", "v2"], "v2"),
 ]
@@ -101,11 +107,16 @@ DESIGN_FIELDS = {
         },
         "spec.target.template": {"delimiters", "data"},
         "spec.data[]": {"secretKey", "remoteRef", "sourceRef"},
-        "spec.data[].remoteRef": {"key", "property", "version"},
+        "spec.data[].remoteRef": {"key", "property", "version", "decodingStrategy"},
         "spec.data[].sourceRef": {"storeRef"},
         "spec.data[].sourceRef.storeRef": {"name", "kind"},
-        "spec.dataFrom[]": {"extract", "sourceRef"},
-        "spec.dataFrom[].extract": {"key", "version"},
+        "spec.dataFrom[]": {"extract", "find", "rewrite", "sourceRef"},
+        "spec.dataFrom[].extract": {"key", "version", "conversionStrategy", "decodingStrategy"},
+        "spec.dataFrom[].find": {"path", "name", "tags", "conversionStrategy", "decodingStrategy"},
+        "spec.dataFrom[].find.name": {"regexp"},
+        "spec.dataFrom[].rewrite[]": {"regexp", "transform"},
+        "spec.dataFrom[].rewrite[].regexp": {"source", "target"},
+        "spec.dataFrom[].rewrite[].transform": {"template"},
         "spec.dataFrom[].sourceRef.storeRef": {"name", "kind"},
         "status": {
             "observedGeneration",

@@ -6,6 +6,7 @@ ESO's `sourceRef.storeRef` per `data` and `dataFrom` entry; an entry without one
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -52,7 +53,7 @@ def test_the_same_key_in_two_stores_gives_each_entry_its_own_value() -> None:
     )
     main = {RemoteRef("db"): RemoteValue(b"from-main")}
     other = {RemoteRef("db"): RemoteValue(b"from-other")}
-    data, _ = build_data(es, main, {MAIN: main, OTHER: other})
+    data, _ = asyncio.run(build_data(es, main, {MAIN: main, OTHER: other}))
     assert data == {"a": b"from-main", "b": b"from-other"}
 
 
@@ -66,7 +67,7 @@ def test_an_error_of_one_store_names_the_entry_that_reads_it() -> None:
     main = {RemoteRef("db"): RemoteValue(b"from-main")}
     other = {RemoteRef("db"): ProviderError("vault answered 503")}
     with pytest.raises(ProviderError, match=r"^spec\.data\[1\]\.remoteRef\.key: vault answered 503$"):
-        build_data(es, main, {MAIN: main, OTHER: other})
+        asyncio.run(build_data(es, main, {MAIN: main, OTHER: other}))
 
 
 def test_the_field_naming_a_store_is_the_first_entry_that_names_it() -> None:

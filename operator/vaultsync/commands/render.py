@@ -31,12 +31,14 @@ from vaultsync import constants as c
 from vaultsync.commands import common
 from vaultsync.commands.client import CliError
 from vaultsync.errors import SecretNotFound, VaultsyncError
+from vaultsync.finder import describe
 from vaultsync.kube import Body
 from vaultsync.models import ExternalSecret, parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer
 from vaultsync.sandbox import Limits
-from vaultsync.templating import build_data, remote_refs
+from vaultsync.templating import build_data, remote_refs, sandboxed_transform
+from vaultsync.tenantregexp import Budget, compile_tenant
 
 OFFLINE_NAMESPACE = "default"
 
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Body:
     """The Secret the operator would write for `es` if its store held `samples`."""
     fetched: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
-    for ref in remote_refs(es.spec):
+    found = _found(es, samples)
+    for ref in remote_refs(es.spec, found):
         value = samples.get(f"{ref.key}@{ref.version}") if ref.version else None
         value = value if value is not None else samples.get(ref.key)
         if value is None:
@@ -86,14 +89,15 @@ async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Bod
             fetched[ref] = SecretNotFound(f"key {ref.key!r}{pinned} is not in the values file")
         else:
             fetched[ref] = RemoteValue(value, ref.version)
-    data, _ = build_data(es.spec, fetched)
-    template = es.spec.target.template
-    if template is not None and template.data:
-        renderer = TemplateRenderer(Limits(), workers=1)
-        try:
+    renderer = TemplateRenderer(Limits(), workers=1)
+    try:
+        transform = sandboxed_transform(renderer, es.namespace)
+        data, _ = await build_data(es.spec, fetched, found=found, transform=transform)
+        template = es.spec.target.template
+        if template is not None and template.data:
             data = await renderer.render(es.namespace, template, data)
-        finally:
-            await renderer.close()
+    finally:
+        await renderer.close()
     target = es.spec.target
     return {
         "apiVersion": "v1",
@@ -107,6 +111,30 @@ async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Bod
         "type": target.type,
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
+
+
+def _found(es: ExternalSecret, samples: Mapping[str, bytes]) -> dict[int, tuple[str, ...]]:
+    """What each `dataFrom.find` would match if the store held just the sample keys."""
+    found: dict[int, tuple[str, ...]] = {}
+    for i, item in enumerate(es.spec.data_from):
+        if item.find is None:
+            continue
+        if item.find.tags:
+            raise CliError(f"spec.dataFrom[{i}].find.tags: the values file has no tags to find by")
+        pattern = compile_tenant(item.find.name.regexp, captures=False) if item.find.name else None
+        budget = Budget(c.REGEXP_WORK_BUDGET)
+        found[i] = tuple(
+            sorted(
+                key
+                for key in samples
+                if "@" not in key
+                and key.startswith(item.find.path)
+                and (pattern is None or pattern.matches(key, budget))
+            )
+        )
+        if not found[i]:  # as the operator: a find that matches nothing is KeyNotFound
+            raise SecretNotFound(f"spec.dataFrom[{i}].find: no key of the values file {describe(item.find)}")
+    return found
 
 
 def _documents(filename: str) -> list[Any]:

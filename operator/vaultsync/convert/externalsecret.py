@@ -15,7 +15,7 @@ from typing import Any
 
 from vaultsync.convert.fields import Fields, Report
 from vaultsync.convert.gotemplate import Untranslatable, translate
-from vaultsync.models import SECRET_KEY_RULE, is_valid_secret_key
+from vaultsync.keymapping import SECRET_KEY_RULE, is_valid_secret_key
 from vaultsync.schedule import refresh_interval
 from vaultsync.targets import check_annotations, check_labels, check_name, check_type
 
@@ -108,12 +108,21 @@ def _source_ref(entry: Fields, store: dict[str, str] | None) -> dict[str, Any] |
     return out
 
 
-def _strategies(ref: Fields) -> None:
+_DECODINGS = ("None", "Base64", "Base64URL", "Auto")
+
+
+def _strategies(ref: Fields, out: dict[str, Any], *, converts: bool) -> None:
+    """ESO's strategies vaultsync has are kept (conversion only where names become keys)."""
     ref.refuse_unless("metadataPolicy", ("None",), "vaultsync reads values, not their metadata or tags")
-    ref.refuse_unless("conversionStrategy", ("Default",), "vaultsync does not convert key names")
-    ref.refuse_unless(
-        "decodingStrategy", ("None",), "vaultsync writes values as read (use b64decode in a template)"
-    )
+    if converts:
+        ref.refuse_unless("conversionStrategy", ("Default", "Unicode"), "not an ESO conversion strategy")
+        if ref.has("conversionStrategy"):
+            out["conversionStrategy"] = ref.text("conversionStrategy")
+    else:
+        ref.refuse_unless("conversionStrategy", ("Default",), "vaultsync does not convert key names here")
+    ref.refuse_unless("decodingStrategy", _DECODINGS, "not an ESO decoding strategy")
+    if ref.text("decodingStrategy", "None") != "None":
+        out["decodingStrategy"] = ref.text("decodingStrategy")
     ref.refuse_unless("nullBytePolicy", ("Ignore",), "vaultsync has no null-byte policy")
 
 
@@ -140,7 +149,7 @@ def _data_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
         remote["property"] = prop
     if ref.has("version"):
         remote["version"] = ref.text("version")
-    _strategies(ref)
+    _strategies(ref, remote, converts=False)
     ref.finish()
     out["remoteRef"] = remote
     if source is not None:
@@ -151,11 +160,7 @@ def _data_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
 
 def _data_from_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any]:
     source = _source_ref(item, store)
-    if item.has("find"):
-        item.refuse("find", "vaultsync does not search the provider: list the keys in extract entries")
-    if item.has("rewrite"):
-        item.refuse("rewrite", "vaultsync does not rename extracted keys (a template can)")
-    extract = item.child("extract")
+    extract, find = item.child("extract"), item.child("find")
     out: dict[str, Any] = {}
     if extract is not None:
         out["extract"] = {"key": extract.text("key")}
@@ -163,13 +168,50 @@ def _data_from_item(item: Fields, store: dict[str, str] | None) -> dict[str, Any
             out["extract"]["version"] = extract.text("version")
         if extract.has("property"):
             extract.refuse("property", "vaultsync extracts the top-level properties of the whole value")
-        _strategies(extract)
+        _strategies(extract, out["extract"], converts=True)
         extract.finish()
-    elif not item.has("find"):
-        item.refuse("extract", "an entry needs extract")
+    elif find is not None:
+        out["find"] = _find(find)
+    else:
+        item.refuse("extract", "an entry needs extract or find")
+    rewrites = [_rewrite(r) for r in item.children("rewrite")]
+    if rewrites:
+        out["rewrite"] = rewrites
     if source is not None:
         out["sourceRef"] = source
     item.finish()
+    return out
+
+
+def _find(find: Fields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if find.has("path"):
+        out["path"] = find.text("path")
+    name = find.child("name")
+    if name is not None:
+        out["name"] = {"regexp": name.text("regexp")}
+        name.finish()
+    tags = find.get("tags")
+    if tags:
+        out["tags"] = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {}
+    _strategies(find, out, converts=True)
+    find.finish()
+    return out
+
+
+def _rewrite(rewrite: Fields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    regexp, transform = rewrite.child("regexp"), rewrite.child("transform")
+    if regexp is not None:
+        out["regexp"] = {"source": regexp.text("source"), "target": regexp.text("target")}
+        regexp.finish()
+    if transform is not None:
+        try:
+            out["transform"] = {"template": translate(transform.text("template"))}
+        except Untranslatable as exc:
+            transform.refuse("template", f"cannot be translated to Jinja2: {exc}")
+        transform.finish()
+    rewrite.finish()
     return out
 
 

@@ -48,6 +48,7 @@ from vaultsync.providers.base import (
     Audience,
     ConfigModel,
     Credentials,
+    FindQuery,
     Provider,
     RemoteRef,
     RemoteValue,
@@ -529,16 +530,12 @@ class AwsClient(SecretsClient):
         """Pages of ListSecrets into `found` (by name and by ARN); how many, or None when
         refused or cut at `cap`. A secret scheduled for deletion is not listed: it is read,
         and the read says so."""
-        sm = await self._client()
         token, pages = "", 0
         while True:
             if cap is not None and pages >= cap:
                 return None
-            kwargs: dict[str, Any] = {"MaxResults": LIST_PAGE_SIZE, "Filters": filters}
-            if token:
-                kwargs["NextToken"] = token
             try:
-                page = await self._call(functools.partial(sm.list_secrets, **kwargs))
+                page = await self._list_page(filters, token)
             except ClientError as exc:
                 if _code(exc) in _DENIED_CODES:  # a policy without ListSecrets: describe instead
                     self._listing_allowed = False
@@ -568,6 +565,46 @@ class AwsClient(SecretsClient):
 
         answers = await asyncio.gather(*(one(k) for k in keys))
         return {k: v for k, v in answers if v is not None}
+
+    async def _list_page(self, filters: list[Any], token: str) -> Any:
+        """One page of ListSecrets (`token` "" for the first)."""
+        sm = await self._client()
+        kwargs: dict[str, Any] = {"MaxResults": LIST_PAGE_SIZE, "Filters": filters}
+        if token:
+            kwargs["NextToken"] = token
+        return await self._call(functools.partial(sm.list_secrets, **kwargs))
+
+    async def list_keys(self, query: FindQuery, limit: int) -> list[str]:
+        """ListSecrets, filtered by AWS by name prefix and tags, then checked here: AWS
+        matches a name filter on words of the name and tag keys and values independently,
+        so a pair is only a pair once checked against the secret's own tags."""
+        filters: list[Any] = [{"Key": "name", "Values": [query.path]}] if query.path else []
+        for key, value in query.tags:
+            filters += [{"Key": "tag-key", "Values": [key]}, {"Key": "tag-value", "Values": [value]}]
+        wanted = dict(query.tags)
+        names: list[str] = []
+        token = ""
+        while len(names) <= limit:
+            try:
+                page = await self._list_page(filters, token)
+            except ClientError as exc:
+                if _code(exc) in _DENIED_CODES:  # authenticated: the policy lacks ListSecrets
+                    raise PermissionDenied(
+                        f"{self._store}: AWS denied ListSecrets ({_code(exc)}): find needs "
+                        "secretsmanager:ListSecrets in the store's IAM policy"
+                    ) from None
+                raise self._convert(exc, None) from None
+            except (BotoCoreError, ResponseParserError) as exc:
+                raise self._convert(exc, None) from None
+            for entry in page.get("SecretList", []):
+                name = entry.get("Name", "")
+                tags = {t.get("Key"): t.get("Value", "") for t in entry.get("Tags", [])}
+                if name.startswith(query.path) and all(tags.get(k) == v for k, v in wanted.items()):
+                    names.append(name)
+            token = page.get("NextToken", "")
+            if not token:
+                break
+        return names[: limit + 1]
 
     async def validate(self) -> None:
         """One ListSecrets call: AWS authenticates before it authorizes, so even

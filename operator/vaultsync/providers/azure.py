@@ -71,6 +71,8 @@ from vaultsync.providers.base import (
     Audience,
     ConfigModel,
     Credentials,
+    FindQuery,
+    ListingUnsupported,
     Provider,
     RemoteRef,
     RemoteValue,
@@ -346,6 +348,30 @@ class AzureKeyVaultClient(SecretsClient):
         with self._converted(ref, name):
             secret = await self._client.get_secret(name, version or None)
         return RemoteValue((secret.value or "").encode(), secret.properties.version or "")
+
+    async def list_keys(self, query: FindQuery, limit: int) -> list[str]:
+        """List Secrets (names and tags, 25 a page), enabled secrets only, as External
+        Secrets Operator does. Key Vault names have no folders: `path` is refused."""
+        if query.path:
+            raise ListingUnsupported(
+                "Azure Key Vault secret names have no paths; find by name.regexp or tags"
+            )
+        wanted = dict(query.tags)
+        names: list[str] = []
+        with self._converted(RemoteRef(""), ""):
+            pages = 0
+            async for page in self._client.list_properties_of_secrets().by_page():
+                pages += 1
+                if pages > 1:
+                    self.count_call()  # each further page is a request of its own
+                async for properties in page:
+                    tags, name = properties.tags or {}, properties.name
+                    enabled = properties.enabled is not False
+                    if name and enabled and all(tags.get(k) == v for k, v in wanted.items()):
+                        names.append(name)
+                if len(names) > limit:
+                    break
+        return names[: limit + 1]
 
     async def validate(self) -> None:
         try:

@@ -27,7 +27,7 @@ from typing import Annotated, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from vaultsync.errors import InvalidStoreConfig, VaultsyncError
+from vaultsync.errors import InvalidSpec, InvalidStoreConfig, VaultsyncError
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,20 @@ class RemoteValue:
 
     def __repr__(self) -> str:  # never print the value
         return f"RemoteValue(version={self.version!r}, size={len(self.value)})"
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """What `dataFrom.find` asks a provider to list: names under `path` (a prefix; "" = all)
+    carrying every tag of `tags`. The name regexp is applied by the core to what is listed,
+    the same way for every provider (vaultsync.finder)."""
+
+    path: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+class ListingUnsupported(InvalidSpec):
+    """This store's provider (or its configuration) cannot list secrets."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,17 @@ class SecretsClient(ABC):
             else:
                 raise result
         return out
+
+    async def list_keys(self, query: FindQuery, limit: int) -> list[str]:
+        """The remote keys `query` selects, each readable as `RemoteRef(key)`; at most
+        `limit` + 1 (one more says "too many", and the listing stops there).
+
+        A backend that cannot list keeps this default: `dataFrom.find` on its stores is
+        refused with this message, and its page in docs/providers/ says so.
+        """
+        raise ListingUnsupported(
+            "this store's provider cannot list secrets; name them in data or dataFrom.extract"
+        )
 
     async def stamps(
         self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]

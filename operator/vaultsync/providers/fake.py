@@ -15,6 +15,8 @@ from vaultsync.errors import SecretNotFound
 from vaultsync.providers.base import (
     ConfigModel,
     Credentials,
+    FindQuery,
+    ListingUnsupported,
     Provider,
     RemoteRef,
     RemoteValue,
@@ -51,6 +53,13 @@ class FakeClient(SecretsClient):
             raise SecretNotFound(f"key {ref.key!r}{pinned} does not exist in the fake store")
         entry = matches[-1]  # without a pin, the last entry listed is the latest
         return RemoteValue(entry.value.encode(), entry.version)
+
+    async def list_keys(self, query: FindQuery, limit: int) -> list[str]:
+        """By path prefix; the fake store's entries have no tags."""
+        if query.tags:
+            raise ListingUnsupported("the fake provider's entries have no tags; find by name or path")
+        keys = dict.fromkeys(e.key for e in self._entries if e.key.startswith(query.path))
+        return list(keys)[: limit + 1]
 
     async def validate(self) -> None:
         return None

@@ -31,7 +31,9 @@ from tests.env.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 VALUE = "Leak-canary-value-Quokka-5150"
-SECRET_NAME = "sk_live Canary-property-name-8842"  # the space makes it no valid Secret key
+# A leading '..' makes it no valid Secret key, even once conversionStrategy Default has made
+# its space a '_'.
+SECRET_NAME = "..sk_live Canary-property-name-8842"
 
 
 def assert_never_shown(text: str, where: str, *secrets: str) -> None:

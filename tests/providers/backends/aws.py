@@ -127,6 +127,11 @@ class AwsBackend:
     def write(self, key: str, value: str) -> str:
         return self._put(key, {"SecretString": value})
 
+    def write_tagged(self, key: str, value: str, tags: dict[str, str]) -> str:
+        version = self.write(key, value)
+        self.secretsmanager.tag_resource(SecretId=key, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        return version
+
     def delete(self, key: str) -> None:
         """Deletes `key` for good (no recovery window), so its name can be created again."""
         self.secretsmanager.delete_secret(SecretId=key, ForceDeleteWithoutRecovery=True)

@@ -74,7 +74,7 @@ class AzureBackend:
         )
         self.emulator = AzureEmulator(
             identities={
-                READER: {"secret": READER_SECRET, "permissions": ["get"]},
+                READER: {"secret": READER_SECRET, "permissions": ["get", "list"]},
                 WRITER: {"secret": WRITER_SECRET, "permissions": ["get", "set"]},
                 NO_ACCESS: {"secret": NO_ACCESS_SECRET, "permissions": []},
                 WORKLOAD: {
@@ -130,6 +130,9 @@ class AzureBackend:
 
     def write(self, key: str, value: str) -> str:
         return self.emulator.set_secret(WRITER, WRITER_SECRET, secret_name(key), value)
+
+    def write_tagged(self, key: str, value: str, tags: dict[str, str]) -> str:
+        return self.emulator.set_secret(WRITER, WRITER_SECRET, secret_name(key), value, tags)
 
     def stop(self) -> None:
         self.emulator.stop()

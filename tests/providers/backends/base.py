@@ -89,6 +89,14 @@ class DetectingBackend(LiveBackend, Protocol):
         ...
 
 
+class ListingBackend(LiveBackend, Protocol):
+    """A backend whose provider lists secrets (`dataFrom.find`)."""
+
+    def write_tagged(self, key: str, value: str, tags: dict[str, str]) -> str:
+        """Writes `key` carrying `tags` (AWS tags, Azure tags, Vault KV v2 custom metadata)."""
+        ...
+
+
 def unique_key(prefix: str = "contract") -> str:
     """A key no other test uses, valid in every backend (Azure allows only letters, digits, '-')."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -58,6 +58,12 @@ class VaultBackend:
         self._writes.append((key, data))
         return self._put(key, data)
 
+    def write_tagged(self, key: str, value: str, tags: dict[str, str]) -> str:
+        """Tags are KV v2 custom metadata."""
+        version = self.write(key, value)
+        self.server.request("POST", f"{MOUNT}/metadata/{key}", {"custom_metadata": tags})
+        return version
+
     def delete(self, key: str) -> None:
         """Deletes `key` and every version of it (its metadata): written again, it restarts at 1."""
         self.server.request("DELETE", f"{MOUNT}/metadata/{key}")
@@ -95,7 +101,8 @@ class VaultBackend:
 
     def _seed(self) -> None:
         rules = f'path "{MOUNT}/data/*" {{ capabilities = ["read"] }}\n'
-        rules += f'path "{MOUNT}/metadata/*" {{ capabilities = ["read"] }}\n'
+        rules += f'path "{MOUNT}/metadata/*" {{ capabilities = ["read", "list"] }}\n'
+        rules += f'path "{MOUNT}/metadata" {{ capabilities = ["list"] }}\n'
         self.server.request("PUT", f"sys/policies/acl/{POLICY}", {"policy": rules})
         self.server.request(
             "POST",

@@ -194,8 +194,10 @@ class AzureEmulator:
             result: dict[str, Any] = json.loads(response.read())
             return result
 
-    def set_secret(self, client_id: str, client_secret: str, name: str, value: str) -> str:
-        """Writes a new version of `name` as the app `client_id`; returns the version id."""
+    def set_secret(
+        self, client_id: str, client_secret: str, name: str, value: str, tags: dict[str, str] | None = None
+    ) -> str:
+        """Writes a new version of `name` (with `tags`) as the app `client_id`; its version id."""
         form = urllib.parse.urlencode(
             {
                 "grant_type": "client_credentials",
@@ -213,7 +215,7 @@ class AzureEmulator:
         bundle = self._request(
             "PUT",
             f"/secrets/{name}?api-version={API_VERSION}",
-            data=json.dumps({"value": value}).encode(),
+            data=json.dumps({"value": value, "tags": tags or {}}).encode(),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         version: str = bundle["id"].rsplit("/", 1)[1]

@@ -6,7 +6,8 @@ serves no version of `com.github.nagyesta.lowkey-vault:lowkey-vault-app` (its me
 Go module proxy. So this process speaks the parts of the two Azure wire protocols that the
 unmodified `azure-keyvault-secrets` and `azure-identity` clients use, over real HTTPS:
 
-- Key Vault (API 7.x): `PUT /secrets/{name}`, `GET /secrets/{name}[/{version}]`, the
+- Key Vault (API 7.x): `PUT /secrets/{name}` (with tags), `GET /secrets/{name}[/{version}]`,
+  `GET /secrets` (List Secrets: ids, attributes and tags, `maxresults` a page, `nextLink`), the
   401 + `WWW-Authenticate: Bearer authorization=..., resource=...` challenge that the SDK's
   challenge policy negotiates, 403 when the caller lacks the permission, 404 `SecretNotFound`,
   and Azure's `{"error": {"code", "message"}}` bodies.
@@ -161,7 +162,9 @@ class Emulator:
 
     # -- secrets ------------------------------------------------------------------------
 
-    def set_secret(self, name: str, value: str, content_type: str | None) -> dict[str, Any]:
+    def set_secret(
+        self, name: str, value: str, content_type: str | None, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         now = int(time.time())
         entry = {
             "name": name,
@@ -169,10 +172,15 @@ class Emulator:
             "value": value,
             "contentType": content_type,
             "created": now,
+            "tags": tags or {},
         }
         self.state["secrets"].setdefault(name.lower(), []).append(entry)
         self._save()
         return entry
+
+    def latest(self) -> list[dict[str, Any]]:
+        """The current version of every secret, in name order (List Secrets' answer)."""
+        return [versions[-1] for _, versions in sorted(self.state["secrets"].items()) if versions]
 
     def get_secret(self, name: str, version: str) -> dict[str, Any] | None:
         versions = self.state["secrets"].get(name.lower(), [])
@@ -225,6 +233,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"status": "ok"})
         elif url.path == "/metadata/identity/oauth2/token":
             self._imds_token(parse_qs(url.query))
+        elif url.path.rstrip("/") == "/secrets":
+            self._vault("list", url.path, url.query)
         elif url.path.startswith("/secrets/"):
             self._vault("get", url.path, url.query)
         else:
@@ -349,6 +359,9 @@ class Handler(BaseHTTPRequestHandler):
                 f"{permission} permission on key vault 'vaultsync-emulator'.",
             )
             return
+        if permission == "list":
+            self._list(parse_qs(query))
+            return
         parts = path.strip("/").split("/")  # secrets, name[, version]
         name = parts[1] if len(parts) > 1 else ""
         version = parts[2] if len(parts) > 2 else ""
@@ -362,7 +375,7 @@ class Handler(BaseHTTPRequestHandler):
                     self._vault_error(400, "BadParameter", "Property 'value' is required.")
                     return
                 entry: dict[str, Any] | None = emulator.set_secret(
-                    name, request["value"], request.get("contentType")
+                    name, request["value"], request.get("contentType"), request.get("tags")
                 )
             else:
                 entry = emulator.get_secret(name, version)
@@ -377,18 +390,42 @@ class Handler(BaseHTTPRequestHandler):
         bundle: dict[str, Any] = {
             "value": entry["value"],
             "id": f"{self.base_url}/secrets/{entry['name']}/{entry['version']}",
-            "attributes": {
-                "enabled": True,
-                "created": entry["created"],
-                "updated": entry["created"],
-                "recoveryLevel": "Recoverable+Purgeable",
-                "recoverableDays": 90,
-            },
-            "tags": {},
+            "attributes": _attributes(entry),
+            "tags": entry.get("tags") or {},
         }
         if entry["contentType"]:
             bundle["contentType"] = entry["contentType"]
         self._send(200, bundle)
+
+    def _list(self, query: dict[str, list[str]]) -> None:
+        """List Secrets: `maxresults` (1-25) items a page, the next page behind `nextLink`."""
+        size = min(25, max(1, int((query.get("maxresults") or ["25"])[0])))
+        start = int((query.get("$skiptoken") or ["0"])[0])
+        with self.emulator.lock:
+            entries = self.emulator.latest()
+        page = entries[start : start + size]
+        items = [
+            {
+                "id": f"{self.base_url}/secrets/{e['name']}",
+                "attributes": _attributes(e),
+                "tags": e.get("tags") or {},
+            }
+            for e in page
+        ]
+        more = start + size < len(entries)
+        api = (query.get("api-version") or [""])[0]
+        link = f"{self.base_url}/secrets?api-version={api}&maxresults={size}&$skiptoken={start + size}"
+        self._send(200, {"value": items, "nextLink": link if more else None})
+
+
+def _attributes(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "enabled": entry.get("enabled", True),
+        "created": entry["created"],
+        "updated": entry["created"],
+        "recoveryLevel": "Recoverable+Purgeable",
+        "recoverableDays": 90,
+    }
 
 
 class EmulatorServer(ThreadingHTTPServer):
