@@ -10,11 +10,14 @@ import asyncio
 from typing import Any
 
 import pytest
+from tests.unit.test_finder import Lister
 
-from vaultsync.errors import ProviderError
+from vaultsync.cache import FetchCache
+from vaultsync.errors import InvalidSpec, ProviderError, SecretNotFound
+from vaultsync.finder import find_all
 from vaultsync.models import ExternalSecretSpec, StoreRef
 from vaultsync.providers.base import RemoteRef, RemoteValue
-from vaultsync.templating import build_data, refs_by_store, source_field
+from vaultsync.templating import build_data, refs_by_store, remote_refs, source_field
 
 MAIN = StoreRef(name="main")
 OTHER = StoreRef(name="other", kind="ClusterSecretStore")
@@ -88,3 +91,50 @@ def test_the_field_naming_a_store_is_the_first_entry_that_names_it() -> None:
 def test_a_source_ref_without_a_store_name_is_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"data\.0\.sourceRef\.storeRef\.name"):
         spec(data=[{"secretKey": "a", "remoteRef": {"key": "db"}, "sourceRef": {"storeRef": {"name": ""}}}])
+
+
+def test_a_find_entry_lists_and_reads_its_own_store() -> None:
+    es = spec(
+        dataFrom=[
+            {"find": {"path": "app/"}},
+            {"find": {"path": "app/"}, **sourced("other")},
+            {"extract": {"key": "cfg"}, **sourced("other")},
+        ]
+    )
+    # Before the listings, each store an entry reads is there, even one read only by finds.
+    assert refs_by_store(es) == {MAIN: [], OTHER: [RemoteRef("cfg")]}
+    found = {0: ("app/a",), 1: ("app/a", "app/b")}
+    assert refs_by_store(es, found) == {
+        MAIN: [RemoteRef("app/a")],
+        OTHER: [RemoteRef("app/a"), RemoteRef("app/b"), RemoteRef("cfg")],
+    }
+    assert remote_refs(es, found) == [RemoteRef("app/a"), RemoteRef("app/b"), RemoteRef("cfg")]
+    main = {RemoteRef("app/a"): RemoteValue(b"main-a")}
+    other = {
+        RemoteRef("app/a"): RemoteValue(b"other-a"),
+        RemoteRef("app/b"): SecretNotFound("gone since listed"),
+        RemoteRef("cfg"): RemoteValue(b'{"c": "1"}'),
+    }
+    data, _ = asyncio.run(build_data(es, main, {MAIN: main, OTHER: other}, found=found))
+    # Entry 1 overrides entry 0's app_a with its own store's value; app/b, deleted, is left out.
+    assert data == {"app_a": b"other-a", "c": b"1"}
+    assert source_field(es, OTHER) == "spec.dataFrom[1].sourceRef.storeRef.name"
+
+
+def test_find_all_lists_only_the_finds_of_one_store_and_counts_the_others() -> None:
+    es = spec(dataFrom=[{"find": {"path": "a/"}}, {"find": {"path": "b/"}, **sourced("other")}])
+    main, other = Lister(["a/1", "a/2"]), Lister(["b/1", "b/2"])
+
+    async def scenario() -> None:
+        cache = FetchCache()
+        first = await find_all(cache, "main", "fake", main, es, 60.0, MAIN)
+        second = await find_all(cache, "other", "fake", other, es, 60.0, OTHER)
+        assert (first, second) == ({0: ("a/1", "a/2")}, {1: ("b/1", "b/2")})
+        assert ([q.path for q in main.queries], [q.path for q in other.queries]) == (["a/"], ["b/"])
+        with pytest.raises(InvalidSpec) as caught:
+            await find_all(cache, "other", "fake", other, es, 60.0, OTHER, counted=499)
+        assert caught.value.message.startswith(
+            "spec.dataFrom[1].find: the find entries match 501 remote keys"
+        )
+
+    asyncio.run(scenario())
