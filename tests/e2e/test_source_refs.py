@@ -133,3 +133,84 @@ def test_the_schema_refuses_a_source_ref_without_a_store(vs: Vaultsync, kube_api
         vs.external_secret("bad", spec)
     assert refused.value.status == 422
     assert "spec.data[0].sourceRef.storeRef.name" in str(refused.value.body)
+
+
+def test_a_find_with_its_own_source_ref_lists_and_reads_that_store(
+    vs: Vaultsync, operator: OperatorProcess, kube_api: KubeApi
+) -> None:
+    vs.fake_store("own", [fake_entry("app/a", "own-a"), fake_entry("cfg", '{"c": "own-c"}')])
+    shared = f"listed-{vs.namespace}"
+    vs.fake_store(
+        shared,
+        [fake_entry("app/a", "shared-a"), fake_entry("app/b", "shared-b"), fake_entry("other/x", "no")],
+        cluster=True,
+        conditions=[{"namespaces": [vs.namespace]}],
+    )
+    try:
+        vs.external_secret(
+            "found",
+            {
+                "storeRef": {"name": "own"},
+                "dataFrom": [
+                    {"find": {"path": "app/"}},
+                    {
+                        "find": {"path": "app/"},
+                        "sourceRef": {"storeRef": {"name": shared, "kind": "ClusterSecretStore"}},
+                        "rewrite": [{"regexp": {"source": "^app/", "target": "shared-"}}],
+                    },
+                    {"extract": {"key": "cfg"}},
+                ],
+            },
+        )
+        # Each find listed its own store and read the values it found there.
+        vs.wait_data(
+            "found", {"app_a": "own-a", "shared-a": "shared-a", "shared-b": "shared-b", "c": "own-c"}
+        )
+    finally:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", shared)
+
+
+def test_a_find_with_a_source_store_the_namespace_may_not_use_is_refused_naming_it(
+    vs: Vaultsync, operator: OperatorProcess, kube_api: KubeApi, other_namespace: str
+) -> None:
+    vs.fake_store("own", [fake_entry("app/a", "own-a")])
+    closed = f"closed-find-{vs.namespace}"
+    vs.fake_store(
+        closed,
+        [fake_entry("app/secret", "not-yours")],
+        cluster=True,
+        conditions=[{"namespaces": [other_namespace]}],
+    )
+    Vaultsync(kube_api, other_namespace).fake_store("theirs", [fake_entry("app/secret", "not-yours")])
+
+    def spec(source: dict[str, str]) -> dict[str, Any]:
+        return {
+            "storeRef": {"name": "own"},
+            "refreshInterval": "1s",
+            "dataFrom": [
+                {"find": {"path": "app/"}},
+                {"find": {"path": "app/"}, "sourceRef": {"storeRef": source}},
+            ],
+        }
+
+    try:
+        vs.external_secret("cluster", spec({"name": closed, "kind": "ClusterSecretStore"}))
+        condition = vs.wait_reason("cluster", "StoreNotAllowed")
+        assert condition["message"] == (
+            f"spec.dataFrom[1].sourceRef.storeRef.name: ClusterSecretStore {closed!r} does not allow "
+            f"namespace {vs.namespace!r} (see its spec.conditions)"
+        )
+        vs.external_secret("namespaced", spec({"name": "theirs"}))
+        condition = vs.wait_reason("namespaced", "StoreNotFound")
+        assert condition["message"].startswith(
+            "spec.dataFrom[1].sourceRef.storeRef.name: SecretStore 'theirs' not found"
+        )
+
+        def nothing_written() -> None:
+            assert not vs.secret_exists("cluster") and not vs.secret_exists("namespaced")
+            assert "not-yours" not in str(vs.get_external_secret("cluster"))
+            assert "app/secret" not in str(vs.get_external_secret("namespaced"))
+
+        stays(nothing_written, seconds=3)
+    finally:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", closed)
