@@ -127,16 +127,22 @@ class Reconciler:
                         resolved = None
                         field = source_field(es.spec, store_ref)
                         resolved = await self._stores.for_namespace(es.namespace, store_ref, field)
-                        found |= await find_all(
-                            self._cache,
-                            resolved.cache_key,
-                            resolved.provider,
-                            resolved.client,
-                            es.spec,
-                            max_age,
-                            store_ref,
-                            counted=sum(map(len, found.values())),
-                        )
+                        try:
+                            found |= await find_all(
+                                self._cache,
+                                resolved.cache_key,
+                                resolved.provider,
+                                resolved.client,
+                                es.spec,
+                                max_age,
+                                store_ref,
+                                counted=sum(map(len, found.values())),
+                            )
+                        except SecretNotFound:
+                            # A find matching nothing never deletes the Secret (finder.py),
+                            # even when every key of the stores read before is gone.
+                            fetched.clear()
+                            raise
                         refs = refs_by_store(es.spec, found)[store_ref]
                         read += [(resolved.cache_key, r.key) for r in refs]
                         fetched[store_ref] = await self._cache.get(

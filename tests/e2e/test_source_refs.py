@@ -214,3 +214,42 @@ def test_a_find_with_a_source_store_the_namespace_may_not_use_is_refused_naming_
         stays(nothing_written, seconds=3)
     finally:
         kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", closed)
+
+
+def test_a_find_matching_nothing_in_its_source_store_never_deletes_the_secret(
+    vs: Vaultsync, operator: OperatorProcess, kube_api: KubeApi
+) -> None:
+    vs.fake_store("own", [fake_entry("db", "own-db")])
+    shared = f"emptied-{vs.namespace}"
+    conditions = [{"namespaces": [vs.namespace]}]
+    vs.fake_store(shared, [fake_entry("app/a", "shared-a")], cluster=True, conditions=conditions)
+    try:
+        vs.external_secret(
+            "kept",
+            {
+                "storeRef": {"name": "own"},
+                "refreshInterval": "1s",
+                "target": {"deletionPolicy": "Delete"},
+                "data": [{"secretKey": "db", "remoteRef": {"key": "db"}}],
+                "dataFrom": [
+                    {
+                        "find": {"path": "app/"},
+                        "sourceRef": {"storeRef": {"name": shared, "kind": "ClusterSecretStore"}},
+                    }
+                ],
+            },
+        )
+        vs.wait_data("kept", {"db": "own-db", "app_a": "shared-a"})
+        # Every key of spec.storeRef gone, and the find lists nothing: still no deletion,
+        # whichever store is read first (an emptied listing looks like a revoked permission).
+        vs.patch_store("own", {"spec": {"provider": {"fake": {"data": []}}}})
+        vs.fake_store(shared, [], cluster=True, conditions=conditions)
+        condition = vs.wait_reason("kept", "KeyNotFound")
+        assert condition["message"].startswith("spec.dataFrom[0].find: no remote key under path 'app/'")
+
+        def last_good() -> None:
+            assert vs.secret_data("kept") == {"db": "own-db", "app_a": "shared-a"}  # 404 if deleted
+
+        stays(last_good, seconds=5)  # five refresh intervals
+    finally:
+        kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", shared)
