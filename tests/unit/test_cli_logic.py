@@ -104,3 +104,22 @@ def test_ages_read_as_kubectl_writes_them() -> None:
     assert age("2026-11-25T05:00:00Z", now) == "5d"
     assert age("2026-11-30T05:00:30Z", now) == "in 30s"
     assert age(None, now) == "-"
+
+
+def test_a_find_entry_depends_on_a_key_its_last_sync_read() -> None:
+    """A find names no key: the keys its last sync read (status.remoteVersions) say whether
+    it holds the leaked value, through its own store only."""
+    es = {
+        "spec": {
+            "storeRef": {"name": "aws"},
+            "dataFrom": [
+                {"find": {"path": "prod/"}},
+                {"find": {"path": "prod/"}, "sourceRef": {"storeRef": {"name": "other"}}},
+            ],
+        },
+        "status": {"remoteVersions": {"prod/db": "v3"}},
+    }
+    assert list(key_fields(es, "prod/db", Store.parse("aws"))) == ["spec.dataFrom[0]"]
+    assert list(key_fields(es, "prod/db", Store.parse("other"))) == ["spec.dataFrom[1]"]
+    assert list(key_fields(es, "prod/cache", Store.parse("aws"))) == []
+    assert list(key_fields({**es, "status": {}}, "prod/db", Store.parse("aws"))) == []

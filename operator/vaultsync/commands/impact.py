@@ -181,6 +181,11 @@ def key_fields(es: Mapping[str, Any], key: str, store: Store) -> Iterable[str]:
     for i, item in enumerate(spec.get("data") or []):
         if (item.get("remoteRef") or {}).get("key") == key and from_store(item):
             yield f"spec.data[{i}]"
+    # A find entry names no key: it depends on the key if its last sync read it (the keys a
+    # sync read are its status's remoteVersions), which is who holds the value now.
+    read = key in ((es.get("status") or {}).get("remoteVersions") or {})
     for i, item in enumerate(spec.get("dataFrom") or []):
-        if (item.get("extract") or {}).get("key") == key and from_store(item):
+        if not from_store(item):
+            continue
+        if (item.get("extract") or {}).get("key") == key or (item.get("find") and read):
             yield f"spec.dataFrom[{i}]"
