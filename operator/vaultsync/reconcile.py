@@ -33,7 +33,7 @@ from vaultsync.events import EventSink
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
-from vaultsync.models import ExternalSecret
+from vaultsync.models import ExternalSecret, TemplateSpec
 from vaultsync.plan import (
     Report,
     SecretWrite,
@@ -50,6 +50,7 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.storeclients import ResolvedStore
 from vaultsync.stores import Stores
 from vaultsync.targets import every_key_gone
+from vaultsync.templatefrom import assemble, collect, template_objects
 from vaultsync.templating import build_data, remote_refs
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,8 @@ class Reconciler:
                 raise StoreTimeout(self._timed_out(es, resolved)) from None
             data, versions = build_data(es.spec, fetched)
             template = es.spec.target.template
-            if template is not None and template.data:
-                data = await self._renderer.render(es.namespace, template, data)
+            if template is not None and template.renders:
+                data = await self._render(es, template, data)
             fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
             check_bounds(es, data, fingerprint)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
@@ -200,6 +201,22 @@ class Reconciler:
             store_key=resolved.cache_key if resolved else None,
             remote_keys=remote_keys,
         )
+
+    async def _render(
+        self, es: ExternalSecret, template: TemplateSpec, data: dict[str, bytes]
+    ) -> dict[str, bytes]:
+        """The template over the fetched data, its templateFrom objects read now (a change of
+        one reaches the scheduler through the watch: `Scheduler.template_source_changed`)."""
+        objects: dict[tuple[str, str], Body | None] = {}
+        for kind, name in template_objects(template):
+            read = self._kube.read_configmap if kind == "ConfigMap" else self._kube.read_secret
+            try:
+                objects[(kind, name)] = await read(es.namespace, name)
+            except KubeNotFound:
+                objects[(kind, name)] = None
+        sources = collect(template, objects, es.namespace)
+        rendered = await self._renderer.render_sources(es.namespace, template.delimiters, sources, data)
+        return assemble(template, sources, rendered, data)
 
     def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
         ref = es.spec.store_ref

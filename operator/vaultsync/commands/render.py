@@ -101,10 +101,14 @@ async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Bod
         "metadata": {
             "name": es.target_name,
             "namespace": es.namespace,
-            "labels": {**target.labels, c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_OWNER_NAME: es.name},
-            "annotations": {**target.annotations, c.ANNOTATION_MANAGED_KEYS: ",".join(sorted(data))},
+            "labels": {
+                **target.secret_labels,
+                c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE,
+                c.LABEL_OWNER_NAME: es.name,
+            },
+            "annotations": {**target.secret_annotations, c.ANNOTATION_MANAGED_KEYS: ",".join(sorted(data))},
         },
-        "type": target.type,
+        "type": target.secret_type,
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
 

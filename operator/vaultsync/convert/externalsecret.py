@@ -189,7 +189,12 @@ def _target(target: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
     elif deletion != "Retain":
         target.refuse("deletionPolicy", f"{deletion!r}: vaultsync has Retain and Delete")
     if target.get("immutable"):
-        target.refuse("immutable", "vaultsync writes mutable Secrets (it updates them on rotation)")
+        if policy == "Merge":
+            target.refuse(
+                "immutable", "vaultsync refuses immutable with creationPolicy Merge (someone else's Secret)"
+            )
+        else:
+            out["immutable"] = True
     template = target.child("template")
     if template is None:
         out.update(_copied_metadata(target, metadata))
@@ -237,11 +242,13 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             template.refuse("type", str(exc))
     template.refuse_unless("engineVersion", ("v2",), "vaultsync translates ESO's v2 templates only")
-    template.refuse_unless(
-        "mergePolicy", ("Replace",), "a vaultsync template replaces the data (ESO's Replace)"
-    )
-    if template.has("templateFrom"):
-        template.refuse("templateFrom", "vaultsync's templates are inline: copy them into template.data")
+    template.refuse_unless("mergePolicy", ("Replace", "Merge"), "vaultsync has Replace and Merge")
+    kept: dict[str, Any] = {}
+    if template.text("mergePolicy", "Replace") == "Merge":
+        kept["mergePolicy"] = "Merge"
+    templates_from = [_template_from(entry) for entry in template.children("templateFrom")]
+    if templates_from:
+        kept["templateFrom"] = templates_from
     meta = template.child("metadata")
     if meta is None:
         out.update(_copied_metadata(template, metadata))
@@ -262,6 +269,32 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
         except Untranslatable as exc:
             template.refuse(f"data.{key}", f"no exact translation: {exc}")
     if rendered:
-        out["template"] = {"data": rendered}
+        kept["data"] = rendered
+    if kept:
+        out["template"] = kept
     template.finish()
+    return out
+
+
+def _template_from(entry: Fields) -> dict[str, Any]:
+    """One templateFrom entry: a literal translated; a ConfigMap's or Secret's templates stay
+    where they are, so their Go templates are reported for translation by hand."""
+    out: dict[str, Any] = {}
+    entry.refuse_unless("target", ("Data",), "vaultsync's templateFrom writes the Secret's data only")
+    for name in ("configMap", "secret"):
+        ref = entry.get(name)
+        if ref is not None:
+            out[name] = ref
+            entry.report(
+                name,
+                "note",
+                "the templates in it are Go templates; vaultsync's are Jinja2: translate them "
+                "(`{{ .user }}` is `{{ user }}`; see docs/differences.md)",
+            )
+    if entry.has("literal"):
+        try:
+            out["literal"] = translate(entry.text("literal"))
+        except Untranslatable as exc:
+            entry.refuse("literal", f"no exact translation: {exc}")
+    entry.finish()
     return out

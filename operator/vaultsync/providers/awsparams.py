@@ -1,0 +1,233 @@
+"""AWS Systems Manager Parameter Store, the `aws` provider's second service (`service: ParameterStore`).
+
+Teams keep configuration and many secrets as SSM parameters (SecureString, KMS-encrypted), and
+External Secrets Operator reads them from the same `aws` block. The identity, the endpoint
+rules, the egress guard, throttling and the credential renewal are the Secrets Manager
+client's (`aws.AwsClient`); what differs is the API: parameters are read ten at a time with
+GetParameters (SecureString decrypted), a version is pinned as `name:version` or
+`name:label`, change detection lists versions with DescribeParameters (fifty names a call,
+no value), and a path lists its parameters with GetParametersByPath.
+
+Only `aws.py` loads this module, and only for a store that names the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from vaultsync.errors import PermissionDenied, ProviderError, SecretNotFound, ThrottledError, VaultsyncError
+from vaultsync.providers.aws import (
+    _AUTH_CODES,
+    _DENIED_CODES,
+    _THROTTLING_CODES,
+    AwsClient,
+    AwsConfig,
+    AwsKeys,
+    _code,
+    service_client,
+)
+from vaultsync.providers.base import RemoteRef, RemoteValue
+
+GET_PARAMETERS_LIMIT = 10  # GetParameters accepts at most 10 names per call
+DESCRIBE_FILTER_VALUES = 50  # a DescribeParameters Name filter takes at most 50 names
+DESCRIBE_PAGE_SIZE = 50
+BY_PATH_PAGE_SIZE = 10  # GetParametersByPath answers at most 10 parameters a page
+_NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"})
+
+
+def _name(ref: RemoteRef) -> str:
+    """The name GetParameter(s) takes: `name`, or `name:version` / `name:label` when pinned."""
+    return f"{ref.key}:{ref.version}" if ref.version else ref.key
+
+
+def _stamp(parameter: Mapping[str, Any]) -> str:
+    """Version and modification time: a parameter deleted and created again is at version 1
+    again, so the version alone would not tell it from the one held."""
+    modified = parameter.get("LastModifiedDate")
+    when = f"{modified.timestamp():.3f}" if modified is not None else ""
+    return f"{parameter.get('Version', '')}@{when}"
+
+
+def _value(parameter: Mapping[str, Any]) -> RemoteValue:
+    version = str(parameter.get("Version", ""))
+    return RemoteValue(str(parameter.get("Value", "")).encode(), version, stamp=_stamp(parameter))
+
+
+class ParameterStoreClient(AwsClient):
+    """One store's Parameter Store client."""
+
+    service_name: ClassVar[str] = "AWS Systems Manager Parameter Store"
+
+    @staticmethod
+    def _build(config: AwsConfig, keys: AwsKeys | None) -> Any:
+        return service_client(config, keys, "ssm")
+
+    async def _ssm(self) -> Any:
+        return await self._client()
+
+    async def get_secret(self, ref: RemoteRef) -> RemoteValue:
+        ssm = await self._ssm()
+        try:
+            response = await self._call(
+                functools.partial(ssm.get_parameter, Name=_name(ref), WithDecryption=True)
+            )
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            raise self._convert(exc, ref) from None
+        return _value(response["Parameter"])
+
+    async def get_secrets(
+        self, refs: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, RemoteValue | VaultsyncError]:
+        """GetParameters calls of 10 names (pinned ones as `name:version`), SecureString decrypted."""
+        wanted = list(dict.fromkeys(refs))
+        chunks = [wanted[i : i + GET_PARAMETERS_LIMIT] for i in range(0, len(wanted), GET_PARAMETERS_LIMIT)]
+        out: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
+        for found in await asyncio.gather(*(self._parameters(chunk) for chunk in chunks)):
+            out.update(found)
+        return {r: out[r] for r in refs}
+
+    async def _parameters(self, refs: list[RemoteRef]) -> dict[RemoteRef, RemoteValue | VaultsyncError]:
+        ssm = await self._ssm()
+        names = {_name(r): r for r in refs}
+        try:
+            response = await self._call(
+                functools.partial(ssm.get_parameters, Names=list(names), WithDecryption=True)
+            )
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            return dict.fromkeys(refs, self._convert(exc, None))
+        out: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
+        for parameter in response.get("Parameters", []):
+            selector = parameter.get("Selector") or ""
+            # A pinned answer carries its selector (":3", ":label"); an unpinned one does not.
+            candidates = (
+                [f"{parameter.get('Name')}{selector}"]
+                if selector
+                else [parameter.get("Name"), parameter.get("ARN")]
+            )
+            for name in candidates:
+                ref = names.get(str(name))
+                if ref is not None and bool(ref.version) == bool(selector):
+                    out[ref] = _value(parameter)
+        for name in response.get("InvalidParameters", []):
+            if (ref := names.get(name)) is not None:
+                out[ref] = self._convert_code("ParameterNotFound", "", ref)
+        # Names AWS answered under another form (an ARN, a pinned one without Selector): one by one.
+        missing = [r for r in refs if r not in out]
+        out.update(await super(AwsClient, self).get_secrets(missing))
+        return out
+
+    async def stamps(
+        self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, str | None] | None:
+        """The stamp of each unpinned ref, from DescribeParameters filtered by name (50 names a
+        call, no value read); `known` refs fill the calls `due` needs anyway. A pinned ref is
+        left out, so it is read."""
+        asked = list(dict.fromkeys(r.key for r in due if not r.version))
+        if not asked:
+            return {}
+        room = math.ceil(len(asked) / DESCRIBE_FILTER_VALUES) * DESCRIBE_FILTER_VALUES
+        extra = [r.key for r in known if not r.version and r.key not in asked]
+        names = list(dict.fromkeys(asked + extra))[:room]
+        versions = await self._versions(names)
+        if versions is None:
+            return None
+        answered = set(names)
+        refs = [r for r in dict.fromkeys([*due, *known]) if not r.version and r.key in answered]
+        return {r: versions.get(r.key) for r in refs}
+
+    async def _versions(self, names: list[str]) -> dict[str, str] | None:
+        """Name → stamp of the listed names that exist; None when listing is refused."""
+        if not self._listing_allowed:
+            return None
+        ssm = await self._ssm()
+        found: dict[str, str] = {}
+        chunks = [names[i : i + DESCRIBE_FILTER_VALUES] for i in range(0, len(names), DESCRIBE_FILTER_VALUES)]
+        for chunk in chunks:
+            token = ""
+            while True:
+                kwargs: dict[str, Any] = {
+                    "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": chunk}],
+                    "MaxResults": DESCRIBE_PAGE_SIZE,
+                }
+                if token:
+                    kwargs["NextToken"] = token
+                try:
+                    page = await self._call(functools.partial(ssm.describe_parameters, **kwargs))
+                except ClientError as exc:
+                    if _code(exc) in _DENIED_CODES:  # a policy without DescribeParameters: read
+                        self._listing_allowed = False
+                        return None
+                    raise self._convert(exc, None) from None
+                except (BotoCoreError, ResponseParserError) as exc:
+                    raise self._convert(exc, None) from None
+                for entry in page.get("Parameters", []):
+                    found[str(entry.get("Name"))] = _stamp(entry)
+                token = page.get("NextToken", "")
+                if not token:
+                    break
+        return found
+
+    async def find_by_path(self, path: str, limit: int) -> dict[str, RemoteValue]:
+        """Every parameter under `path` (recursive, SecureString decrypted), by name: `find` by
+        path. More than `limit` parameters is a `ProviderError` naming the limit, not a cut list."""
+        ssm = await self._ssm()
+        found: dict[str, RemoteValue] = {}
+        token = ""
+        while True:
+            kwargs: dict[str, Any] = {
+                "Path": path,
+                "Recursive": True,
+                "WithDecryption": True,
+                "MaxResults": BY_PATH_PAGE_SIZE,
+            }
+            if token:
+                kwargs["NextToken"] = token
+            try:
+                page = await self._call(functools.partial(ssm.get_parameters_by_path, **kwargs))
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                raise self._convert(exc, RemoteRef(path)) from None
+            for parameter in page.get("Parameters", []):
+                found[str(parameter["Name"])] = _value(parameter)
+            if len(found) > limit:
+                raise ProviderError(f"{self._store}: more than {limit} parameters under {path!r}")
+            token = page.get("NextToken", "")
+            if not token:
+                return found
+
+    async def validate(self) -> None:
+        """One DescribeParameters call: AWS authenticates before it authorizes, so even
+        AccessDenied proves the credentials."""
+        ssm = await self._ssm()
+        try:
+            await self._call(functools.partial(ssm.describe_parameters, MaxResults=1))
+        except ClientError as exc:
+            if _code(exc) not in _DENIED_CODES:
+                raise self._convert(exc, None) from None
+        except (BotoCoreError, ResponseParserError) as exc:
+            raise self._convert(exc, None) from None
+
+    def _convert_code(self, code: str, message: str, ref: RemoteRef | None) -> VaultsyncError:
+        what = f"parameter {ref.key!r}" if ref else "the store"
+        if ref and ref.version:
+            what += f" at version {ref.version!r}"
+        region = self._config.region
+        if code in _NOT_FOUND:
+            return SecretNotFound(f"{self._store}: {what} does not exist in {self.service_name} ({region})")
+        if code in _THROTTLING_CODES:
+            return ThrottledError(f"{self._store}: {self.service_name} throttled {what} ({code})")
+        if code in _DENIED_CODES and ref is not None:
+            return PermissionDenied(
+                f"{self._store}: AWS denied reading {what} ({code}): check that the store's IAM "
+                "policy allows ssm:GetParameter(s) on it (and kms:Decrypt on the key of a "
+                "SecureString parameter)"
+            )
+        if code in _AUTH_CODES or code in ("401", "403"):
+            return super()._convert_code(code, message, ref)
+        return ProviderError(f"{self._store}: {self.service_name} failed on {what}: {code}: {message[:200]}")

@@ -1,0 +1,167 @@
+"""What only Parameter Store (`aws.service: ParameterStore`) does, against moto's server:
+SecureString decrypted, GetParameters in tens, versions pinned, change detection by
+DescribeParameters, `find` by path, and the AWS store's identity rules unchanged.
+
+Calls are counted by the proxy between the client and moto (`recording_proxy.py`).
+The contract suite (`test_contract.py`, `test_change_detection.py`) runs against this
+backend too (`backends/awsparams.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import pytest
+
+from tests.providers.backends.awsparams import ParameterStoreBackend
+from tests.providers.backends.base import unique_key
+from tests.providers.conftest import Backends
+from tests.providers.recording_proxy import RecordingProxy, recording_proxy
+from tests.providers.test_contract import assert_no_leak, secret
+from vaultsync.errors import InvalidStoreConfig, ProviderError, SecretNotFound
+from vaultsync.providers import PROVIDERS
+from vaultsync.providers.awsparams import ParameterStoreClient
+from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
+
+NAMESPACED = StoreContext(kind="SecretStore", name="team-store", namespace="team-a")
+GET_PARAMETERS = "AmazonSSM.GetParameters"
+GET_PARAMETER = "AmazonSSM.GetParameter"
+DESCRIBE = "AmazonSSM.DescribeParameters"
+BY_PATH = "AmazonSSM.GetParametersByPath"
+
+
+@pytest.fixture(scope="session")
+def ssm(backends: Backends) -> ParameterStoreBackend:
+    return cast(ParameterStoreBackend, backends.get("awsparams"))
+
+
+@pytest.fixture
+def proxy(ssm: ParameterStoreBackend) -> Iterator[RecordingProxy]:
+    with recording_proxy(ssm.endpoint) as started:
+        yield started
+
+
+@asynccontextmanager
+async def connected(
+    ssm: ParameterStoreBackend, config: Mapping[str, Any] | None = None, store: StoreContext = NAMESPACED
+) -> AsyncIterator[SecretsClient]:
+    provider = PROVIDERS["aws"]
+    parsed = provider.parse_config(config if config is not None else ssm.provider_config())
+    client = await provider.new_client(parsed, store, ssm.credentials())
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def write_many(ssm: ParameterStoreBackend, count: int, prefix: str = "batch") -> dict[str, str]:
+    values = {unique_key(prefix): secret() for _ in range(count)}
+    with ssm.authentication_off():  # moto's IAM checks make each write slow
+        for key, value in values.items():
+            ssm.write(key, value)
+    return values
+
+
+async def test_a_securestring_is_read_decrypted_with_its_version(ssm: ParameterStoreBackend) -> None:
+    key, value = unique_key(), secret()
+    version = ssm.write(key, value)
+    async with connected(ssm) as client:
+        assert isinstance(client, ParameterStoreClient)
+        got = await client.get_secret(RemoteRef(key))
+    assert (got.value, got.version) == (value.encode(), version)
+
+
+@pytest.mark.parametrize("count", [1, 10, 11, 25])
+async def test_many_parameters_take_one_get_parameters_call_per_10(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy, count: int
+) -> None:
+    values = write_many(ssm, count)
+    async with connected(ssm, ssm.provider_config(proxy.url)) as client:
+        proxy.reset()
+        results = await client.get_secrets([RemoteRef(key) for key in values])
+    assert proxy.calls(GET_PARAMETERS) == math.ceil(count / 10)
+    assert proxy.calls(GET_PARAMETER) == 0
+    for key, value in values.items():
+        got = results[RemoteRef(key)]
+        assert isinstance(got, RemoteValue) and got.value == value.encode()
+
+
+async def test_a_pinned_version_and_a_missing_parameter_in_one_batch(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy
+) -> None:
+    key, old, new = unique_key(), secret(), secret()
+    first = ssm.write(key, old)
+    ssm.write(key, new)
+    missing = RemoteRef(unique_key("absent"))
+    refs = [RemoteRef(key), RemoteRef(key, first), missing]
+    async with connected(ssm, ssm.provider_config(proxy.url)) as client:
+        results = await client.get_secrets(refs)
+    current, pinned, absent = (results[r] for r in refs)
+    assert isinstance(current, RemoteValue) and current.value == new.encode()
+    assert isinstance(pinned, RemoteValue) and pinned.value == old.encode() and pinned.version == first
+    assert isinstance(absent, SecretNotFound) and missing.key in absent.message
+    assert_no_leak(absent, old, new)
+
+
+async def test_change_detection_lists_fifty_names_a_call_and_reads_nothing(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy
+) -> None:
+    values = write_many(ssm, 60, "detect")
+    refs = [RemoteRef(key) for key in values]
+    async with connected(ssm, ssm.provider_config(proxy.url)) as client:
+        held = await client.get_secrets(refs)
+        proxy.reset()
+        stamps = await client.stamps(refs, [])
+        assert stamps is not None
+        assert {r: stamps[r] for r in refs} == {r: cast(RemoteValue, held[r]).stamp for r in refs}
+        changed = refs[7]
+        ssm.write(changed.key, secret())
+        again = await client.stamps(refs, [])
+    assert proxy.calls(DESCRIBE) == 2 * 2  # 60 names: two calls, twice
+    assert proxy.calls(GET_PARAMETERS) + proxy.calls(GET_PARAMETER) == 0
+    assert again is not None
+    assert [r for r in refs if again[r] != stamps[r]] == [changed]
+
+
+async def test_find_by_path_returns_every_parameter_under_it_and_refuses_too_many(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy
+) -> None:
+    root = f"/{unique_key('app')}"
+    names = [f"{root}/db/password", f"{root}/db/user", f"{root}/api/token"] + [
+        f"{root}/many/p{i}" for i in range(12)
+    ]
+    with ssm.authentication_off():
+        for name in names:
+            ssm.write(name, f"value-of-{name}")
+        ssm.write(f"{root}-sibling/x", "not under the path")
+    async with connected(ssm, ssm.provider_config(proxy.url)) as client:
+        assert isinstance(client, ParameterStoreClient)
+        found = await client.find_by_path(f"{root}/db", limit=100)
+        assert {k: v.value for k, v in found.items()} == {
+            f"{root}/db/password": f"value-of-{root}/db/password".encode(),
+            f"{root}/db/user": f"value-of-{root}/db/user".encode(),
+        }
+        everything = await client.find_by_path(root, limit=100)
+        assert sorted(everything) == sorted(names)
+        assert proxy.calls(BY_PATH) >= 1 + math.ceil(len(names) / 10)
+        with pytest.raises(ProviderError, match="more than 5 parameters"):
+            await client.find_by_path(root, limit=5)
+
+
+async def test_a_namespaced_parameter_store_without_auth_is_refused_naming_the_field(
+    ssm: ParameterStoreBackend,
+) -> None:
+    config = {"region": "us-east-1", "endpoint": ssm.endpoint, "service": "ParameterStore"}
+    with pytest.raises(InvalidStoreConfig) as info:
+        async with connected(ssm, config):
+            pass
+    assert "spec.provider.aws.auth" in info.value.message
+
+
+@pytest.mark.parametrize("service", ["ParamStore", "SSM", ""])
+def test_an_unknown_service_is_refused_naming_the_field(service: str) -> None:
+    with pytest.raises(InvalidStoreConfig, match=r"spec\.provider\.aws\.service"):
+        PROVIDERS["aws"].parse_config({"region": "us-east-1", "service": service})
