@@ -9,6 +9,7 @@ backend too (`backends/awsparams.py`).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ import pytest
 from tests.providers.backends.awsparams import ParameterStoreBackend
 from tests.providers.backends.base import unique_key
 from tests.providers.conftest import Backends
-from tests.providers.recording_proxy import RecordingProxy, recording_proxy
+from tests.providers.recording_proxy import CannedReply, RecordingProxy, recording_proxy
 from tests.providers.test_contract import assert_no_leak, secret
 from vaultsync.errors import InvalidStoreConfig, ProviderError, SecretNotFound
 from vaultsync.providers import PROVIDERS
@@ -31,6 +32,7 @@ GET_PARAMETERS = "AmazonSSM.GetParameters"
 GET_PARAMETER = "AmazonSSM.GetParameter"
 DESCRIBE = "AmazonSSM.DescribeParameters"
 BY_PATH = "AmazonSSM.GetParametersByPath"
+JSON = "application/x-amz-json-1.1"
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +122,10 @@ async def test_change_detection_lists_fifty_names_a_call_and_reads_nothing(
         changed = refs[7]
         ssm.write(changed.key, secret())
         again = await client.stamps(refs, [])
-    assert proxy.calls(DESCRIBE) == 2 * 2  # 60 names: two calls, twice
+    # Never more calls than reading (6 GetParameters for 60 names): AWS answers up to 50
+    # names a page (2 calls); moto answers 10, so here it costs as much as reading, without
+    # decrypting anything.
+    assert 2 * 2 <= proxy.calls(DESCRIBE) <= 2 * math.ceil(60 / 10)
     assert proxy.calls(GET_PARAMETERS) + proxy.calls(GET_PARAMETER) == 0
     assert again is not None
     assert [r for r in refs if again[r] != stamps[r]] == [changed]
@@ -159,6 +164,24 @@ async def test_a_namespaced_parameter_store_without_auth_is_refused_naming_the_f
         async with connected(ssm, config):
             pass
     assert "spec.provider.aws.auth" in info.value.message
+
+
+async def test_a_probe_that_would_cost_more_than_reading_stops_and_reads_instead(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy
+) -> None:
+    values = write_many(ssm, 3, "costly")
+    refs = [RemoteRef(key) for key in values] + [RemoteRef(unique_key("gone"))]
+    # What AWS answers while a name filter scans a large account: nothing yet, more to come.
+    scanning = CannedReply(
+        200, json.dumps({"Parameters": [], "NextToken": "more"}).encode(), (("Content-Type", JSON),)
+    )
+    async with connected(ssm, ssm.provider_config(proxy.url)) as client:
+        proxy.reset()
+        proxy.refuse_next(3, scanning)
+        # One GetParameters call would answer these four: the probe gives up after one page.
+        assert await client.stamps(refs, []) is None
+        assert await client.stamps(refs[:1], []) is None  # learnt for this client
+    assert proxy.calls(DESCRIBE) == 1
 
 
 @pytest.mark.parametrize("service", ["ParamStore", "SSM", ""])

@@ -60,10 +60,25 @@ def _value(parameter: Mapping[str, Any]) -> RemoteValue:
     return RemoteValue(str(parameter.get("Value", "")).encode(), version, stamp=_stamp(parameter))
 
 
+def _chunks(refs: list[RemoteRef]) -> list[list[RemoteRef]]:
+    """GetParameters calls of at most 10 names, never two of one parameter (a name and a
+    pinned version of it), so each answer is matched to its ref by name alone."""
+    chunks: list[list[RemoteRef]] = []
+    for ref in refs:
+        chunk = next(
+            (c for c in chunks if len(c) < GET_PARAMETERS_LIMIT and all(r.key != ref.key for r in c)), None
+        )
+        if chunk is None:
+            chunks.append(chunk := [])
+        chunk.append(ref)
+    return chunks
+
+
 class ParameterStoreClient(AwsClient):
     """One store's Parameter Store client."""
 
     service_name: ClassVar[str] = "AWS Systems Manager Parameter Store"
+    _probe_pays = True  # False once a probe would have cost more calls than reading
 
     @staticmethod
     def _build(config: AwsConfig, keys: AwsKeys | None) -> Any:
@@ -86,8 +101,7 @@ class ParameterStoreClient(AwsClient):
         self, refs: Sequence[RemoteRef]
     ) -> Mapping[RemoteRef, RemoteValue | VaultsyncError]:
         """GetParameters calls of 10 names (pinned ones as `name:version`), SecureString decrypted."""
-        wanted = list(dict.fromkeys(refs))
-        chunks = [wanted[i : i + GET_PARAMETERS_LIMIT] for i in range(0, len(wanted), GET_PARAMETERS_LIMIT)]
+        chunks = _chunks(list(dict.fromkeys(refs)))
         out: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
         for found in await asyncio.gather(*(self._parameters(chunk) for chunk in chunks)):
             out.update(found)
@@ -102,19 +116,17 @@ class ParameterStoreClient(AwsClient):
             )
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             return dict.fromkeys(refs, self._convert(exc, None))
+        by_key = {r.key: r for r in refs}  # one ref per key in a call (`_chunks`)
         out: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
         for parameter in response.get("Parameters", []):
+            # AWS answers a pinned name with its selector (":3", ":label"); not every server does.
             selector = parameter.get("Selector") or ""
-            # A pinned answer carries its selector (":3", ":label"); an unpinned one does not.
-            candidates = (
-                [f"{parameter.get('Name')}{selector}"]
-                if selector
-                else [parameter.get("Name"), parameter.get("ARN")]
-            )
-            for name in candidates:
-                ref = names.get(str(name))
-                if ref is not None and bool(ref.version) == bool(selector):
-                    out[ref] = _value(parameter)
+            if selector:
+                ref = names.get(f"{parameter.get('Name')}{selector}")
+            else:
+                ref = by_key.get(str(parameter.get("Name"))) or by_key.get(str(parameter.get("ARN")))
+            if ref is not None:
+                out[ref] = _value(parameter)
         for name in response.get("InvalidParameters", []):
             if (ref := names.get(name)) is not None:
                 out[ref] = self._convert_code("ParameterNotFound", "", ref)
@@ -143,15 +155,22 @@ class ParameterStoreClient(AwsClient):
         return {r: versions.get(r.key) for r in refs}
 
     async def _versions(self, names: list[str]) -> dict[str, str] | None:
-        """Name → stamp of the listed names that exist; None when listing is refused."""
-        if not self._listing_allowed:
+        """Name → stamp of the listed names that exist; None when listing is refused or would
+        take more calls than reading the values (learnt once per client: how many names a
+        page answers is the server's choice, and a name filter may page through the account)."""
+        if not self._listing_allowed or not self._probe_pays:
             return None
         ssm = await self._ssm()
         found: dict[str, str] = {}
+        budget = math.ceil(len(names) / GET_PARAMETERS_LIMIT)  # the calls a read would take
         chunks = [names[i : i + DESCRIBE_FILTER_VALUES] for i in range(0, len(names), DESCRIBE_FILTER_VALUES)]
         for chunk in chunks:
-            token = ""
+            token, wanted = "", set(chunk)
             while True:
+                if budget == 0:
+                    self._probe_pays = False
+                    return None
+                budget -= 1
                 kwargs: dict[str, Any] = {
                     "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": chunk}],
                     "MaxResults": DESCRIBE_PAGE_SIZE,
@@ -170,7 +189,7 @@ class ParameterStoreClient(AwsClient):
                 for entry in page.get("Parameters", []):
                     found[str(entry.get("Name"))] = _stamp(entry)
                 token = page.get("NextToken", "")
-                if not token:
+                if not token or wanted <= found.keys():  # every name answered: no more pages
                     break
         return found
 
