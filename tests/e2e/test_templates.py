@@ -193,7 +193,7 @@ def test_a_missing_template_configmap_is_named_and_its_creation_renders(vs: Vaul
         f"spec.target.template.templateFrom[0].configMap.name: ConfigMap {vs.namespace}/later does not exist"
     )
     configmap(vs, "later", {"url": "u={{ user }}"})
-    vs.wait_data("app", {"url": "u=shop"}, timeout=60)  # the watch saw it: no backoff wait
+    vs.wait_data("app", {"url": "u=shop"}, timeout=60)
 
 
 @pytest.mark.parametrize(
