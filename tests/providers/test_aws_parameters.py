@@ -9,6 +9,7 @@ backend too (`backends/awsparams.py`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -22,7 +23,7 @@ from tests.providers.backends.base import unique_key
 from tests.providers.conftest import Backends
 from tests.providers.recording_proxy import CannedReply, RecordingProxy, recording_proxy
 from tests.providers.test_contract import assert_no_leak, secret
-from vaultsync.errors import InvalidStoreConfig, ProviderError, SecretNotFound
+from vaultsync.errors import EgressRefused, InvalidStoreConfig, ProviderError, SecretNotFound
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.awsparams import ParameterStoreClient
 from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
@@ -182,6 +183,25 @@ async def test_a_probe_that_would_cost_more_than_reading_stops_and_reads_instead
         assert await client.stamps(refs, []) is None
         assert await client.stamps(refs[:1], []) is None  # learnt for this client
     assert proxy.calls(DESCRIBE) == 1
+
+
+async def test_a_namespaced_parameter_store_is_refused_a_denied_address(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy
+) -> None:
+    key = unique_key()
+    ssm.write(key, secret())
+    denied = StoreContext(
+        kind="SecretStore",
+        name="team-store",
+        namespace="team-a",
+        denied_egress=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
+    proxy.reset()
+    with pytest.raises(EgressRefused) as caught:
+        async with connected(ssm, ssm.provider_config(proxy.url), store=denied) as client:
+            await client.get_secret(RemoteRef(key))
+    assert caught.value.message.startswith("spec.provider.aws.endpoint: resolves to ")
+    assert proxy.requests() == 0
 
 
 @pytest.mark.parametrize("service", ["ParamStore", "SSM", ""])
