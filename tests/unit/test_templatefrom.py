@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from vaultsync.commands import render as render_command
 from vaultsync.constants import TEMPLATE_FROM_MAX_TOTAL_BYTES
 from vaultsync.errors import InvalidSpec, TemplateError
 from vaultsync.models import ExternalSecretSpec, TemplateSpec, parse_external_secret
@@ -252,3 +253,39 @@ def test_template_type_and_metadata_go_over_the_targets() -> None:
     assert spec.target.secret_type == "kubernetes.io/tls"
     assert spec.target.secret_labels == {"a": "1", "b": "2"}
     assert spec.target.secret_annotations == {"c": "3"}
+
+
+def test_vaultsync_render_takes_template_sources_from_the_same_file() -> None:
+    documents = [
+        {"kind": "ConfigMap", "metadata": {"name": "tpl"}, "data": {"url": "db://{{ user }}@db"}},
+        {"kind": "Secret", "metadata": {"name": "more"}, "stringData": {"pairs": "other: x-{{ user }}"}},
+        {
+            "kind": "ExternalSecret",
+            "metadata": {"name": "app"},
+            "spec": {
+                "storeRef": {"name": "s"},
+                "data": [{"secretKey": "user", "remoteRef": {"key": "db"}}],
+                "target": {
+                    "template": {
+                        "templateFrom": [
+                            from_configmap({"key": "url"}),
+                            {
+                                "secret": {
+                                    "name": "more",
+                                    "items": [{"key": "pairs", "templateAs": "KeysAndValues"}],
+                                }
+                            },
+                        ]
+                    }
+                },
+            },
+        },
+    ]
+    es = render_command._external_secret(documents, None)
+    secret = asyncio.run(
+        render_command.render_secret(es, {"db": b"app"}, render_command._template_objects(documents))
+    )
+    assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == {
+        "url": b"db://app@db",
+        "other": b"x-app",
+    }

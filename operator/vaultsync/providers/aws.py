@@ -597,16 +597,20 @@ class AwsClient(SecretsClient):
         return {k: v for k, v in answers if v is not None}
 
     async def validate(self) -> None:
-        """One ListSecrets call: AWS authenticates before it authorizes, so even
+        """One listing call: AWS authenticates before it authorizes, so even
         AccessDenied proves the credentials; no extra permission is needed."""
-        sm = await self._client()
+        client = await self._client()
         try:
-            await self._call(functools.partial(sm.list_secrets, MaxResults=1))
+            await self._call(self._smallest_listing(client))
         except ClientError as exc:
             if _code(exc) not in _DENIED_CODES:
                 raise self._convert(exc, None) from None
         except (BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, None) from None
+
+    def _smallest_listing(self, client: Any) -> Callable[[], Any]:
+        """The cheapest call that proves the credentials (`validate`)."""
+        return functools.partial(client.list_secrets, MaxResults=1)
 
     async def close(self) -> None:
         if self._sm is not None:

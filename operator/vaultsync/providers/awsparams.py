@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -220,17 +220,8 @@ class ParameterStoreClient(AwsClient):
             if not token:
                 return found
 
-    async def validate(self) -> None:
-        """One DescribeParameters call: AWS authenticates before it authorizes, so even
-        AccessDenied proves the credentials."""
-        ssm = await self._ssm()
-        try:
-            await self._call(functools.partial(ssm.describe_parameters, MaxResults=1))
-        except ClientError as exc:
-            if _code(exc) not in _DENIED_CODES:
-                raise self._convert(exc, None) from None
-        except (BotoCoreError, ResponseParserError) as exc:
-            raise self._convert(exc, None) from None
+    def _smallest_listing(self, client: Any) -> Callable[[], Any]:
+        return functools.partial(client.describe_parameters, MaxResults=1)
 
     def _convert_code(self, code: str, message: str, ref: RemoteRef | None) -> VaultsyncError:
         what = f"parameter {ref.key!r}" if ref else "the store"
