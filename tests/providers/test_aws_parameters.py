@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
@@ -23,7 +24,7 @@ from tests.providers.backends.base import unique_key
 from tests.providers.conftest import Backends
 from tests.providers.recording_proxy import CannedReply, RecordingProxy, recording_proxy
 from tests.providers.test_contract import assert_no_leak, secret
-from vaultsync.errors import EgressRefused, InvalidStoreConfig, ProviderError, SecretNotFound
+from vaultsync.errors import EgressRefused, InvalidStoreConfig, SecretNotFound
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.awsparams import ParameterStoreClient
 from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
@@ -32,7 +33,6 @@ NAMESPACED = StoreContext(kind="SecretStore", name="team-store", namespace="team
 GET_PARAMETERS = "AmazonSSM.GetParameters"
 GET_PARAMETER = "AmazonSSM.GetParameter"
 DESCRIBE = "AmazonSSM.DescribeParameters"
-BY_PATH = "AmazonSSM.GetParametersByPath"
 JSON = "application/x-amz-json-1.1"
 
 
@@ -132,29 +132,42 @@ async def test_change_detection_lists_fifty_names_a_call_and_reads_nothing(
     assert [r for r in refs if again[r] != stamps[r]] == [changed]
 
 
-async def test_find_by_path_returns_every_parameter_under_it_and_refuses_too_many(
+@dataclass(frozen=True)
+class Query:
+    """The shape of the core's `FindQuery` (the `dataFrom.find` work): a name prefix and tags."""
+
+    path: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+async def test_find_lists_names_by_prefix_and_tags_without_reading_a_value(
     ssm: ParameterStoreBackend, proxy: RecordingProxy
 ) -> None:
     root = f"/{unique_key('app')}"
-    names = [f"{root}/db/password", f"{root}/db/user", f"{root}/api/token"] + [
-        f"{root}/many/p{i}" for i in range(12)
-    ]
+    db = [f"{root}/db/password", f"{root}/db/user"]
+    many = [f"{root}/many/p{i}" for i in range(12)]
     with ssm.authentication_off():
-        for name in names:
-            ssm.write(name, f"value-of-{name}")
-        ssm.write(f"{root}-sibling/x", "not under the path")
+        for name in [*db, *many, f"{root}-sibling/x"]:
+            ssm.write(name, secret())
+        client_ssm = ssm.ssm
+        for name in db:
+            client_ssm.add_tags_to_resource(
+                ResourceType="Parameter", ResourceId=name, Tags=[{"Key": "team", "Value": "shop"}]
+            )
+        client_ssm.add_tags_to_resource(
+            ResourceType="Parameter", ResourceId=many[0], Tags=[{"Key": "team", "Value": "other"}]
+        )
+        client_ssm.close()
     async with connected(ssm, ssm.provider_config(proxy.url)) as client:
         assert isinstance(client, ParameterStoreClient)
-        found = await client.find_by_path(f"{root}/db", limit=100)
-        assert {k: v.value for k, v in found.items()} == {
-            f"{root}/db/password": f"value-of-{root}/db/password".encode(),
-            f"{root}/db/user": f"value-of-{root}/db/user".encode(),
-        }
-        everything = await client.find_by_path(root, limit=100)
-        assert sorted(everything) == sorted(names)
-        assert proxy.calls(BY_PATH) >= 1 + math.ceil(len(names) / 10)
-        with pytest.raises(ProviderError, match="more than 5 parameters"):
-            await client.find_by_path(root, limit=5)
+        proxy.reset()
+        assert sorted(await client.list_keys(Query(f"{root}/db"), limit=100)) == db
+        assert sorted(await client.list_keys(Query(root, (("team", "shop"),)), limit=100)) == db
+        assert sorted(await client.list_keys(Query(f"{root}/"), limit=100)) == sorted([*db, *many])
+        # A prefix, as for Secrets Manager: the sibling hierarchy shares it.
+        assert f"{root}-sibling/x" in await client.list_keys(Query(root), limit=100)
+        assert len(await client.list_keys(Query(f"{root}/"), limit=5)) == 6  # one more: "too many"
+    assert proxy.calls(GET_PARAMETERS) + proxy.calls(GET_PARAMETER) == 0
 
 
 async def test_a_namespaced_parameter_store_without_auth_is_refused_naming_the_field(

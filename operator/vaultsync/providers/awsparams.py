@@ -6,7 +6,7 @@ rules, the egress guard, throttling and the credential renewal are the Secrets M
 client's (`aws.AwsClient`); what differs is the API: parameters are read ten at a time with
 GetParameters (SecureString decrypted), a version is pinned as `name:version` or
 `name:label`, change detection lists versions with DescribeParameters (fifty names a call,
-no value), and a path lists its parameters with GetParametersByPath.
+no value), and so does `dataFrom.find` (by name prefix and tags).
 
 Only `aws.py` loads this module, and only for a store that names the service.
 """
@@ -38,7 +38,6 @@ from vaultsync.providers.base import RemoteRef, RemoteValue
 GET_PARAMETERS_LIMIT = 10  # GetParameters accepts at most 10 names per call
 DESCRIBE_FILTER_VALUES = 50  # a DescribeParameters Name filter takes at most 50 names
 DESCRIBE_PAGE_SIZE = 50
-BY_PATH_PAGE_SIZE = 10  # GetParametersByPath answers at most 10 parameters a page
 _NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"})
 
 
@@ -193,32 +192,46 @@ class ParameterStoreClient(AwsClient):
                     break
         return found
 
-    async def find_by_path(self, path: str, limit: int) -> dict[str, RemoteValue]:
-        """Every parameter under `path` (recursive, SecureString decrypted), by name: `find` by
-        path. More than `limit` parameters is a `ProviderError` naming the limit, not a cut list."""
+    async def list_keys(self, query: Any, limit: int) -> list[str]:
+        """`dataFrom.find`: the names under `query.path` (a name prefix) carrying every tag of
+        `query.tags`, from DescribeParameters (names and versions, no value read or decrypted);
+        at most `limit` + 1. AWS's `tag:KEY` filter matches the pair itself; the prefix is
+        checked here again on what AWS lists.
+
+        `query` is the core's `FindQuery` (path, tags), the interface of the `dataFrom.find`
+        work; typed loosely so this module does not depend on when that lands."""
+        path, wanted = str(query.path), dict(query.tags)
+        filters: list[dict[str, Any]] = (
+            [{"Key": "Name", "Option": "BeginsWith", "Values": [path]}] if path else []
+        )
+        filters += [{"Key": f"tag:{key}", "Values": [value]} for key, value in wanted.items()]
         ssm = await self._ssm()
-        found: dict[str, RemoteValue] = {}
+        names: list[str] = []
         token = ""
-        while True:
-            kwargs: dict[str, Any] = {
-                "Path": path,
-                "Recursive": True,
-                "WithDecryption": True,
-                "MaxResults": BY_PATH_PAGE_SIZE,
-            }
+        while len(names) <= limit:
+            kwargs: dict[str, Any] = {"ParameterFilters": filters, "MaxResults": DESCRIBE_PAGE_SIZE}
             if token:
                 kwargs["NextToken"] = token
             try:
-                page = await self._call(functools.partial(ssm.get_parameters_by_path, **kwargs))
-            except (ClientError, BotoCoreError, ResponseParserError) as exc:
-                raise self._convert(exc, RemoteRef(path)) from None
-            for parameter in page.get("Parameters", []):
-                found[str(parameter["Name"])] = _value(parameter)
-            if len(found) > limit:
-                raise ProviderError(f"{self._store}: more than {limit} parameters under {path!r}")
+                page = await self._call(functools.partial(ssm.describe_parameters, **kwargs))
+            except ClientError as exc:
+                if _code(exc) in _DENIED_CODES:
+                    raise PermissionDenied(
+                        f"{self._store}: AWS denied DescribeParameters ({_code(exc)}): find needs "
+                        "ssm:DescribeParameters in the store's IAM policy"
+                    ) from None
+                raise self._convert(exc, None) from None
+            except (BotoCoreError, ResponseParserError) as exc:
+                raise self._convert(exc, None) from None
+            names += [
+                str(entry["Name"])
+                for entry in page.get("Parameters", [])
+                if str(entry["Name"]).startswith(path)
+            ]
             token = page.get("NextToken", "")
             if not token:
-                return found
+                break
+        return names[: limit + 1]
 
     def _smallest_listing(self, client: Any) -> Callable[[], Any]:
         return functools.partial(client.describe_parameters, MaxResults=1)
