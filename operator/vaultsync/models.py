@@ -114,7 +114,7 @@ class TemplateFrom(Model):
     config_map: TemplateRef | None = None
     secret: TemplateRef | None = None
     literal: str | None = Field(default=None, max_length=TEMPLATE_MAX_SOURCE_BYTES)
-    target: Literal["Data"] = "Data"
+    target: Literal["Data", "Labels", "Annotations"] = "Data"
 
     @model_validator(mode="after")
     def _one_source(self) -> TemplateFrom:
@@ -152,8 +152,8 @@ class TemplateSpec(Model):
 
     @property
     def renders(self) -> bool:
-        """Something to render: otherwise the fetched data is written as it is (as in ESO)."""
-        return bool(self.data or self.template_from)
+        """Something to render (data, templateFrom or metadata, all templates as in ESO)."""
+        return bool(self.data or self.template_from or self.metadata.labels or self.metadata.annotations)
 
     @field_validator("delimiters")
     @classmethod

@@ -50,7 +50,14 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.storeclients import ResolvedStore
 from vaultsync.stores import Stores
 from vaultsync.targets import every_key_gone
-from vaultsync.templatefrom import assemble, collect, template_objects
+from vaultsync.templatefrom import (
+    Rendered,
+    assemble,
+    collect,
+    renders_metadata,
+    template_objects,
+    with_metadata,
+)
 from vaultsync.templating import build_data, remote_refs
 
 log = logging.getLogger(__name__)
@@ -108,6 +115,8 @@ class Reconciler:
         A Merge target carries no vaultsync labels, so the watch never sees it: always read.
         """
         trust_target = trust_target and es.spec.target.creation_policy != "Merge"
+        # Rendered labels and annotations are not in the fingerprint: compare them on the Secret.
+        trust_target = trust_target and not renders_metadata(es.spec.target.template)
         resolved: ResolvedStore | None = None
         refs = remote_refs(es.spec)
         remote_keys = frozenset(r.key for r in refs)
@@ -135,12 +144,14 @@ class Reconciler:
                 raise StoreTimeout(self._timed_out(es, resolved)) from None
             data, versions = build_data(es.spec, fetched)
             template = es.spec.target.template
+            planned = es
             if template is not None and template.renders:
-                data = await self._render(es, template, data)
+                rendered = await self._render(es, template, data)
+                data, planned = rendered.data, with_metadata(es, rendered)
             fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
-            check_bounds(es, data, fingerprint)
+            check_bounds(planned, data, fingerprint)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
-                write = await self._write(es, data, fingerprint)
+                write = await self._write(planned, data, fingerprint)
             result = SyncResult(
                 Reason.SYNCED,
                 f"Secret {es.target_name} is in sync with {resolved.context}",
@@ -202,9 +213,7 @@ class Reconciler:
             remote_keys=remote_keys,
         )
 
-    async def _render(
-        self, es: ExternalSecret, template: TemplateSpec, data: dict[str, bytes]
-    ) -> dict[str, bytes]:
+    async def _render(self, es: ExternalSecret, template: TemplateSpec, data: dict[str, bytes]) -> Rendered:
         """The template over the fetched data, its templateFrom objects read now (a change of
         one reaches the scheduler through the watch: `Scheduler.template_source_changed`)."""
         objects: dict[tuple[str, str], Body | None] = {}

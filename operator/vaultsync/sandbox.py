@@ -226,18 +226,20 @@ def _render_one(
         raise RenderError(f"{where}: {type(exc).__name__} while rendering") from None
 
 
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Every scalar stays the text it was written as (`yes`, `0755`, `1_000`), as in ESO, which reads
+# the map into Go strings: the base loader resolves no implicit types and builds no objects.
+_YAML_LOADER: Any = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
 def parse_map(where: str, text: str) -> dict[str, str]:
     """`templateAs: KeysAndValues` and `literal`: the rendered text is a YAML map of Secret keys
     to values, as in External Secrets Operator. Parsed here, in the worker, under its limits.
 
-    Scalars become their text (`true`, `3`); a nested map or list is refused. A YAML error
+    Scalars are kept as the text written; a nested map or list is refused. A YAML error
     names only the line: PyYAML's own message quotes the text, which may hold a value.
     """
     try:
-        parsed = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
+        parsed = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (the base loader builds only text, lists and maps)
     except MemoryError:
         raise MemoryLimitError(f"{where}: exceeded the memory limit while reading the YAML") from None
     except yaml.YAMLError as exc:
@@ -254,13 +256,5 @@ def parse_map(where: str, text: str) -> dict[str, str]:
             raise RenderError(
                 f"{where}: the rendered map must have text keys and single values (no nested map or list)"
             )
-        out[key] = _scalar_text(value)
+        out[key] = "" if value is None else str(value)
     return out
-
-
-def _scalar_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -42,13 +42,14 @@ def fill(go_template: str, values: dict[str, str]) -> str:
 CONFIG = next(yaml.safe_load_all((EXAMPLES / "template-from-configmap.yaml").read_text()))["data"][
     "config.yaml"
 ]
-# (example, Secret written, its data, its type, labels expected among its own)
-EXPECTED: list[tuple[str, str, dict[str, str], str, dict[str, str]]] = [
+# (example, Secret written, its data, its type, labels and annotations expected among its own)
+EXPECTED: list[tuple[str, str, dict[str, str], str, dict[str, str], dict[str, str]]] = [
     (
         "template-from-configmap.yaml",
         "secret-to-be-created",
         {"config.yaml": fill(CONFIG, VARIABLES)},
         "Opaque",
+        {},
         {},
     ),
     (
@@ -56,6 +57,7 @@ EXPECTED: list[tuple[str, str, dict[str, str], str, dict[str, str]]] = [
         "template",
         {"name": "admin", "password": "pw-1-rotated", "username": "shop"},
         "Opaque",
+        {},
         {},
     ),
     (
@@ -69,6 +71,7 @@ EXPECTED: list[tuple[str, str, dict[str, str], str, dict[str, str]]] = [
         },
         "kubernetes.io/basic-auth",
         {"team": "grafana"},
+        {"owner": "observability for admin", "last-sync-for-user/admin": "synced"},
     ),
 ]
 
@@ -86,7 +89,9 @@ def ported(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("example", "secret", "data", "secret_type", "labels"), EXPECTED, ids=[e[0] for e in EXPECTED]
+    ("example", "secret", "data", "secret_type", "labels", "annotations"),
+    EXPECTED,
+    ids=[e[0] for e in EXPECTED],
 )
 def test_an_eso_documentation_example_ported_runs_green(
     vs: Vaultsync,
@@ -96,6 +101,7 @@ def test_an_eso_documentation_example_ported_runs_green(
     data: dict[str, str],
     secret_type: str,
     labels: dict[str, str],
+    annotations: dict[str, str],
 ) -> None:
     vs.fake_store("fake", [fake_entry(k, v) for k, v in STORE.items()])
     for body in ported(EXAMPLES / example):
@@ -108,3 +114,4 @@ def test_an_eso_documentation_example_ported_runs_green(
     written = vs.secret(secret)
     assert written.type == secret_type
     assert labels.items() <= (written.metadata.labels or {}).items()
+    assert annotations.items() <= (written.metadata.annotations or {}).items()

@@ -107,6 +107,47 @@ def test_replace_type_and_metadata_come_from_the_template(vs: Vaultsync, operato
     assert secret.metadata.annotations["owner"] == "payments"
 
 
+def test_labels_and_annotations_are_templates_and_follow_their_configmap(
+    vs: Vaultsync, operator: Any
+) -> None:
+    vs.fake_store("fake", [fake_entry("db", DB)])
+    configmap(vs, "meta", {"tier": "gold-{{ user }}"})
+    vs.external_secret(
+        "app",
+        {
+            "storeRef": {"name": "fake"},
+            "data": DATA,
+            "target": {
+                "template": {
+                    "metadata": {"labels": {"user": "{{ user }}"}},
+                    "templateFrom": [
+                        {"target": "Labels", "configMap": {"name": "meta", "items": [{"key": "tier"}]}},
+                        {"target": "Annotations", "literal": "synced-for/{{ user }}: yes"},
+                    ],
+                }
+            },
+        },
+    )
+    vs.wait_data("app", {"user": "shop", "password": "pw-one"})  # no data template: the data as fetched
+
+    def metadata() -> tuple[dict[str, str], dict[str, str]]:
+        meta = vs.secret("app").metadata
+        return meta.labels or {}, meta.annotations or {}
+
+    labels, annotations = eventually(lambda: _with_labels(metadata(), {"tier": "gold-shop"}), what="labels")
+    assert labels["user"] == "shop"
+    assert annotations["synced-for/shop"] == "yes"  # the text as written, not YAML's boolean
+    vs.api.core.patch_namespaced_config_map("meta", vs.namespace, {"data": {"tier": "silver"}})
+    eventually(lambda: _with_labels(metadata(), {"tier": "silver"}), what="the new label", timeout=60)
+
+
+def _with_labels(
+    found: tuple[dict[str, str], dict[str, str]], expected: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    assert expected.items() <= found[0].items(), f"labels {sorted(found[0])}"
+    return found
+
+
 def test_a_template_from_another_namespace_is_refused_by_name_and_touches_nothing(
     vs: Vaultsync, operator: Any, other_namespace: str
 ) -> None:
@@ -208,7 +249,7 @@ def test_a_missing_template_configmap_is_named_and_its_creation_renders(vs: Vaul
             "template.metadata.labels key 'vaultsync.io/owner-name' is refused",
         ),
         ({"templateFrom": [{}]}, "a templateFrom entry needs configMap, secret or literal"),
-        ({"templateFrom": [{"literal": "a: b", "target": "Annotations"}]}, "Unsupported value"),
+        ({"templateFrom": [{"literal": "a: b", "target": "Secret"}]}, "Unsupported value"),
     ],
 )
 def test_the_api_server_refuses_bad_template_fields(

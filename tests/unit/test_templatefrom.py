@@ -16,7 +16,7 @@ from vaultsync.errors import InvalidSpec, TemplateError
 from vaultsync.models import ExternalSecretSpec, TemplateSpec, parse_external_secret
 from vaultsync.renderer import TemplateRenderer
 from vaultsync.sandbox import Limits, RenderError, parse_map
-from vaultsync.templatefrom import Objects, assemble, collect, template_objects
+from vaultsync.templatefrom import Objects, Rendered, assemble, collect, template_objects
 
 NS = "shop"
 SECRET = "s3cr3t-Okapi-Narwhal-7"
@@ -48,10 +48,14 @@ def from_configmap(*items: Mapping[str, str], name: str = "tpl") -> dict[str, An
     return {"configMap": {"name": name, "items": list(items)}}
 
 
-def run(spec: TemplateSpec, objects: Objects, fetched: Mapping[str, bytes]) -> dict[str, bytes]:
+def rendered(spec: TemplateSpec, objects: Objects, fetched: Mapping[str, bytes]) -> Rendered:
     sources = collect(spec, objects, NS)
-    rendered = _LOOP.run_until_complete(_RENDERER.render_sources(NS, spec.delimiters, sources, fetched))
-    return assemble(spec, sources, rendered, fetched)
+    output = _LOOP.run_until_complete(_RENDERER.render_sources(NS, spec.delimiters, sources, fetched))
+    return assemble(spec, sources, output, fetched)
+
+
+def run(spec: TemplateSpec, objects: Objects, fetched: Mapping[str, bytes]) -> dict[str, bytes]:
+    return rendered(spec, objects, fetched).data
 
 
 FETCHED = {"user": b"app", "password": SECRET.encode()}
@@ -220,7 +224,7 @@ def test_a_template_source_in_another_namespace_is_refused_naming_the_field(wher
         ),
         ({"templateFrom": [{}]}, "spec.target.template.templateFrom[0]"),
         (
-            {"templateFrom": [{"literal": "a: b", "target": "Labels"}]},
+            {"templateFrom": [{"literal": "a: b", "target": "Secret"}]},
             "spec.target.template.templateFrom[0].target",
         ),
         (
@@ -289,3 +293,47 @@ def test_vaultsync_render_takes_template_sources_from_the_same_file() -> None:
         "url": b"db://app@db",
         "other": b"x-app",
     }
+
+
+def test_metadata_and_templates_targeting_labels_or_annotations_render_apart_from_the_data() -> None:
+    spec = template(
+        metadata={"labels": {"user": "{{ user }}"}, "annotations": {"note": "for {{ user }}"}},
+        templateFrom=[
+            {"target": "Annotations", "literal": "last-sync-for-user/{{ user }}: yes"},
+            {"target": "Labels", "configMap": {"name": "tpl", "items": [{"key": "tier"}]}},
+        ],
+    )
+    out = rendered(spec, {("ConfigMap", "tpl"): configmap({"tier": "gold-{{ user }}"})}, FETCHED)
+    assert out.data == FETCHED  # no template writes data: the fetched data stays, as in ESO
+    assert out.labels == {"user": "app", "tier": "gold-app"}
+    assert out.annotations == {"note": "for app", "last-sync-for-user/app": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("template_spec", "message"),
+    [
+        (
+            {"templateFrom": [{"target": "Annotations", "literal": "kubernetes.io/service-account.name: x"}]},
+            "spec.target.template.templateFrom[0].literal: annotation 'kubernetes.io/service-account.name'",
+        ),
+        (
+            {"templateFrom": [{"target": "Labels", "literal": "owner: helm"}]},
+            "spec.target.template.templateFrom[0].literal: label owner=helm is refused",
+        ),
+        (
+            {"metadata": {"labels": {"pw": "{{ password }} x"}}},
+            "spec.target.template.metadata.labels.pw: the rendered value of label 'pw' is not a valid",
+        ),
+        (
+            {"templateFrom": [{"target": "Labels", "literal": "'{{ password }} key': v"}]},
+            "spec.target.template.templateFrom[0].literal: the rendered label key sha256:",
+        ),
+    ],
+)
+def test_rendered_metadata_is_refused_as_the_targets_is_without_quoting_a_value(
+    template_spec: Mapping[str, Any], message: str
+) -> None:
+    with pytest.raises(TemplateError) as caught:
+        rendered(template(**template_spec), {}, FETCHED)
+    assert caught.value.message.startswith(message), caught.value.message
+    assert SECRET not in caught.value.message

@@ -37,7 +37,7 @@ from vaultsync.models import ExternalSecret, parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer
 from vaultsync.sandbox import Limits
-from vaultsync.templatefrom import Objects, assemble, collect
+from vaultsync.templatefrom import Objects, assemble, collect, with_metadata
 from vaultsync.templating import build_data, remote_refs
 
 OFFLINE_NAMESPACE = "default"
@@ -101,7 +101,8 @@ async def render_secret(
             rendered = await renderer.render_sources(es.namespace, template.delimiters, sources, data)
         finally:
             await renderer.close()
-        data = assemble(template, sources, rendered, data)
+        result = assemble(template, sources, rendered, data)
+        data, es = result.data, with_metadata(es, result)
     target = es.spec.target
     return {
         "apiVersion": "v1",

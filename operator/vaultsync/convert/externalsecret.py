@@ -253,7 +253,13 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
     if meta is None:
         out.update(_copied_metadata(template, metadata))
     else:
-        written = {"labels": meta.get("labels"), "annotations": meta.get("annotations")}
+        written = {
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {}),
+        }
+        templated = _templated_metadata(meta, written)  # takes the templated values out of `written`
+        if templated:
+            kept["metadata"] = templated
         out.update(_secret_metadata(meta.report_to, meta.path, written))
         if meta.has("finalizers"):
             meta.refuse("finalizers", "vaultsync adds no finalizers to a Secret")
@@ -276,11 +282,29 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _templated_metadata(meta: Fields, written: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """ESO's metadata values are templates: those with an action move to vaultsync's
+    template.metadata, translated; literal ones stay the Secret's labels and annotations."""
+    out: dict[str, Any] = {}
+    for name, values in written.items():
+        for key in [k for k, v in values.items() if "{{" in str(v)]:
+            source = str(values.pop(key))
+            try:
+                out.setdefault(name, {})[str(key)] = translate(source)
+            except Untranslatable as exc:
+                meta.refuse(f"{name}.{key}", f"no exact translation: {exc}")
+    return out
+
+
 def _template_from(entry: Fields) -> dict[str, Any]:
     """One templateFrom entry: a literal translated; a ConfigMap's or Secret's templates stay
     where they are, so their Go templates are reported for translation by hand."""
     out: dict[str, Any] = {}
-    entry.refuse_unless("target", ("Data",), "vaultsync's templateFrom writes the Secret's data only")
+    entry.refuse_unless(
+        "target", ("Data", "Labels", "Annotations"), "vaultsync has Data, Labels and Annotations"
+    )
+    if entry.text("target", "Data") != "Data":
+        out["target"] = entry.text("target")
     for name in ("configMap", "secret"):
         ref = entry.get(name)
         if ref is not None:
