@@ -1,11 +1,13 @@
-"""Templates kept in ConfigMaps and Secrets (ESO's `templateFrom`), and how the output joins.
+"""Templates kept in ConfigMaps and Secrets (ESO's `templateFrom`), and how every template's
+output joins the Secret: its data, labels and annotations.
 
 External Secrets Operator lets a team keep one template in a ConfigMap and use it from many
 ExternalSecrets. The objects are read with the operator's rights, which reach every
 namespace, so a template source is only ever looked for in the ExternalSecret's own
 namespace (`models.ExternalSecret` refuses any other), a Secret that is a credential of the
 cluster is no template, and what is read is bounded before any rendering. The texts then
-render in the render workers like `template.data` (`renderer.py`), under the same limits.
+render in the render workers like `template.data` (`renderer.py`), under the same limits, and
+what they produce for the Secret's labels and annotations gets `target`'s refusals.
 
 Pure: the reconciler reads the objects and hands them in, so the rules are tested
 without a server.
@@ -47,7 +49,7 @@ Objects = Mapping[tuple[str, str], Mapping[str, Any] | None]  # (kind, name) →
 @dataclass(frozen=True)
 class Sources:
     """What one ExternalSecret's template renders: id → template text, in the order ESO
-    applies them (templateFrom entries, then `data`), each id's spec field when it is not a
+    applies them (templateFrom entries, `data`, then `metadata`), each id's spec field when it is not a
     `template.data` key, the ids whose output is a YAML map, and the Secret key of the others."""
 
     texts: dict[str, str] = field(default_factory=dict)
