@@ -392,6 +392,12 @@ class AwsClient(SecretsClient):
     """One store's Secrets Manager client; renews temporary credentials before they expire."""
 
     service_name: ClassVar[str] = "AWS Secrets Manager"
+    # How errors name a remote value, which codes say it is missing, what reading it needs.
+    value_noun: ClassVar[str] = "secret"
+    not_found_codes: ClassVar[frozenset[str]] = frozenset({"ResourceNotFoundException"})
+    read_permission: ClassVar[str] = (
+        "secretsmanager:GetSecretValue on it (and kms:Decrypt on its key, if it uses a customer managed key)"
+    )
 
     def __init__(
         self, config: AwsConfig, store: StoreContext, keys: KeySource, hint: str, threads: StoreThreads
@@ -656,29 +662,28 @@ class AwsClient(SecretsClient):
 
     def _convert_code(self, code: str, message: str, ref: RemoteRef | None) -> VaultsyncError:
         """An AWS error code (from an exception or a batch entry) as a vaultsync error."""
-        what = f"secret {ref.key!r}" if ref else "the store"
+        what = f"{self.value_noun} {ref.key!r}" if ref else "the store"
         if ref and ref.version:
             what += f" at version {ref.version!r}"
         region = self._config.region
         deleted = code == "InvalidRequestException" and "delet" in message.lower()
-        if code == "ResourceNotFoundException" or deleted:
+        if code in self.not_found_codes or deleted:
             gone = "is marked for deletion" if deleted else "does not exist"
-            return SecretNotFound(f"{self._store}: {what} {gone} in AWS Secrets Manager ({region})")
+            return SecretNotFound(f"{self._store}: {what} {gone} in {self.service_name} ({region})")
         if code in _THROTTLING_CODES:
-            return ThrottledError(f"{self._store}: AWS Secrets Manager throttled {what} ({code})")
+            return ThrottledError(f"{self._store}: {self.service_name} throttled {what} ({code})")
         if code in _DENIED_CODES and ref is not None:
             # The identity was authenticated; this one secret is outside its policy.
             return PermissionDenied(
                 f"{self._store}: AWS denied reading {what} ({code}): check that the store's "
-                "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
-                "key, if it uses a customer managed key)"
+                f"IAM policy allows {self.read_permission}"
             )
         if code in _AUTH_CODES or code in ("401", "403"):  # an error body botocore cannot read
             return AuthenticationError(
                 f"{self._store}: {self.service_name} rejected the credentials ({code}) "
                 f"in region {region}: {self._auth_hint}"
             )
-        return ProviderError(f"{self._store}: AWS Secrets Manager failed on {what}: {code}: {message[:200]}")
+        return ProviderError(f"{self._store}: {self.service_name} failed on {what}: {code}: {message[:200]}")
 
 
 def _remote_value(entry: Mapping[str, Any] | SecretValueEntryTypeDef) -> RemoteValue:

@@ -22,11 +22,9 @@ from typing import Any, ClassVar
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from vaultsync.errors import PermissionDenied, ProviderError, SecretNotFound, ThrottledError, VaultsyncError
+from vaultsync.errors import PermissionDenied, VaultsyncError
 from vaultsync.providers.aws import (
-    _AUTH_CODES,
     _DENIED_CODES,
-    _THROTTLING_CODES,
     AwsClient,
     AwsConfig,
     AwsKeys,
@@ -38,7 +36,6 @@ from vaultsync.providers.base import RemoteRef, RemoteValue
 GET_PARAMETERS_LIMIT = 10  # GetParameters accepts at most 10 names per call
 DESCRIBE_FILTER_VALUES = 50  # a DescribeParameters Name filter takes at most 50 names
 DESCRIBE_PAGE_SIZE = 50
-_NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"})
 
 
 def _name(ref: RemoteRef) -> str:
@@ -77,6 +74,13 @@ class ParameterStoreClient(AwsClient):
     """One store's Parameter Store client."""
 
     service_name: ClassVar[str] = "AWS Systems Manager Parameter Store"
+    value_noun: ClassVar[str] = "parameter"
+    not_found_codes: ClassVar[frozenset[str]] = frozenset(
+        {"ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"}
+    )
+    read_permission: ClassVar[str] = (
+        "ssm:GetParameter(s) on it (and kms:Decrypt on the key of a SecureString parameter)"
+    )
     _probe_pays = True  # False once a probe would have cost more calls than reading
 
     @staticmethod
@@ -235,22 +239,3 @@ class ParameterStoreClient(AwsClient):
 
     def _smallest_listing(self, client: Any) -> Callable[[], Any]:
         return functools.partial(client.describe_parameters, MaxResults=1)
-
-    def _convert_code(self, code: str, message: str, ref: RemoteRef | None) -> VaultsyncError:
-        what = f"parameter {ref.key!r}" if ref else "the store"
-        if ref and ref.version:
-            what += f" at version {ref.version!r}"
-        region = self._config.region
-        if code in _NOT_FOUND:
-            return SecretNotFound(f"{self._store}: {what} does not exist in {self.service_name} ({region})")
-        if code in _THROTTLING_CODES:
-            return ThrottledError(f"{self._store}: {self.service_name} throttled {what} ({code})")
-        if code in _DENIED_CODES and ref is not None:
-            return PermissionDenied(
-                f"{self._store}: AWS denied reading {what} ({code}): check that the store's IAM "
-                "policy allows ssm:GetParameter(s) on it (and kms:Decrypt on the key of a "
-                "SecureString parameter)"
-            )
-        if code in _AUTH_CODES or code in ("401", "403"):
-            return super()._convert_code(code, message, ref)
-        return ProviderError(f"{self._store}: {self.service_name} failed on {what}: {code}: {message[:200]}")
