@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import pytest
 
+from tests.providers.backends.aws import SERVICE_ACCOUNT
 from tests.providers.backends.awsparams import ParameterStoreBackend
 from tests.providers.backends.base import unique_key
 from tests.providers.conftest import Backends
@@ -215,6 +216,25 @@ async def test_a_namespaced_parameter_store_is_refused_a_denied_address(
             await client.get_secret(RemoteRef(key))
     assert caught.value.message.startswith("spec.provider.aws.endpoint: resolves to ")
     assert proxy.requests() == 0
+
+
+async def test_web_identity_reads_parameters_with_the_roles_temporary_credentials(
+    ssm: ParameterStoreBackend, proxy: RecordingProxy
+) -> None:
+    key, value = unique_key(), secret()
+    ssm.write(key, value)
+    credentials = ssm.credentials()
+    config = {**ssm.web_identity_config(), "endpoint": proxy.url}
+    provider = PROVIDERS["aws"]
+    with ssm.authentication_off():  # moto cannot check the unsigned STS call
+        client = await provider.new_client(provider.parse_config(config), NAMESPACED, credentials)
+    try:
+        # Authentication is on again: moto accepts only the role's temporary credentials.
+        assert (await client.get_secret(RemoteRef(key))).value == value.encode()
+    finally:
+        await client.close()
+    assert proxy.calls("AssumeRoleWithWebIdentity") == 1
+    assert [r.service_account for r in credentials.requests] == [SERVICE_ACCOUNT]
 
 
 @pytest.mark.parametrize("service", ["ParamStore", "SSM", ""])
