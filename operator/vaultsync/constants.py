@@ -176,6 +176,12 @@ TEMPLATE_WALL_CLOCK_FACTOR = 10
 # `*` and `**` refuse integers longer than this, before computing them (Python prints at
 # most 4300 digits of an int anyway, about 14,300 bits).
 TEMPLATE_MAX_INT_BITS = 16 * 1024
+# templateFrom: entries, items per ConfigMap/Secret, and the bytes of template sources one
+# ExternalSecret may read from ConfigMaps and Secrets, all together (each source is also at
+# most TEMPLATE_MAX_SOURCE_BYTES, and all keys together at most TEMPLATE_MAX_KEYS).
+TEMPLATE_FROM_MAX_ENTRIES = 16
+TEMPLATE_FROM_MAX_ITEMS = 64
+TEMPLATE_FROM_MAX_TOTAL_BYTES = 256 * 1024
 
 # Bulkheads: a slow or hanging store delays only its own ExternalSecrets.
 SYNC_TIMEOUT_SECONDS = 60.0  # one sync's store login and reads, at most (--sync-timeout)

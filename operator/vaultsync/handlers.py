@@ -62,6 +62,7 @@ async def external_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     services = _services(memo)
     services.scheduler.secret_changed(event["object"], deleted=_deleted(event))
+    services.scheduler.template_source_changed("Secret", event["object"], listed=event["type"] is None)
     # A managed Secret some workload also names directly: a digest, no read.
     services.unmanaged.object_changed("Secret", event["object"], deleted=_deleted(event))
     # Listed (at start, or after a gap): resume an unfinished restart, only from a Secret whose
@@ -123,12 +124,17 @@ def _unmanaged_secret(labels: kopf.Labels, **_: Any) -> bool:
 @translated
 async def unmanaged_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _services(memo).unmanaged.object_changed("Secret", event["object"], deleted=_deleted(event))
+    _services(memo).scheduler.template_source_changed("Secret", event["object"], listed=event["type"] is None)
 
 
 @kopf.on.event("v1", "configmaps", registry=REGISTRY)
 @translated
 async def configmap(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _services(memo).unmanaged.object_changed("ConfigMap", event["object"], deleted=_deleted(event))
+    # A template kept in it (templateFrom) renders again: scheduler.template_source_changed.
+    _services(memo).scheduler.template_source_changed(
+        "ConfigMap", event["object"], listed=event["type"] is None
+    )
 
 
 def _workload(kind: str) -> Any:

@@ -28,6 +28,9 @@ from vaultsync.constants import (
     REWRITE_MAX_ITEMS,
     REWRITE_TEMPLATE_MAX_BYTES,
     STORE_CALLS_PER_MINUTE_MAX,
+    TEMPLATE_FROM_MAX_ENTRIES,
+    TEMPLATE_FROM_MAX_ITEMS,
+    TEMPLATE_MAX_SOURCE_BYTES,
 )
 from vaultsync.errors import InvalidSpec
 from vaultsync.keymapping import SECRET_KEY_RULE, ConversionStrategy, DecodingStrategy, is_valid_secret_key
@@ -162,9 +165,64 @@ class DataFromItem(Model):
         return self
 
 
+class TemplateRefItem(Model):
+    key: SecretKey
+    template_as: Literal["Values", "KeysAndValues"] = "Values"
+
+
+class TemplateRef(Model):
+    """A ConfigMap or Secret holding templates: always in the ExternalSecret's own namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    # Not ESO's: accepted only to be refused when it names another namespace (ExternalSecret).
+    namespace: str = Field(default="", max_length=63)
+    items: list[TemplateRefItem] = Field(min_length=1, max_length=TEMPLATE_FROM_MAX_ITEMS)
+
+
+class TemplateFrom(Model):
+    config_map: TemplateRef | None = None
+    secret: TemplateRef | None = None
+    literal: str | None = Field(default=None, max_length=TEMPLATE_MAX_SOURCE_BYTES)
+    target: Literal["Data", "Labels", "Annotations"] = "Data"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TemplateFrom:
+        if self.config_map is None and self.secret is None and self.literal is None:
+            raise ValueError("set configMap, secret or literal")
+        return self
+
+    def refs(self) -> list[tuple[str, TemplateRef]]:
+        """(kind, ref) of the objects this entry reads."""
+        found = [("ConfigMap", self.config_map), ("Secret", self.secret)]
+        return [(kind, ref) for kind, ref in found if ref is not None]
+
+
+class TemplateMetadata(Model):
+    labels: Annotated[dict[str, MetadataValue], AfterValidator(check_labels)] = Field(
+        default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES
+    )
+    annotations: Annotated[dict[str, MetadataValue], AfterValidator(check_annotations)] = Field(
+        default_factory=dict, max_length=MAX_TARGET_METADATA_ENTRIES
+    )
+
+
+def _check_template_type(secret_type: str) -> str:
+    return check_type(secret_type) if secret_type else secret_type
+
+
 class TemplateSpec(Model):
+    engine_version: Literal["v2"] = "v2"
+    merge_policy: Literal["Replace", "Merge"] = "Replace"
+    type: Annotated[str, AfterValidator(_check_template_type)] = Field(default="", max_length=253)
+    metadata: TemplateMetadata = Field(default_factory=TemplateMetadata)
     delimiters: tuple[str, str] = ("{{", "}}")
     data: dict[SecretKey, str] = Field(default_factory=dict)
+    template_from: list[TemplateFrom] = Field(default_factory=list, max_length=TEMPLATE_FROM_MAX_ENTRIES)
+
+    @property
+    def renders(self) -> bool:
+        """Something to render (data, templateFrom or metadata, all templates as in ESO)."""
+        return bool(self.data or self.template_from or self.metadata.labels or self.metadata.annotations)
 
     @field_validator("delimiters")
     @classmethod
@@ -196,6 +254,20 @@ class TargetSpec(Model):
         if self.immutable and self.creation_policy == "Merge":
             raise ValueError("immutable: not with creationPolicy Merge, whose Secret belongs to someone else")
         return self
+
+    # ESO puts type and metadata under template; vaultsync also has them on target. Both
+    # apply, template's winning (docs/api.md, "Templates").
+    @property
+    def secret_type(self) -> str:
+        return (self.template.type if self.template else "") or self.type
+
+    @property
+    def secret_labels(self) -> dict[str, str]:
+        return {**self.labels, **(self.template.metadata.labels if self.template else {})}
+
+    @property
+    def secret_annotations(self) -> dict[str, str]:
+        return {**self.annotations, **(self.template.metadata.annotations if self.template else {})}
 
 
 class ExternalSecretSpec(Model):
@@ -238,6 +310,22 @@ class ExternalSecret(Model):
     @property
     def target_name(self) -> str:
         return self.spec.target.name or self.name
+
+    @model_validator(mode="after")
+    def _templates_from_own_namespace(self) -> ExternalSecret:
+        """templateFrom reads only the ExternalSecret's namespace: the operator may read every
+        ConfigMap and Secret, its tenant may not."""
+        template = self.spec.target.template
+        for i, entry in enumerate(template.template_from if template else []):
+            for kind, ref in entry.refs():
+                if ref.namespace not in ("", self.namespace):
+                    where = "configMap" if kind == "ConfigMap" else "secret"
+                    raise InvalidSpec(
+                        f"spec.target.template.templateFrom[{i}].{where}.namespace: a template is read "
+                        f"only from the ExternalSecret's own namespace ({self.namespace}), not from "
+                        f"{ref.namespace!r}"
+                    )
+        return self
 
 
 class LabelSelectorRequirement(Model):

@@ -132,8 +132,8 @@ def new_secret(es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) 
     metadata: Body = {
         "name": es.target_name,
         "namespace": es.namespace,
-        "labels": {**target.labels, **_labels(es)},
-        "annotations": {**target.annotations, **secret_marks(data, fingerprint)},
+        "labels": {**target.secret_labels, **_labels(es)},
+        "annotations": {**target.secret_annotations, **secret_marks(data, fingerprint)},
     }
     if target.creation_policy == "Owner":
         metadata["ownerReferences"] = [_owner_reference(es)]
@@ -141,7 +141,7 @@ def new_secret(es: ExternalSecret, data: Mapping[str, bytes], fingerprint: str) 
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata,
-        "type": target.type,
+        "type": target.secret_type,
         "data": encode(data),
         **({"immutable": True} if target.immutable else {}),
     }
@@ -155,13 +155,13 @@ def _updated_secret(
     meta = dict(existing["metadata"])
     if target.creation_policy == "Owner":
         meta["ownerReferences"] = [_owner_reference(es)]
-    meta["labels"] = {**(meta.get("labels") or {}), **target.labels, **_labels(es)}
+    meta["labels"] = {**(meta.get("labels") or {}), **target.secret_labels, **_labels(es)}
     meta["annotations"] = {
         **(meta.get("annotations") or {}),
-        **target.annotations,
+        **target.secret_annotations,
         **secret_marks(data, fingerprint),
     }
-    updated = {**existing, "metadata": meta, "type": target.type, "data": encode(data)}
+    updated = {**existing, "metadata": meta, "type": target.secret_type, "data": encode(data)}
     if target.immutable:
         updated["immutable"] = True  # once set, Kubernetes keeps it: it cannot be unset
     return updated
@@ -247,7 +247,7 @@ def _check_annotations(es: ExternalSecret, data: Mapping[str, bytes], fingerprin
             f"spec.target: the Secret would have {len(data)} keys, over the limit of "
             f"{c.SECRET_MAX_KEYS} keys one ExternalSecret may write (check spec.dataFrom)"
         )
-    annotations = {**es.spec.target.annotations, **secret_marks(data, fingerprint)}
+    annotations = {**es.spec.target.secret_annotations, **secret_marks(data, fingerprint)}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
     if size > c.ANNOTATIONS_SIZE_LIMIT:
         raise SecretTooLarge(

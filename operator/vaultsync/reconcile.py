@@ -34,7 +34,7 @@ from vaultsync.finder import find_all
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.kube import Body, Kube, ObjectRef
 from vaultsync.metrics import SECRET_WRITES, SYNCS
-from vaultsync.models import ExternalSecret, StoreRef
+from vaultsync.models import ExternalSecret, StoreRef, TemplateSpec
 from vaultsync.plan import (
     Report,
     SecretWrite,
@@ -51,6 +51,14 @@ from vaultsync.renderer import TemplateRenderer
 from vaultsync.storeclients import ResolvedStore
 from vaultsync.stores import Stores
 from vaultsync.targets import every_key_gone
+from vaultsync.templatefrom import (
+    Rendered,
+    assemble,
+    collect,
+    renders_metadata,
+    template_objects,
+    with_metadata,
+)
 from vaultsync.templating import build_data, refs_by_store, sandboxed_transform, source_field
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,8 @@ class Reconciler:
         A Merge target carries no vaultsync labels, so the watch never sees it: always read.
         """
         trust_target = trust_target and es.spec.target.creation_policy != "Merge"
+        # Rendered labels and annotations are not in the fingerprint: compare them on the Secret.
+        trust_target = trust_target and not renders_metadata(es.spec.target.template)
         resolved: ResolvedStore | None = None
         read: list[tuple[str, str]] = []  # (store cache key, remote key), in order
         found: dict[int, tuple[str, ...]] = {}  # dataFrom index → what its find matched
@@ -163,12 +173,14 @@ class Reconciler:
                 es.spec, fetched.get(es.spec.store_ref, {}), fetched, found=found, transform=transform
             )
             template = es.spec.target.template
-            if template is not None and template.data:
-                data = await self._renderer.render(es.namespace, template, data)
+            planned = es
+            if template is not None and template.renders:
+                rendered = await self._render(es, template, data)
+                data, planned = rendered.data, with_metadata(es, rendered)
             fingerprint = data_hmac(namespace_key(self._key, es.namespace), data)
-            check_bounds(es, data, fingerprint)
+            check_bounds(planned, data, fingerprint)
             if not (trust_target and fingerprint == es.status.get("dataHMAC")):
-                write = await self._write(es, data, fingerprint)
+                write = await self._write(planned, data, fingerprint)
             stores = str(resolved.context) if resolved and len(fetched) == 1 else f"{len(fetched)} stores"
             result = SyncResult(
                 Reason.SYNCED,
@@ -224,6 +236,20 @@ class Reconciler:
             else:
                 message += "; deletionPolicy Delete keeps the Secret until every remote key is gone"
         return SyncResult(reason, message, retry_after=getattr(exc, "retry_after", None), **_sources(read))
+
+    async def _render(self, es: ExternalSecret, template: TemplateSpec, data: dict[str, bytes]) -> Rendered:
+        """The template over the fetched data, its templateFrom objects read now (a change of
+        one reaches the scheduler through the watch: `Scheduler.template_source_changed`)."""
+        objects: dict[tuple[str, str], Body | None] = {}
+        for kind, name in template_objects(template):
+            read = self._kube.read_configmap if kind == "ConfigMap" else self._kube.read_secret
+            try:
+                objects[(kind, name)] = await read(es.namespace, name)
+            except KubeNotFound:
+                objects[(kind, name)] = None
+        sources = collect(template, objects, es.namespace)
+        rendered = await self._renderer.render_sources(es.namespace, template.delimiters, sources, data)
+        return assemble(template, sources, rendered, data)
 
     def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
         ref = es.spec.store_ref

@@ -23,6 +23,9 @@ Protocol on stdin/stdout: frames of a 4-byte big-endian length and a JSON object
 not pickle: the operator must not run what a worker sends). The worker says
 `{"ready": true}` once; each request gets `{"key": k}` before key `k` starts and then
 `{"data": {...}}` or `{"error": message}` (with `"exit": true` if it is about to exit).
+A request's optional `fields` names the spec field of keys that are not `template.data`
+keys, and its `maps` lists the keys whose output is a YAML map (parsed here, under the
+limits), answered as an object instead of a string.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import IO, Any
 
-from vaultsync.sandbox import Limits, MemoryLimitError, RenderError, field, render_text
+from vaultsync.sandbox import Limits, MemoryLimitError, RenderError, field, parse_map, render_text
 
 HEADER = struct.Struct(">I")
 NICENESS = 10
@@ -105,6 +108,8 @@ def _render(request: dict[str, Any], started: Callable[[str], None]) -> dict[str
         output_bytes=int(request["outputBytes"]),
     )
     current: list[str] = []
+    fields: dict[str, str] = request.get("fields") or {}
+    maps = set(request.get("maps") or ())
 
     def on_key(key: str) -> None:
         current[:] = [key]
@@ -114,17 +119,21 @@ def _render(request: dict[str, Any], started: Callable[[str], None]) -> dict[str
         limit_cpu(limits.cpu_seconds)
         signal.setitimer(signal.ITIMER_PROF, limits.cpu_seconds)
         try:
-            data = render_text(
+            texts = render_text(
                 (request["delimiters"][0], request["delimiters"][1]),
                 request["data"],
                 request["values"],
                 limits,
                 on_key=on_key,
+                fields=fields,
             )
+            data: dict[str, Any] = {
+                k: parse_map(field(k, fields), v) if k in maps else v for k, v in texts.items()
+            }
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
     except _CpuTimeExceeded:
-        return {"error": f"{field(current[0] if current else None)}: {limits.cpu_exceeded()}"}
+        return {"error": f"{field(current[0] if current else None, fields)}: {limits.cpu_exceeded()}"}
     except MemoryLimitError as exc:
         return {"error": exc.message, "exit": True}
     except RenderError as exc:

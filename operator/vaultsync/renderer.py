@@ -30,6 +30,7 @@ from vaultsync.models import TemplateSpec
 from vaultsync.render_worker import HEADER, encode_frame
 from vaultsync.sandbox import TEMPLATE_FIELD, Limits, RenderError, check_shape
 from vaultsync.sandbox import field as template_field
+from vaultsync.templatefrom import Sources
 
 WORKER_START_SECONDS = 30.0
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,9 @@ class _Worker:
             raise RendererUnavailable(f"{TEMPLATE_FIELD}: the template renderer did not start") from None
         return worker
 
-    async def render(self, request: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    async def render(
+        self, request: Mapping[str, Any], limits: Limits, fields: Mapping[str, str]
+    ) -> dict[str, Any]:
         """The worker's final reply; a death or a timeout is a TemplateError naming the key."""
         assert self._process.stdin is not None
         key: str | None = next(iter(request["data"]), None)  # the first, until the worker says
@@ -89,10 +92,10 @@ class _Worker:
                     key = str(reply["key"])
         except TimeoutError:
             await self.stop(kill=True)
-            raise TemplateError(f"{template_field(key)}: {limits.wall_exceeded()}") from None
+            raise TemplateError(f"{template_field(key, fields)}: {limits.wall_exceeded()}") from None
         except (_BrokenWorker, ConnectionError):
             code = await self.stop()
-            raise TemplateError(f"{template_field(key)}: {_death(code, limits)}") from None
+            raise TemplateError(f"{template_field(key, fields)}: {_death(code, limits)}") from None
         except asyncio.CancelledError:  # its answer would be read as the next request's
             self.alive = False
             with contextlib.suppress(ProcessLookupError):
@@ -155,23 +158,35 @@ class TemplateRenderer:
         self, namespace: str, template: TemplateSpec, values: Mapping[str, bytes]
     ) -> dict[str, bytes]:
         """The Secret data: each `template.data` entry rendered over the fetched keys."""
+        rendered = await self.render_sources(
+            namespace, template.delimiters, Sources(dict(template.data)), values
+        )
+        return {k: v for k, v in rendered.items() if isinstance(v, bytes)}
+
+    async def render_sources(
+        self, namespace: str, delimiters: tuple[str, str], sources: Sources, values: Mapping[str, bytes]
+    ) -> dict[str, bytes | dict[str, str]]:
+        """Each template of `sources` rendered over the fetched keys: bytes, or for the ids of
+        `sources.maps` the YAML map it produced (`templatefrom.assemble` joins them)."""
         try:
-            check_shape(template.data)
+            check_shape(sources.texts, sources.fields)
         except RenderError as exc:
             raise TemplateError(exc.message) from None
         request = {
-            "delimiters": list(template.delimiters),
-            "data": dict(template.data),
+            "delimiters": list(delimiters),
+            "data": dict(sources.texts),
+            "fields": dict(sources.fields),
+            "maps": sorted(sources.maps),
             "values": {k: v.decode("utf-8", errors="surrogateescape") for k, v in values.items()},
             "cpuSeconds": self.limits.cpu_seconds,
             "memoryMiB": self.limits.memory_mib,
             "outputBytes": self.limits.output_bytes,
         }
         async with self._worker(namespace) as worker:
-            reply = await worker.render(request, self.limits)
+            reply = await worker.render(request, self.limits, sources.fields)
         if "error" in reply:
             raise TemplateError(str(reply["error"]))
-        return _checked(reply.get("data"), template, self.limits)
+        return _checked(reply.get("data"), sources, self.limits)
 
     async def close(self) -> None:
         workers = [*self._idle, *self._running]
@@ -216,19 +231,28 @@ class TemplateRenderer:
             ) from None
 
 
-def _checked(data: Any, template: TemplateSpec, limits: Limits) -> dict[str, bytes]:
+def _checked(data: Any, sources: Sources, limits: Limits) -> dict[str, bytes | dict[str, str]]:
     """The worker's answer, trusted no further than its shape and size."""
-    if not isinstance(data, dict) or set(data) != set(template.data):
+    if not isinstance(data, dict) or set(data) != set(sources.texts):
         raise TemplateError(f"{TEMPLATE_FIELD}: the render worker gave a malformed answer")
-    rendered: dict[str, bytes] = {}
+    rendered: dict[str, bytes | dict[str, str]] = {}
+    size = 0
     for k, v in data.items():
+        if k in sources.maps:
+            if not isinstance(v, dict):
+                raise TemplateError(f"{TEMPLATE_FIELD}: the render worker gave a malformed answer")
+            pairs = {str(name): str(text) for name, text in v.items()}
+            size += sum(len(n) + len(t) for n, t in pairs.items())
+            rendered[k] = pairs
+            continue
         try:
-            rendered[k] = str(v).encode("utf-8", errors="surrogateescape")
+            rendered[k] = text = str(v).encode("utf-8", errors="surrogateescape")
         except UnicodeEncodeError:  # a lone surrogate the template wrote ("\ud800")
             raise TemplateError(
-                f"{TEMPLATE_FIELD}[{k!r}]: the rendered text is not valid Unicode "
+                f"{template_field(k, sources.fields)}: the rendered text is not valid Unicode "
                 "(a lone surrogate), so it cannot be written as UTF-8"
             ) from None
-    if sum(len(v) for v in rendered.values()) > limits.output_bytes:
+        size += len(text)
+    if size > limits.output_bytes:
         raise TemplateError(f"{TEMPLATE_FIELD}: {limits.output_exceeded()}")
-    return {k: rendered[k] for k in template.data}
+    return {k: rendered[k] for k in sources.texts}

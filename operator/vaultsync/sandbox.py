@@ -1,9 +1,10 @@
 """A tenant's template, rendered in a Jinja2 sandbox with the checks that are cheap to make.
 
 This module runs inside the render worker (`render_worker.py`), a process of its own, so it
-imports nothing but Jinja2, the standard library and `constants`: the worker then takes about
-20 MiB and starts in a quarter of a second, where importing the operator would cost 95 MiB
-and two seconds.
+imports nothing but Jinja2, PyYAML (to read a `KeysAndValues` output, under the worker's
+limits), the standard library and `constants`: the worker then takes about 21 MiB (PyYAML:
++1.1 MiB) and starts in a quarter of a second, where importing the operator would cost
+95 MiB and two seconds.
 
 The sandbox has no attribute access to Python internals and no file or network access;
 undefined variables are errors, so a typo fails loudly instead of writing an empty
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import yaml
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -46,8 +48,12 @@ _UNDEFINED_NAME = re.compile(r"'[A-Za-z_][A-Za-z0-9_]*' is undefined")
 _MIB = 1024 * 1024
 
 
-def field(key: str | None) -> str:
-    """The spec field of one template key, or of the whole `data` map when none is known."""
+def field(key: str | None, fields: Mapping[str, str] | None = None) -> str:
+    """The spec field of one template key, or of the whole `data` map when none is known.
+
+    `fields` names the templates that are not `template.data` keys (templateFrom's)."""
+    if key and fields and key in fields:
+        return fields[key]
     return f"{TEMPLATE_FIELD}.{key}" if key else TEMPLATE_FIELD
 
 
@@ -96,7 +102,7 @@ class _OverLimit(Exception):
     """Raised from inside a template by a first-line check; its message quotes no value."""
 
 
-def check_shape(sources: Mapping[str, str]) -> None:
+def check_shape(sources: Mapping[str, str], fields: Mapping[str, str] | None = None) -> None:
     """The key count and each template's size, before anything is compiled."""
     if len(sources) > TEMPLATE_MAX_KEYS:
         raise RenderError(f"{TEMPLATE_FIELD}: {len(sources)} keys, over the limit of {TEMPLATE_MAX_KEYS}")
@@ -104,7 +110,8 @@ def check_shape(sources: Mapping[str, str]) -> None:
         size = len(source.encode("utf-8", errors="surrogatepass"))
         if size > TEMPLATE_MAX_SOURCE_BYTES:
             raise RenderError(
-                f"{field(key)}: the template is {size} bytes, over the limit of {TEMPLATE_MAX_SOURCE_BYTES}"
+                f"{field(key, fields)}: the template is {size} bytes, "
+                f"over the limit of {TEMPLATE_MAX_SOURCE_BYTES}"
             )
 
 
@@ -175,19 +182,20 @@ def render_text(
     context: Mapping[str, str],
     limits: Limits,
     on_key: Callable[[str], None] | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Each template rendered over `context`; `on_key` is told which key is about to start."""
-    check_shape(sources)
+    check_shape(sources, fields)
     env = _Sandbox(delimiters, limits.output_bytes)
     budget = limits.output_bytes
     rendered: dict[str, str] = {}
     for key, source in sources.items():
         if on_key is not None:
             on_key(key)
-        text = _render_one(env, field(key), source, context, budget, limits)
+        text = _render_one(env, field(key, fields), source, context, budget, limits)
         budget -= len(text.encode("utf-8", errors="surrogateescape"))
         if budget < 0:
-            raise RenderError(f"{field(key)}: {limits.output_exceeded()}")
+            raise RenderError(f"{field(key, fields)}: {limits.output_exceeded()}")
         rendered[key] = text
     return rendered
 
@@ -216,3 +224,37 @@ def _render_one(
         raise RenderError(f"{where}: {_describe_undefined(exc)}") from None
     except Exception as exc:  # a filter may embed its input (the secret) in the message
         raise RenderError(f"{where}: {type(exc).__name__} while rendering") from None
+
+
+# Every scalar stays the text it was written as (`yes`, `0755`, `1_000`), as in ESO, which reads
+# the map into Go strings: the base loader resolves no implicit types and builds no objects.
+_YAML_LOADER: Any = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+
+def parse_map(where: str, text: str) -> dict[str, str]:
+    """`templateAs: KeysAndValues` and `literal`: the rendered text is a YAML map of Secret keys
+    to values, as in External Secrets Operator. Parsed here, in the worker, under its limits.
+
+    Scalars are kept as the text written; a nested map or list is refused. A YAML error
+    names only the line: PyYAML's own message quotes the text, which may hold a value.
+    """
+    try:
+        parsed = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (the base loader builds only text, lists and maps)
+    except MemoryError:
+        raise MemoryLimitError(f"{where}: exceeded the memory limit while reading the YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise RenderError(f"{where}: the rendered text is not YAML{line}") from None
+    if parsed is None:
+        return {}
+    if not isinstance(parsed, dict):
+        raise RenderError(f"{where}: the rendered text is not a YAML map of Secret keys to values")
+    out: dict[str, str] = {}
+    for key, value in parsed.items():
+        if not isinstance(key, str) or isinstance(value, dict | list):
+            raise RenderError(
+                f"{where}: the rendered map must have text keys and single values (no nested map or list)"
+            )
+        out[key] = "" if value is None else str(value)
+    return out

@@ -14,7 +14,9 @@ scheduler what exists and what changed:
   → reconcile now;
 - a managed Secret edited or deleted by hand → reconcile its owner now;
 - a remote value that changed (seen by any reader through the shared cache)
-  → reconcile every ExternalSecret that uses it now.
+  → reconcile every ExternalSecret that uses it now;
+- a ConfigMap or Secret a template reads (`templateFrom`) changed → reconcile every
+  ExternalSecret whose template reads it now, from the values held (no provider read).
 
 Failures back off exponentially with jitter; success waits a jittered
 refresh interval (0 = never again until something changes).
@@ -60,6 +62,7 @@ from vaultsync.targets import managed_keys
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # namespace, name
+Source = tuple[str, str, str]  # namespace, kind, name of a templateFrom object
 INVALID_SPEC_RETRY = 300.0
 # Even with no watch event, the target Secret is read again this often (a watch can miss
 # a deletion while it reconnects).
@@ -93,6 +96,8 @@ class _Tracked:
     verify: bool = False
     # `target_changes` when this process last synced it (refreshPolicy CreatedOnce).
     synced_changes: int = 0
+    # The ConfigMaps and Secrets its template reads: (namespace, kind, name).
+    template_sources: frozenset[Source] = frozenset()
 
 
 class Scheduler:
@@ -124,6 +129,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._users: dict[tuple[str, str], set[Key]] = defaultdict(set)
+        self._template_users: dict[Source, set[Key]] = defaultdict(set)
         self._tasks: list[asyncio.Task[None]] = []
         # Until the startup check: objects resumed on their grid, and the targets the
         # Secret watch reported (freed once checked).
@@ -146,6 +152,8 @@ class Scheduler:
         tracked = self._tracked.get(key)
         if tracked is None:
             tracked = _Tracked(body=body, generation=generation, force_token=token)
+        self._index_template_sources(key, tracked, _template_sources(key[0], body))
+        if key not in self._tracked:
             # A force-sync annotation set while the operator was down is still a request.
             tracked.force = token is not None and token != (body.get("status") or {}).get("forceSyncHandled")
             self._tracked[key] = tracked
@@ -188,6 +196,32 @@ class Scheduler:
         tracked.target_changes += 1
         tracked.verify = tracked.verify or deleted
         self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
+
+    def template_source_changed(self, kind: str, body: Mapping[str, Any], *, listed: bool) -> None:
+        """A ConfigMap or Secret changed: every ExternalSecret whose template reads it renders
+        again now, from the values held (Periodic ones: OnChange and CreatedOnce follow their
+        spec only). The initial listing is no change: the objects are read at each sync."""
+        if listed:
+            return
+        meta = body["metadata"]
+        for key in list(self._template_users.get((meta.get("namespace", ""), kind, meta["name"]), ())):
+            tracked = self._tracked.get(key)
+            if tracked is not None and _periodic(tracked.body):
+                self._schedule(key, 0.0, max_age=self._refresh(tracked.body))
+
+    def _index_template_sources(self, key: Key, tracked: _Tracked, sources: frozenset[Source]) -> None:
+        for source in tracked.template_sources - sources:
+            self._drop_template_user(source, key)
+        for source in sources:
+            self._template_users[source].add(key)
+        tracked.template_sources = sources
+
+    def _drop_template_user(self, source: Source, key: Key) -> None:
+        users = self._template_users.get(source)
+        if users is not None:
+            users.discard(key)
+            if not users:
+                del self._template_users[source]
 
     def written_by_us(self, body: Mapping[str, Any]) -> bool:
         """True when the Secret's managed keys still carry the HMAC we wrote.
@@ -406,6 +440,8 @@ class Scheduler:
     def _forget(self, key: Key) -> None:
         tracked = self._tracked.pop(key, None)
         TRACKER.forget(key)
+        for source in tracked.template_sources if tracked is not None else ():
+            self._drop_template_user(source, key)
         if tracked is not None:
             for pair in _sources_of(tracked.store_key, tracked.remote_keys, tracked.other_sources):
                 self._users[pair].discard(key)
@@ -449,6 +485,19 @@ class Scheduler:
             return float("inf")
         synced = parse_time(synced_at).timestamp()
         return next_on_grid(synced, jittered(interval), self._wall())
+
+
+def _template_sources(namespace: str, body: Mapping[str, Any]) -> frozenset[Source]:
+    """The objects an ExternalSecret's templateFrom names, read from the raw body (a spec the
+    models refuse indexes nothing harmful: a wrong namespace never matches its own)."""
+    template = ((body.get("spec") or {}).get("target") or {}).get("template") or {}
+    found: set[Source] = set()
+    for entry in template.get("templateFrom") or []:
+        for name, kind in (("configMap", "ConfigMap"), ("secret", "Secret")):
+            ref = entry.get(name) if isinstance(entry, dict) else None
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                found.add((namespace, kind, ref["name"]))
+    return frozenset(found)
 
 
 def _periodic(body: Mapping[str, Any]) -> bool:

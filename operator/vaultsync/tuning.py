@@ -1,8 +1,9 @@
 """kopf's settings for vaultsync, each chosen on purpose (and measured where it says so).
 
 - kopf posts no Events of its own (ours say what happened to the Secret);
-- Secrets are watched with a server-side label selector, so the operator
-  never lists or caches Secrets it does not manage;
+- Secrets are watched whole (restarts for Secrets vaultsync does not manage need their
+  changes: unmanaged.py), but nothing of a Secret is kept except, for the ones a workload
+  names, a digest; kopf caches no bodies;
 - the initial listing comes in pages of 500, and kopf's per-object workers exit
   0.1 s after their last event, which keeps the memory peak low;
 - only `on.event` handlers are used, so kopf never writes its bookkeeping

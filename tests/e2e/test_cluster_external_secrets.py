@@ -97,7 +97,15 @@ class Scene:
     def namespace(self, selected: bool = True) -> str:
         return self.namespaces({LABEL: self.selector} if selected else None)
 
-    def declare(self) -> None:
+    def declare(self, target: dict[str, Any] | None = None) -> None:
+        """The declaration, its ExternalSecrets' `target` as given (none by default)."""
+        spec: dict[str, Any] = {
+            "storeRef": {"name": self.store, "kind": "ClusterSecretStore"},
+            "refreshInterval": "1h",
+            "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
+        }
+        if target is not None:
+            spec["target"] = target
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ClusterExternalSecret",
@@ -106,11 +114,7 @@ class Scene:
                 "externalSecretName": CHILD,
                 "namespaceSelectors": [{"matchLabels": {LABEL: self.selector}}],
                 "refreshTime": "5s",
-                "externalSecretSpec": {
-                    "storeRef": {"name": self.store, "kind": "ClusterSecretStore"},
-                    "refreshInterval": "1h",
-                    "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}],
-                },
+                "externalSecretSpec": spec,
             },
         }
         self.api.custom.create_cluster_custom_object(GROUP, VERSION, "clusterexternalsecrets", body)
@@ -309,3 +313,45 @@ def test_steady_state_writes_nothing(scene: Scene) -> None:
 
 def _equal(found: object, expected: object) -> None:
     assert found == expected, found
+
+
+def test_each_provisioned_external_secret_reads_its_template_from_its_own_namespace(scene: Scene) -> None:
+    """templateFrom names a ConfigMap by name only: each provisioned ExternalSecret reads the one
+    of its own namespace (a namespace without it fails alone, never borrowing another's), and a
+    change of one namespace's ConfigMap renders that namespace's Secret again, not the other's."""
+    blue, green, bare = (scene.namespace() for _ in range(3))
+    for ns, colour in ((blue, "blue"), (green, "green")):
+        body = {"metadata": {"name": "tpl"}, "data": {"url": colour + "://{{ password }}"}}
+        scene.api.core.create_namespaced_config_map(ns, body)
+    scene.declare({"template": {"templateFrom": [{"configMap": {"name": "tpl", "items": [{"key": "url"}]}}]}})
+    scene.wait([blue, green, bare])
+    Vaultsync(scene.api, blue).wait_data(CHILD, {"url": "blue://pw-1"})
+    Vaultsync(scene.api, green).wait_data(CHILD, {"url": "green://pw-1"})
+    missing = Vaultsync(scene.api, bare).wait_reason(CHILD, "TemplateError")
+    assert missing["message"] == (
+        f"spec.target.template.templateFrom[0].configMap.name: ConfigMap {bare}/tpl does not exist"
+    ), missing
+    assert not Vaultsync(scene.api, bare).secret_exists(CHILD)
+
+    green_secret = Vaultsync(scene.api, green).secret(CHILD).metadata.resource_version
+    scene.api.core.patch_namespaced_config_map("tpl", blue, {"data": {"url": "navy://{{ password }}"}})
+    Vaultsync(scene.api, blue).wait_data(CHILD, {"url": "navy://pw-1"})
+    assert Vaultsync(scene.api, green).secret(CHILD).metadata.resource_version == green_secret
+
+    # The namespace that lacked it gets its own ConfigMap: its Secret is rendered from that one.
+    scene.api.core.create_namespaced_config_map(
+        bare, {"metadata": {"name": "tpl"}, "data": {"url": "bare://{{ password }}"}}
+    )
+    Vaultsync(scene.api, bare).wait_data(CHILD, {"url": "bare://pw-1"}, timeout=90)
+    for ns in (blue, green, bare):
+        Vaultsync(scene.api, ns).wait_reason(CHILD, "Synced")
+    # The API server's template defaults (mergePolicy, engineVersion, templateAs) are filled in
+    # both under externalSecretSpec and in each ExternalSecret: the periodic pass writes nothing.
+    settled = {ns: scene.child(ns) for ns in (blue, green, bare)}
+
+    def unchanged() -> None:
+        for ns, before in settled.items():
+            assert before is not None
+            _same(scene.child(ns), before)
+
+    stays(unchanged, seconds=8)

@@ -39,7 +39,7 @@ def _backend_modules() -> dict[str, ModuleType]:
 
 BACKEND_MODULES = _backend_modules()
 # Backends whose provider detects changes by version stamps (Azure's does not yet: it reads).
-DETECTING_BACKENDS = ["aws", "vault"]
+DETECTING_BACKENDS = ["aws", "awsparams", "vault"]
 # Backends whose provider lists secrets (dataFrom.find); every real one does.
 LISTING_BACKENDS = ["aws", "azure", "vault"]
 LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(module, "LIVE", True)]

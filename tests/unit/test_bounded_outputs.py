@@ -18,6 +18,7 @@ from vaultsync.properties import extract_all, select_property
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer, _checked
 from vaultsync.sandbox import Limits
+from vaultsync.templatefrom import Sources
 from vaultsync.templating import build_data
 
 LONE_SURROGATE = b'{"a": "\\ud800", "b": "fine"}'
@@ -93,11 +94,10 @@ def test_a_lone_surrogate_in_an_extracted_name_is_refused_by_its_masked_name() -
 
 
 def test_a_template_rendering_a_lone_surrogate_is_refused_naming_the_key() -> None:
-    template = TemplateSpec(data={"out": "{{ x }}"})
     with pytest.raises(TemplateError) as caught:
-        _checked({"out": "ok\ud800"}, template, Limits())
+        _checked({"out": "ok\ud800"}, Sources({"out": "{{ x }}"}), Limits())
     assert caught.value.message == (
-        "spec.target.template.data['out']: the rendered text is not valid Unicode "
+        "spec.target.template.data.out: the rendered text is not valid Unicode "
         "(a lone surrogate), so it cannot be written as UTF-8"
     )
 

@@ -11,7 +11,8 @@ are masked unless `--show-values`.
 
 The values file maps each remote key to its value: a string is the value as stored, a
 mapping or list is stored as its JSON (as the fake provider does). A pinned read
-(`remoteRef.version`) looks up `KEY@VERSION` first, then `KEY`.
+(`remoteRef.version`) looks up `KEY@VERSION` first, then `KEY`. The ConfigMaps and
+Secrets a `templateFrom` names are taken from the same manifest file.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from vaultsync.models import ExternalSecret, parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
 from vaultsync.renderer import TemplateRenderer
 from vaultsync.sandbox import Limits
+from vaultsync.templatefrom import Objects, assemble, collect, with_metadata
 from vaultsync.templating import build_data, remote_refs, sandboxed_transform
 from vaultsync.tenantregexp import Budget, compile_tenant
 
@@ -65,9 +67,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        es = _external_secret(_documents(args.filename), args.name)
+        documents = _documents(args.filename)
+        es = _external_secret(documents, args.name)
         samples = _samples(args.values)
-        secret = asyncio.run(render_secret(es, samples))
+        secret = asyncio.run(render_secret(es, samples, _template_objects(documents)))
     except (CliError, VaultsyncError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return common.EXIT_FAILED
@@ -77,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
     return common.EXIT_OK
 
 
-async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Body:
-    """The Secret the operator would write for `es` if its store held `samples`."""
+async def render_secret(
+    es: ExternalSecret, samples: Mapping[str, bytes], objects: Objects | None = None
+) -> Body:
+    """The Secret the operator would write for `es` if its store held `samples`, with the
+    ConfigMaps and Secrets of `objects` as its templateFrom sources."""
     fetched: dict[RemoteRef, RemoteValue | VaultsyncError] = {}
     found = _found(es, samples)
     for ref in remote_refs(es.spec, found):
@@ -94,8 +100,11 @@ async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Bod
         transform = sandboxed_transform(renderer, es.namespace)
         data, _ = await build_data(es.spec, fetched, found=found, transform=transform)
         template = es.spec.target.template
-        if template is not None and template.data:
-            data = await renderer.render(es.namespace, template, data)
+        if template is not None and template.renders:
+            sources = collect(template, objects or {}, es.namespace)
+            rendered = await renderer.render_sources(es.namespace, template.delimiters, sources, data)
+            result = assemble(template, sources, rendered, data)
+            data, es = result.data, with_metadata(es, result)
     finally:
         await renderer.close()
     target = es.spec.target
@@ -105,10 +114,14 @@ async def render_secret(es: ExternalSecret, samples: Mapping[str, bytes]) -> Bod
         "metadata": {
             "name": es.target_name,
             "namespace": es.namespace,
-            "labels": {**target.labels, c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_OWNER_NAME: es.name},
-            "annotations": {**target.annotations, c.ANNOTATION_MANAGED_KEYS: ",".join(sorted(data))},
+            "labels": {
+                **target.secret_labels,
+                c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE,
+                c.LABEL_OWNER_NAME: es.name,
+            },
+            "annotations": {**target.secret_annotations, c.ANNOTATION_MANAGED_KEYS: ",".join(sorted(data))},
         },
-        "type": target.type,
+        "type": target.secret_type,
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
 
@@ -134,6 +147,23 @@ def _found(es: ExternalSecret, samples: Mapping[str, bytes]) -> dict[int, tuple[
         )
         if not found[i]:  # as the operator: a find that matches nothing is KeyNotFound
             raise SecretNotFound(f"spec.dataFrom[{i}].find: no key of the values file {describe(item.find)}")
+    return found
+
+
+def _template_objects(documents: list[Any]) -> Objects:
+    """The file's ConfigMaps and Secrets, which templateFrom may name (a Secret's stringData
+    counted as its data)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in documents:
+        if isinstance(d, dict) and d.get("kind") in ("ConfigMap", "Secret"):
+            body = dict(d)
+            if d["kind"] == "Secret":
+                text = {
+                    k: base64.b64encode(str(v).encode()).decode()
+                    for k, v in (d.get("stringData") or {}).items()
+                }
+                body["data"] = {**(d.get("data") or {}), **text}
+            found[(d["kind"], str((d.get("metadata") or {}).get("name")))] = body
     return found
 
 

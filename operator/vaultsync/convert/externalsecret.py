@@ -243,7 +243,12 @@ def _target(target: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
     elif deletion != "Retain":
         target.refuse("deletionPolicy", f"{deletion!r}: vaultsync has Retain and Delete")
     if target.get("immutable"):
-        target.refuse("immutable", "vaultsync writes mutable Secrets (it updates them on rotation)")
+        if policy == "Merge":
+            target.refuse(
+                "immutable", "vaultsync refuses immutable with creationPolicy Merge (someone else's Secret)"
+            )
+        else:
+            out["immutable"] = True
     template = target.child("template")
     if template is None:
         out.update(_copied_metadata(target, metadata))
@@ -291,16 +296,24 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             template.refuse("type", str(exc))
     template.refuse_unless("engineVersion", ("v2",), "vaultsync translates ESO's v2 templates only")
-    template.refuse_unless(
-        "mergePolicy", ("Replace",), "a vaultsync template replaces the data (ESO's Replace)"
-    )
-    if template.has("templateFrom"):
-        template.refuse("templateFrom", "vaultsync's templates are inline: copy them into template.data")
+    template.refuse_unless("mergePolicy", ("Replace", "Merge"), "vaultsync has Replace and Merge")
+    kept: dict[str, Any] = {}
+    if template.text("mergePolicy", "Replace") == "Merge":
+        kept["mergePolicy"] = "Merge"
+    templates_from = [_template_from(entry) for entry in template.children("templateFrom")]
+    if templates_from:
+        kept["templateFrom"] = templates_from
     meta = template.child("metadata")
     if meta is None:
         out.update(_copied_metadata(template, metadata))
     else:
-        written = {"labels": meta.get("labels"), "annotations": meta.get("annotations")}
+        written = {
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {}),
+        }
+        templated = _templated_metadata(meta, written)  # takes the templated values out of `written`
+        if templated:
+            kept["metadata"] = templated
         out.update(_secret_metadata(meta.report_to, meta.path, written))
         if meta.has("finalizers"):
             meta.refuse("finalizers", "vaultsync adds no finalizers to a Secret")
@@ -316,6 +329,50 @@ def _template(template: Fields, metadata: dict[str, Any]) -> dict[str, Any]:
         except Untranslatable as exc:
             template.refuse(f"data.{key}", f"no exact translation: {exc}")
     if rendered:
-        out["template"] = {"data": rendered}
+        kept["data"] = rendered
+    if kept:
+        out["template"] = kept
     template.finish()
+    return out
+
+
+def _templated_metadata(meta: Fields, written: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """ESO's metadata values are templates: those with an action move to vaultsync's
+    template.metadata, translated; literal ones stay the Secret's labels and annotations."""
+    out: dict[str, Any] = {}
+    for name, values in written.items():
+        for key in [k for k, v in values.items() if "{{" in str(v)]:
+            source = str(values.pop(key))
+            try:
+                out.setdefault(name, {})[str(key)] = translate(source)
+            except Untranslatable as exc:
+                meta.refuse(f"{name}.{key}", f"no exact translation: {exc}")
+    return out
+
+
+def _template_from(entry: Fields) -> dict[str, Any]:
+    """One templateFrom entry: a literal translated; a ConfigMap's or Secret's templates stay
+    where they are, so their Go templates are reported for translation by hand."""
+    out: dict[str, Any] = {}
+    entry.refuse_unless(
+        "target", ("Data", "Labels", "Annotations"), "vaultsync has Data, Labels and Annotations"
+    )
+    if entry.text("target", "Data") != "Data":
+        out["target"] = entry.text("target")
+    for name in ("configMap", "secret"):
+        ref = entry.get(name)
+        if ref is not None:
+            out[name] = ref
+            entry.report(
+                name,
+                "note",
+                "the templates in it are Go templates; vaultsync's are Jinja2: translate them "
+                "(`{{ .user }}` is `{{ user }}`; see docs/differences.md)",
+            )
+    if entry.has("literal"):
+        try:
+            out["literal"] = translate(entry.text("literal"))
+        except Untranslatable as exc:
+            entry.refuse("literal", f"no exact translation: {exc}")
+    entry.finish()
     return out

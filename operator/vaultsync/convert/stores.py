@@ -125,7 +125,11 @@ def _needs_auth(section: Fields, scope: _Scope) -> None:
 
 def _aws(aws: Fields, scope: _Scope) -> dict[str, Any]:
     out: dict[str, Any] = {"region": aws.text("region")}
-    aws.refuse_unless("service", ("SecretsManager",), "vaultsync reads AWS Secrets Manager only")
+    aws.refuse_unless(
+        "service", ("SecretsManager", "ParameterStore"), "vaultsync has SecretsManager and ParameterStore"
+    )
+    if aws.text("service", "SecretsManager") == "ParameterStore":
+        out["service"] = "ParameterStore"
     if aws.has("role"):
         aws.refuse("role", "vaultsync does not assume a role on top of the store's credentials")
     for key in ("additionalRoles", "externalID", "sessionTags", "transitiveTagKeys"):

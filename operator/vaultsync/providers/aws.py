@@ -1,4 +1,4 @@
-"""The `aws` provider: AWS Secrets Manager through boto3.
+"""The `aws` provider: AWS Secrets Manager through boto3 (Parameter Store: `awsparams.py`).
 
 Everything AWS-specific lives here: the config block, the three ways to get an
 identity (static keys from a Secret, web identity for a ServiceAccount, the
@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
 import boto3
 import botocore.session
@@ -160,7 +160,7 @@ class AwsAuth(ConfigModel):
 
 
 class AwsConfig(ConfigModel):
-    """AWS Secrets Manager."""
+    """AWS Secrets Manager or Systems Manager Parameter Store."""
 
     # A namespaced store never borrows the operator's identity: no default credential chain.
     namespaced_rules: ClassVar[tuple[dict[str, str], ...]] = (
@@ -180,14 +180,20 @@ class AwsConfig(ConfigModel):
         pattern=REGION_PATTERN,
         description="AWS region, e.g. us-east-1.",
     )
+    # External Secrets Operator's field and values.
+    service: Literal["SecretsManager", "ParameterStore"] = Field(
+        default="SecretsManager",
+        description="The AWS service read: SecretsManager (default) or ParameterStore (Systems "
+        "Manager parameters; SecureString decrypted).",
+    )
     # Also used for STS, so one override reaches a local emulator.
     endpoint: str = origin_field(
         "aws.endpoint",
         HTTP_SCHEMES,
         optional=True,
-        description="Overrides the Secrets Manager and STS endpoints (a VPC endpoint, a local "
-        "emulator); empty uses AWS's own. An origin only: scheme://host[:port], no path, query "
-        "or fragment.",
+        description="Overrides the service's (Secrets Manager or Systems Manager) and STS "
+        "endpoints (a VPC endpoint, a local emulator); empty uses AWS's own. An origin only: "
+        "scheme://host[:port], no path, query or fragment.",
     )
     auth: AwsAuth | None = Field(
         default=None,
@@ -252,13 +258,22 @@ class AwsProvider(Provider):
                 f"check {FIELD}.auth.jwt.roleArn and that the role's trust policy accepts "
                 "this ServiceAccount's tokens"
             )
-        client = AwsClient(config, store, keys, hint, threads)
+        client = _client_class(config)(config, store, keys, hint, threads)
         try:
             await client.connect()
         except BaseException:
             threads.close()
             raise
         return client
+
+
+def _client_class(config: AwsConfig) -> type[AwsClient]:
+    if config.service == "SecretsManager":
+        return AwsClient
+    # Loaded only by stores that read Parameter Store; it builds on AwsClient, below.
+    from vaultsync.providers.awsparams import ParameterStoreClient
+
+    return ParameterStoreClient
 
 
 async def _default_chain() -> None:
@@ -356,6 +371,11 @@ def _isolated_session(config: AwsConfig, keys: AwsKeys | None) -> boto3.session.
 
 
 def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerClient:
+    client: SecretsManagerClient = service_client(config, keys, "secretsmanager")
+    return client
+
+
+def service_client(config: AwsConfig, keys: AwsKeys | None, service: str) -> Any:
     """A boto3 client (building one reads model files, so this runs off the event loop).
 
     `keys` None is the operator's default chain, which `new_client` allows a ClusterSecretStore only.
@@ -364,13 +384,21 @@ def _secretsmanager(config: AwsConfig, keys: AwsKeys | None) -> SecretsManagerCl
         session = boto3.session.Session(region_name=config.region)
     else:
         session = _isolated_session(config, keys)
-    client = session.client("secretsmanager", endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)
+    client = session.client(service, endpoint_url=config.endpoint or None, config=_BOTO_CONFIG)  # type: ignore[call-overload]
     _refuse_redirects(client, config.endpoint_field)
     return client
 
 
 class AwsClient(SecretsClient):
     """One store's Secrets Manager client; renews temporary credentials before they expire."""
+
+    service_name: ClassVar[str] = "AWS Secrets Manager"
+    # How errors name a remote value, which codes say it is missing, what reading it needs.
+    value_noun: ClassVar[str] = "secret"
+    not_found_codes: ClassVar[frozenset[str]] = frozenset({"ResourceNotFoundException"})
+    read_permission: ClassVar[str] = (
+        "secretsmanager:GetSecretValue on it (and kms:Decrypt on its key, if it uses a customer managed key)"
+    )
 
     def __init__(
         self, config: AwsConfig, store: StoreContext, keys: KeySource, hint: str, threads: StoreThreads
@@ -400,9 +428,14 @@ class AwsClient(SecretsClient):
         if keys is None and not self._store.may_use_operator_identity:  # never the default chain
             raise InvalidStoreConfig(f"{FIELD}.auth: required for a {self._store.kind}")
         self._sm = await _in_thread(
-            self.threads, functools.partial(_secretsmanager, self._config, keys), self._egress
+            self.threads, functools.partial(self._build, self._config, keys), self._egress
         )
         self._expires_at = keys.expires_at if keys else None
+
+    @staticmethod
+    def _build(config: AwsConfig, keys: AwsKeys | None) -> Any:
+        """The boto3 client of the service (a subclass reads another)."""
+        return _secretsmanager(config, keys)
 
     async def _client(self) -> SecretsManagerClient:
         async with self._lock:
@@ -607,16 +640,20 @@ class AwsClient(SecretsClient):
         return names[: limit + 1]
 
     async def validate(self) -> None:
-        """One ListSecrets call: AWS authenticates before it authorizes, so even
+        """One listing call: AWS authenticates before it authorizes, so even
         AccessDenied proves the credentials; no extra permission is needed."""
-        sm = await self._client()
+        client = await self._client()
         try:
-            await self._call(functools.partial(sm.list_secrets, MaxResults=1))
+            await self._call(self._smallest_listing(client))
         except ClientError as exc:
             if _code(exc) not in _DENIED_CODES:
                 raise self._convert(exc, None) from None
         except (BotoCoreError, ResponseParserError) as exc:
             raise self._convert(exc, None) from None
+
+    def _smallest_listing(self, client: Any) -> Callable[[], Any]:
+        """The cheapest call that proves the credentials (`validate`)."""
+        return functools.partial(client.list_secrets, MaxResults=1)
 
     async def close(self) -> None:
         if self._sm is not None:
@@ -647,7 +684,7 @@ class AwsClient(SecretsClient):
         if isinstance(exc, ClientError):
             if _is_throttling(exc):
                 return ThrottledError(
-                    f"{self._store}: AWS Secrets Manager is throttling requests "
+                    f"{self._store}: {self.service_name} is throttling requests "
                     f"({_code(exc)}) after {THROTTLE_ATTEMPTS} attempts; retrying later",
                     retry_after=THROTTLE_BASE_DELAY * 2 ** (THROTTLE_ATTEMPTS - 1),
                 )
@@ -655,36 +692,35 @@ class AwsClient(SecretsClient):
             return self._convert_code(_code(exc), error.get("Message", ""), ref)
         where = self._config.endpoint or f"region {self._config.region}"
         if isinstance(exc, ResponseParserError):  # not an AWS answer; its body is not repeated
-            return ProviderError(f"{self._store}: {where} did not answer as AWS Secrets Manager")
+            return ProviderError(f"{self._store}: {where} did not answer as {self.service_name}")
         if isinstance(exc, NoCredentialsError):
             return AuthenticationError(f"{self._store}: no AWS credentials were found: {self._auth_hint}")
-        return ProviderError(f"{self._store}: cannot reach AWS Secrets Manager at {where}: {exc}")
+        return ProviderError(f"{self._store}: cannot reach {self.service_name} at {where}: {exc}")
 
     def _convert_code(self, code: str, message: str, ref: RemoteRef | None) -> VaultsyncError:
         """An AWS error code (from an exception or a batch entry) as a vaultsync error."""
-        what = f"secret {ref.key!r}" if ref else "the store"
+        what = f"{self.value_noun} {ref.key!r}" if ref else "the store"
         if ref and ref.version:
             what += f" at version {ref.version!r}"
         region = self._config.region
         deleted = code == "InvalidRequestException" and "delet" in message.lower()
-        if code == "ResourceNotFoundException" or deleted:
+        if code in self.not_found_codes or deleted:
             gone = "is marked for deletion" if deleted else "does not exist"
-            return SecretNotFound(f"{self._store}: {what} {gone} in AWS Secrets Manager ({region})")
+            return SecretNotFound(f"{self._store}: {what} {gone} in {self.service_name} ({region})")
         if code in _THROTTLING_CODES:
-            return ThrottledError(f"{self._store}: AWS Secrets Manager throttled {what} ({code})")
+            return ThrottledError(f"{self._store}: {self.service_name} throttled {what} ({code})")
         if code in _DENIED_CODES and ref is not None:
             # The identity was authenticated; this one secret is outside its policy.
             return PermissionDenied(
                 f"{self._store}: AWS denied reading {what} ({code}): check that the store's "
-                "IAM policy allows secretsmanager:GetSecretValue on it (and kms:Decrypt on its "
-                "key, if it uses a customer managed key)"
+                f"IAM policy allows {self.read_permission}"
             )
         if code in _AUTH_CODES or code in ("401", "403"):  # an error body botocore cannot read
             return AuthenticationError(
-                f"{self._store}: AWS Secrets Manager rejected the credentials ({code}) "
+                f"{self._store}: {self.service_name} rejected the credentials ({code}) "
                 f"in region {region}: {self._auth_hint}"
             )
-        return ProviderError(f"{self._store}: AWS Secrets Manager failed on {what}: {code}: {message[:200]}")
+        return ProviderError(f"{self._store}: {self.service_name} failed on {what}: {code}: {message[:200]}")
 
 
 def _remote_value(entry: Mapping[str, Any] | SecretValueEntryTypeDef) -> RemoteValue:

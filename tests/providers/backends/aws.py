@@ -82,6 +82,7 @@ def secret_ref(name: str) -> dict[str, Any]:
 
 class AwsBackend:
     name = "aws"
+    policy = ALLOW_SECRETS  # what the test user may do
 
     def __init__(self, port: int) -> None:
         self.endpoint = f"http://127.0.0.1:{port}"
@@ -238,10 +239,10 @@ class AwsBackend:
             aws_secret_access_key="provisioning",  # accepted: authentication is still off
         )
         iam.create_user(UserName="vaultsync-test")
-        iam.put_user_policy(UserName="vaultsync-test", PolicyName="secrets", PolicyDocument=ALLOW_SECRETS)
+        iam.put_user_policy(UserName="vaultsync-test", PolicyName="secrets", PolicyDocument=self.policy)
         created = iam.create_access_key(UserName="vaultsync-test")["AccessKey"]
         iam.create_role(RoleName="vaultsync-reader", AssumeRolePolicyDocument=TRUST_WEB_IDENTITY)
-        iam.put_role_policy(RoleName="vaultsync-reader", PolicyName="secrets", PolicyDocument=ALLOW_SECRETS)
+        iam.put_role_policy(RoleName="vaultsync-reader", PolicyName="secrets", PolicyDocument=self.policy)
         iam.close()
         key = (created["AccessKeyId"], created["SecretAccessKey"])
         if self._key is not None and key != self._key:
