@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from bench import aws, cluster, kube
-from bench.operators import BENCH_LABEL, Operator
+from bench.operators import CLUSTER_LOAD_LABEL, Operator
 
 FANOUT_LABEL = "fanout"
 SELECTOR_LABEL = "vaultsync-bench/fanout"
@@ -43,7 +43,7 @@ def run(
         ]
     )
     tracker = kube.ReadyTracker(
-        op.group, op.version, op.plural, f"{BENCH_LABEL}={FANOUT_LABEL}", kube.condition_ready
+        op.group, op.version, op.plural, f"{CLUSTER_LOAD_LABEL}={FANOUT_LABEL}", kube.condition_ready
     )
     tracker.start()
     declaration = op.cluster_external_secret(

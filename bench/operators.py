@@ -27,6 +27,9 @@ from tests.env.operator import operator_python
 
 Body = dict[str, Any]
 BENCH_LABEL = "bench.vaultsync.io/load"
+# What a ClusterExternalSecret provisions carries this instead: vaultsync refuses labels in its
+# own domain there (a tenant-visible object's labels are the declaration's, not the operator's).
+CLUSTER_LOAD_LABEL = "vaultsync-bench/load"
 CREDS_NAMESPACE = "bench-system"
 CREDS_SECRET = "bench-aws-creds"
 STORE_NAME = "bench-aws"
@@ -109,7 +112,7 @@ class Operator(ABC):
             "metadata": {"name": name},
             "spec": {
                 "externalSecretName": name,
-                "externalSecretMetadata": {"labels": {BENCH_LABEL: load}},
+                "externalSecretMetadata": {"labels": {CLUSTER_LOAD_LABEL: load}},
                 "namespaceSelectors": [{"matchLabels": dict(selector)}],
                 "refreshTime": "1m",
                 "externalSecretSpec": spec,
