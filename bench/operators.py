@@ -73,6 +73,22 @@ def credentials_secret(namespace: str = CREDS_NAMESPACE) -> Body:
     }
 
 
+def aws_provider(endpoint: str) -> Body:
+    """vaultsync's `spec.provider` for the bench's AWS (moto at `endpoint`)."""
+    return {
+        "aws": {
+            "region": REGION,
+            "endpoint": endpoint,
+            "auth": {
+                "secretRef": {
+                    "accessKeyId": {"name": CREDS_SECRET, "key": "id", "namespace": CREDS_NAMESPACE},
+                    "secretAccessKey": {"name": CREDS_SECRET, "key": "secret", "namespace": CREDS_NAMESPACE},
+                }
+            },
+        }
+    }
+
+
 @dataclass
 class Operator(ABC):
     """One operator under test: what it needs in the cluster and how its process runs."""
@@ -172,34 +188,14 @@ class Vaultsync(Operator):
     version = "v1alpha1"
     reload_annotation = "vaultsync.io/reload"
     workers: int = 32
+    provider: Body | None = None  # the store's `spec.provider`; None: the AWS of `moto_url`
 
     def cluster_store(self) -> Body:
         return {
             "apiVersion": f"{self.group}/{self.version}",
             "kind": "ClusterSecretStore",
             "metadata": {"name": STORE_NAME},
-            "spec": {
-                "provider": {
-                    "aws": {
-                        "region": REGION,
-                        "endpoint": self.moto_url,
-                        "auth": {
-                            "secretRef": {
-                                "accessKeyId": {
-                                    "name": CREDS_SECRET,
-                                    "key": "id",
-                                    "namespace": CREDS_NAMESPACE,
-                                },
-                                "secretAccessKey": {
-                                    "name": CREDS_SECRET,
-                                    "key": "secret",
-                                    "namespace": CREDS_NAMESPACE,
-                                },
-                            }
-                        },
-                    }
-                }
-            },
+            "spec": {"provider": self.provider or aws_provider(self.moto_url)},
         }
 
     def external_secret(self, namespace: str, name: str, key: str, refresh: str, load: str) -> Body:

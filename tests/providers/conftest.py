@@ -23,6 +23,7 @@ from typing import cast
 import pytest
 
 from tests.providers.backends.aws import AwsBackend
+from tests.providers.backends.azure import AzureBackend
 from tests.providers.backends.base import Backend, DetectingBackend, LiveBackend
 
 BACKENDS_PACKAGE = "tests.providers.backends"
@@ -36,8 +37,8 @@ def _backend_modules() -> dict[str, ModuleType]:
 
 
 BACKEND_MODULES = _backend_modules()
-# Backends whose provider detects changes by version stamps (Azure's does not yet: it reads).
-DETECTING_BACKENDS = ["aws", "vault"]
+# Backends whose provider detects changes by version stamps.
+DETECTING_BACKENDS = ["aws", "azure", "vault"]
 LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(module, "LIVE", True)]
 
 
@@ -96,6 +97,11 @@ def detecting_backend(request: pytest.FixtureRequest, backends: Backends) -> Det
 @pytest.fixture(scope="session")
 def aws(backends: Backends) -> AwsBackend:
     return cast(AwsBackend, backends.get("aws"))
+
+
+@pytest.fixture(scope="session")
+def azure(backends: Backends) -> AzureBackend:
+    return cast(AzureBackend, backends.get("azure"))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from tests.providers.backends import azure as backend_module
 from tests.providers.backends.azure import AzureBackend
 from tests.providers.backends.credentials import StaticCredentials
-from tests.providers.conftest import Backends
 from tests.providers.servers.azure import free_port
 from vaultsync.errors import (
     AuthenticationError,
@@ -43,11 +42,6 @@ CREDENTIAL_MATERIAL = (
     backend_module.NO_ACCESS_SECRET,
     backend_module.WRONG_SECRET,
 )
-
-
-@pytest.fixture(scope="session")
-def azure(backends: Backends) -> AzureBackend:
-    return cast(AzureBackend, backends.get("azure"))
 
 
 @asynccontextmanager
