@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 import boto3
 
 from bench import moto_counting
-from bench.operators import REGION, aws_provider, credentials_secret, free_port
+from bench.operators import REGION, Body, aws_provider, credentials_secret, free_port
 from bench.paths import LOGS, REPO
-from bench.remote import Body
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

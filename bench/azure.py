@@ -10,11 +10,9 @@ the requests is the share of that throttle a cycle's requests use, spread evenly
 from __future__ import annotations
 
 import base64
-from concurrent.futures import ThreadPoolExecutor
 
-from bench.aws import ROTATION_KEY, key_name, value
-from bench.operators import CREDS_NAMESPACE
-from bench.remote import Body
+from bench.operators import CREDS_NAMESPACE, Body, credentials_secret
+from bench.remote import Seeded
 from tests.providers.servers.azure import AzureEmulator
 
 APP, APP_SECRET = "bench-reader", "bench-reader-client-secret"
@@ -27,7 +25,7 @@ HARNESS_OPERATIONS = frozenset({"set"})
 READ_OPERATIONS = frozenset({"get"})
 
 
-class AzureVault:
+class AzureVault(Seeded):
     name = "azure"
 
     def __init__(self) -> None:
@@ -47,19 +45,6 @@ class AzureVault:
 
     def stop(self) -> None:
         self.emulator.remove()
-
-    def seed(self, keys: int) -> None:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda i: self._set(key_name(i), value(i, 1)), range(keys)))
-        self._set(ROTATION_KEY, value("rotation", 1))
-        self.reset()
-
-    def rotate(self, key: str, generation: int) -> None:
-        self._set(key, value(key, generation))
-
-    def rotate_many(self, keys: list[str], generation: int) -> None:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda k: self.rotate(k, generation), keys))
 
     def reset(self) -> None:
         self.emulator.reset_counts()
@@ -102,17 +87,9 @@ class AzureVault:
         }
 
     def credentials(self) -> list[Body]:
-        return [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": CREDS_SECRET, "namespace": CREDS_NAMESPACE},
-                "type": "Opaque",
-                "stringData": {"secret": APP_SECRET},
-            }
-        ]
+        return [credentials_secret(CREDS_SECRET, {"secret": APP_SECRET})]
 
-    def _set(self, key: str, text: str) -> None:
+    def write(self, key: str, text: str) -> None:
         """As vaultsync names it: each '/' of a key is a '-' in Key Vault."""
         self.emulator.vault(
             HARNESS, HARNESS_SECRET, "PUT", f"/secrets/{key.replace('/', '-')}", {"value": text}

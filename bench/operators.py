@@ -63,13 +63,16 @@ def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **ma
     )
 
 
-def credentials_secret(namespace: str = CREDS_NAMESPACE) -> Body:
+def credentials_secret(
+    name: str = CREDS_SECRET, data: dict[str, str] | None = None, namespace: str = CREDS_NAMESPACE
+) -> Body:
+    """A Secret holding a store's credentials; by default the bench's AWS keys."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": CREDS_SECRET, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "type": "Opaque",
-        "stringData": {"id": "AKIABENCHMARKKEY0000", "secret": "bench-secret-access-key"},
+        "stringData": data or {"id": "AKIABENCHMARKKEY0000", "secret": "bench-secret-access-key"},
     }
 
 

@@ -9,9 +9,12 @@ harness with requests that are not counted as the operator's.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
-Body = dict[str, Any]
+from bench.aws import ROTATION_KEY, key_name, value
+from bench.operators import Body
 
 
 class Remote(Protocol):
@@ -51,3 +54,27 @@ class Remote(Protocol):
     def credentials(self) -> list[Body]:
         """The Secrets that store's credentials live in (in the credentials namespace)."""
         ...
+
+
+class Seeded(ABC):
+    """Seeding and rotations of a vault the harness writes one key at a time."""
+
+    @abstractmethod
+    def write(self, key: str, text: str) -> None:
+        """A new version of `key` with the JSON document `text`, as the harness (uncounted)."""
+
+    @abstractmethod
+    def reset(self) -> None: ...
+
+    def seed(self, keys: int) -> None:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda i: self.write(key_name(i), value(i, 1)), range(keys)))
+        self.write(ROTATION_KEY, value("rotation", 1))
+        self.reset()
+
+    def rotate(self, key: str, generation: int) -> None:
+        self.write(key, value(key, generation))
+
+    def rotate_many(self, keys: list[str], generation: int) -> None:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda k: self.rotate(k, generation), keys))

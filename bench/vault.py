@@ -11,12 +11,10 @@ floor is one request per key per refresh, and its figure is requests, not a bill
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.aws import ROTATION_KEY, key_name, value
-from bench.operators import CREDS_NAMESPACE
-from bench.remote import Body
+from bench.operators import CREDS_NAMESPACE, Body, credentials_secret
+from bench.remote import Seeded
 from tests.providers.servers.vault import VaultServer, ensure_binary
 
 MOUNT = "secret"
@@ -25,7 +23,7 @@ CREDS_SECRET = "bench-vault-token"
 READ_OPERATIONS = frozenset({"read"})
 
 
-class OpenBao:
+class OpenBao(Seeded):
     name = "vault"
 
     def __init__(self) -> None:
@@ -47,19 +45,6 @@ class OpenBao:
 
     def stop(self) -> None:
         self.server.close()
-
-    def seed(self, keys: int) -> None:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda i: self._put(key_name(i), value(i, 1)), range(keys)))
-        self._put(ROTATION_KEY, value("rotation", 1))
-        self.reset()
-
-    def rotate(self, key: str, generation: int) -> None:
-        self._put(key, value(key, generation))
-
-    def rotate_many(self, keys: list[str], generation: int) -> None:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda k: self.rotate(k, generation), keys))
 
     def reset(self) -> None:
         self._offset = self.server.audit_log.stat().st_size if self.server.audit_log.exists() else 0
@@ -97,17 +82,9 @@ class OpenBao:
         }
 
     def credentials(self) -> list[Body]:
-        return [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": CREDS_SECRET, "namespace": CREDS_NAMESPACE},
-                "type": "Opaque",
-                "stringData": {"token": self.token},
-            }
-        ]
+        return [credentials_secret(CREDS_SECRET, {"token": self.token})]
 
-    def _put(self, key: str, text: str) -> None:
+    def write(self, key: str, text: str) -> None:
         self.server.request("POST", f"{MOUNT}/data/{key}", {"data": json.loads(text)})
 
     def _entries(self) -> list[dict[str, Any]]:
