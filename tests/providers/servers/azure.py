@@ -127,6 +127,7 @@ class AzureEmulator:
 
     identities: dict[str, dict[str, Any]]
     federation: dict[str, str] = field(default_factory=dict)
+    next_link_origin: str = ""  # where listing pages say the next one is; "" = this emulator
     tenant_id: str = TENANT_ID
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaultsync-azure-")))
@@ -143,6 +144,7 @@ class AzureEmulator:
             "state_file": str(self.workdir / "state.json"),
             "identities": self.identities,
             "federation": self.federation,
+            "next_link_origin": self.next_link_origin,
         }
         (self.workdir / "config.json").write_text(json.dumps(config))
         atexit.register(self.remove)

@@ -31,7 +31,7 @@ JSON state file, so a stopped and restarted emulator keeps its data, like a real
 The benchmark reads what the vault was asked: `GET /__bench/counts` (requests and answer
 bytes by operation) and `POST /__bench/reset`, outside the Key Vault API.
 
-CONFIG: {"port", "tenant_id", "cert_file", "key_file", "state_file",
+CONFIG: {"port", "tenant_id", "cert_file", "key_file", "state_file", "next_link_origin"?,
          "identities": {client_id: {"secret"?, "federated_subject"?, "managed"?, "permissions"}},
          "federation": {"issuer", "public_key_pem"}}
 It runs on the standard library plus `cryptography` (already a dependency of azure-identity).
@@ -502,9 +502,9 @@ class Handler(BaseHTTPRequestHandler):
         api_version = params["api-version"][0]
         next_link = None
         if last:
-            next_link = (
-                f"{self.base_url}/secrets?api-version={api_version}&$skiptoken={last}&maxresults={size}"
-            )
+            # `next_link_origin` plays a hostile vault that sends its next page elsewhere.
+            origin = self.emulator.config.get("next_link_origin") or self.base_url
+            next_link = f"{origin}/secrets?api-version={api_version}&$skiptoken={last}&maxresults={size}"
         self._send(200, {"value": items, "nextLink": next_link})
 
     def _properties(self, entry: dict[str, Any], *, versioned: bool) -> dict[str, Any]:
