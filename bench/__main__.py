@@ -4,9 +4,10 @@
     python -m bench --n 500 --m 50        # a quick run while developing
     python -m bench --no-peers            # vaultsync only
     python -m bench --scenarios cluster_fanout   # 1 ClusterExternalSecret x 100 namespaces, with ESO
+    python -m bench --provider azure      # vaultsync against Azure Key Vault (or vault: OpenBao)
 
 Figures go to bench/results/latest.json after each scenario; a summary table is printed at
-the end. Every process the run starts (cluster, moto, operators) is stopped when it ends.
+the end. Every process the run starts (cluster, the vault server, operators) is stopped when it ends.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aws, cluster, clusterfanout, configwatch, kube, procstat
+from bench import aws, azure, cluster, clusterfanout, configwatch, kube, procstat, vault
 from bench.operators import (
     CREDS_NAMESPACE,
     ExternalSecretsOperator,
     Operator,
     Vaultsync,
-    credentials_secret,
 )
-from bench.paths import LATEST, REPO
+from bench.paths import LATEST, REPO, RESULTS
 from bench.peers import build
+from bench.remote import Remote
 from bench.results_file import Results
 from bench.scenarios import ROTATION_PERCENTS, Params, Suite
 
@@ -47,6 +48,7 @@ RATIO_FIGURES: dict[str, tuple[str, ...]] = {
         "provider_requests_per_cycle",
         "provider_bytes_per_cycle",
         "aws_monthly_usd",
+        "azure_throttle_share",
         "provider_read_requests_per_cycle",
         "provider_keys_read_per_cycle",
         "kube_writes_per_cycle",
@@ -86,7 +88,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rotation-timeout", type=float, default=120.0, help="seconds to wait for a rotation"
     )
     parser.add_argument(
-        "--output", default=str(LATEST), help="results file (default: bench/results/latest.json)"
+        "--provider",
+        choices=PROVIDERS,
+        default="aws",
+        help="the vault read: aws (moto), vault (OpenBao) or azure (the Key Vault emulator); "
+        "the peers are measured against aws only",
+    )
+    parser.add_argument(
+        "--output",
+        default="",
+        help="results file (default: bench/results/latest.json, latest-<provider>.json for another)",
     )
     parser.add_argument("--no-peers", action="store_true", help="measure vaultsync only")
     parser.add_argument("--peers-only", action="store_true", help="measure the peers only")
@@ -105,8 +116,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+PROVIDERS = ("aws", "vault", "azure")
+
+
+def _remote(provider: str) -> Remote:
+    if provider == "vault":
+        return vault.OpenBao()
+    if provider == "azure":
+        return azure.AzureVault()
+    return aws.Moto()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.provider != "aws" and not args.no_peers:
+        print(f"[bench] peers are measured against aws only: --provider {args.provider} runs vaultsync alone")
+        args.no_peers = True
+    output = Path(args.output) if args.output else LATEST
+    if args.provider != "aws" and not args.output:
+        output = RESULTS / f"latest-{args.provider}.json"
     params = Params(
         n=args.n,
         m=args.m,
@@ -121,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         config_objects=args.config_objects,
         config_referenced=args.config_referenced,
     )
-    results = Results(Path(args.output))
+    results = Results(output)
     if (args.peers_only or args.keep_peers) and LATEST.is_file():
         previous = json.loads(LATEST.read_text())
         if args.peers_only:  # keep vaultsync's figures from the previous run
@@ -147,26 +175,28 @@ def main(argv: list[str] | None = None) -> int:
         command=" ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         vaultsync_commit=_git("rev-parse", "--short", "HEAD"),
         vaultsync_uncommitted=_git("status", "--short", "--", "operator").splitlines(),
+        provider=args.provider,
     )
-    moto = aws.Moto()
+    remote = _remote(args.provider)
     operators: list[Operator] = []
     try:
         cluster.up()
-        _install_crds(results, with_peers=not args.no_peers)
-        moto.start()
+        crds = _install_crds(results, with_peers=not args.no_peers)
+        remote.start()
         seeded = time.monotonic()
-        moto.seed(params.m)
-        results.meta(seed_seconds=round(time.monotonic() - seeded, 1), moto_url_is_loopback=True)
-        kube.apply_all([_namespace(CREDS_NAMESPACE), credentials_secret()])
+        remote.seed(params.m)
+        results.meta(seed_seconds=round(time.monotonic() - seeded, 1), provider_url_is_loopback=True)
+        kube.apply_all([_namespace(CREDS_NAMESPACE), *remote.credentials()])
         if not args.peers_only:
-            vaultsync = Vaultsync(moto_url=moto.url)
+            vaultsync = Vaultsync(moto_url=getattr(remote, "url", ""))
+            vaultsync.provider = remote.vaultsync_provider()
             operators.append(vaultsync)
-            _run_suite(vaultsync, "vs", params, moto, results, args.scenarios.split(","))
-        if not args.no_peers:
-            eso = _eso(moto, results)
+            _run_suite(vaultsync, "vs", params, remote, results, args.scenarios.split(","))
+        if not args.no_peers and isinstance(remote, aws.Moto):
+            eso = _eso(remote, results) if crds else None
             if eso is not None:
                 operators.append(eso)
-                _run_suite(eso, "eso", params, moto, results, args.scenarios.split(","))
+                _run_suite(eso, "eso", params, remote, results, args.scenarios.split(","))
             reason = build.reloader_unavailable()
             results.peer_meta(
                 "reloader",
@@ -188,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for op in operators:
             op.stop()
-        moto.stop()
+        remote.stop()
         if not args.keep_cluster:
             cluster.down()
 
@@ -202,17 +232,23 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def _install_crds(results: Results, with_peers: bool) -> None:
+def _install_crds(results: Results, with_peers: bool) -> bool:
+    """Installs vaultsync's CRDs and, `with_peers`, ESO's; whether ESO's are installed (its
+    suite must not start without them: "no matches for kind ClusterSecretStore")."""
     cluster.kubectl_ok("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    crds = ["externalsecrets.vaultsync.io"]
     if with_peers:
         try:
             bundle = build.eso_crds()
         except build.PeerUnavailable as exc:
             results.peer_meta("external-secrets", available=False, reason=str(exc))
-            return
-        cluster.kubectl_ok("apply", "--server-side", "--force-conflicts", "-f", str(bundle), timeout=300)
-    for crd in ("externalsecrets.vaultsync.io", "externalsecrets.external-secrets.io"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+            with_peers = False
+        else:
+            cluster.kubectl_ok("apply", "--server-side", "--force-conflicts", "-f", str(bundle), timeout=300)
+            crds += ["externalsecrets.external-secrets.io", "clustersecretstores.external-secrets.io"]
+    for crd in crds:
+        cluster.kubectl_ok("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return with_peers
 
 
 def _eso(moto: aws.Moto, results: Results) -> ExternalSecretsOperator | None:
@@ -236,11 +272,11 @@ def _eso(moto: aws.Moto, results: Results) -> ExternalSecretsOperator | None:
 
 
 def _run_suite(
-    op: Operator, prefix: str, params: Params, moto: aws.Moto, results: Results, scenarios: list[str]
+    op: Operator, prefix: str, params: Params, remote: Remote, results: Results, scenarios: list[str]
 ) -> None:
     print(f"[bench] ==== {op.name} ====", flush=True)
     kube.apply_all([op.cluster_store()])
-    suite = Suite(op, prefix, params, moto, results)
+    suite = Suite(op, prefix, params, remote, results)
     try:
         if "memory" in scenarios:
             for count in params.memory_points:
@@ -263,7 +299,7 @@ def _run_suite(
                 params.namespaces,
                 float(params.rotation_refresh.rstrip("s")),
                 params.steady_cycles,
-                moto,
+                remote,
                 params.ready_timeout,
                 lambda text: suite.note("cluster_fanout", text),
             )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from bench import moto_counting
-from bench.operators import REGION, free_port
+from bench.operators import REGION, Body, aws_provider, credentials_secret, free_port
 from bench.paths import LOGS, REPO
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ def value(index: int | str, generation: int) -> str:
 
 
 class Moto:
+    name = "aws"
+
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -109,6 +111,18 @@ class Moto:
 
     def reset(self) -> None:
         moto_counting.reset(self.url)
+
+    def summary(self) -> dict[str, float]:
+        return dict(summarize(self.counts()))
+
+    def cost(self, requests_per_cycle: float, cycle_seconds: float) -> dict[str, float]:
+        return {"aws_monthly_usd": monthly_usd(requests_per_cycle, cycle_seconds)}
+
+    def vaultsync_provider(self) -> Body:
+        return aws_provider(self.url)
+
+    def credentials(self) -> list[Body]:
+        return [credentials_secret()]
 
 
 def summarize(counts: dict[str, dict[str, int]]) -> dict[str, int]:

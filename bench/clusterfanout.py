@@ -3,7 +3,7 @@
 One ClusterExternalSecret selects `namespaces` namespaces by label and provisions an
 ExternalSecret reading one remote key in each. Measured for vaultsync and each peer with the
 same manifests (ESO's ClusterExternalSecret has the same fields): seconds until every
-provisioned ExternalSecret is Ready, the provider calls for that first sync (moto's counts),
+provisioned ExternalSecret is Ready, the provider calls for that first sync (the vault server's counts),
 then the provider calls per refresh interval over `cycles` intervals. With the shared cache
 it is one read per key per interval, however many namespaces (docs/api.md, "Cost").
 """
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from bench import aws, cluster, kube
 from bench.operators import CLUSTER_LOAD_LABEL, Operator
+from bench.remote import Remote
 
 FANOUT_LABEL = "fanout"
 SELECTOR_LABEL = "vaultsync-bench/fanout"
@@ -27,7 +28,7 @@ def run(
     namespaces: int,
     refresh_seconds: float,
     cycles: int,
-    moto: aws.Moto,
+    remote: Remote,
     ready_timeout: float,
     note: Callable[[str], None],
 ) -> dict[str, float]:
@@ -52,16 +53,16 @@ def run(
     try:
         started = op.start()
         op.wait_metrics()
-        moto.reset()
+        remote.reset()
         kube.create_all([declaration])
         seconds = tracker.wait_ready(namespaces, ready_timeout, started)
-        first = aws.summarize(moto.counts())
+        first = remote.summary()
         if seconds is None:
             note(f"not all {namespaces} provisioned ExternalSecrets Ready within {ready_timeout:.0f}s")
         time.sleep(refresh_seconds / 2)  # off the first sync's wave
-        moto.reset()
+        remote.reset()
         time.sleep(cycles * refresh_seconds)
-        steady = aws.summarize(moto.counts())
+        steady = remote.summary()
     finally:
         op.stop()
         tracker.stop()

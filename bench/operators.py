@@ -66,13 +66,32 @@ def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **ma
     )
 
 
-def credentials_secret(namespace: str = CREDS_NAMESPACE) -> Body:
+def credentials_secret(
+    name: str = CREDS_SECRET, data: dict[str, str] | None = None, namespace: str = CREDS_NAMESPACE
+) -> Body:
+    """A Secret holding a store's credentials; by default the bench's AWS keys."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": CREDS_SECRET, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "type": "Opaque",
-        "stringData": {"id": "AKIABENCHMARKKEY0000", "secret": "bench-secret-access-key"},
+        "stringData": data or {"id": "AKIABENCHMARKKEY0000", "secret": "bench-secret-access-key"},
+    }
+
+
+def aws_provider(endpoint: str) -> Body:
+    """vaultsync's `spec.provider` for the bench's AWS (moto at `endpoint`)."""
+    return {
+        "aws": {
+            "region": REGION,
+            "endpoint": endpoint,
+            "auth": {
+                "secretRef": {
+                    "accessKeyId": {"name": CREDS_SECRET, "key": "id", "namespace": CREDS_NAMESPACE},
+                    "secretAccessKey": {"name": CREDS_SECRET, "key": "secret", "namespace": CREDS_NAMESPACE},
+                }
+            },
+        }
     }
 
 
@@ -194,34 +213,14 @@ class Vaultsync(Operator):
     version = "v1alpha1"
     reload_annotation = "vaultsync.io/reload"
     workers: int = 32
+    provider: Body | None = None  # the store's `spec.provider`; None: the AWS of `moto_url`
 
     def cluster_store(self) -> Body:
         return {
             "apiVersion": f"{self.group}/{self.version}",
             "kind": "ClusterSecretStore",
             "metadata": {"name": STORE_NAME},
-            "spec": {
-                "provider": {
-                    "aws": {
-                        "region": REGION,
-                        "endpoint": self.moto_url,
-                        "auth": {
-                            "secretRef": {
-                                "accessKeyId": {
-                                    "name": CREDS_SECRET,
-                                    "key": "id",
-                                    "namespace": CREDS_NAMESPACE,
-                                },
-                                "secretAccessKey": {
-                                    "name": CREDS_SECRET,
-                                    "key": "secret",
-                                    "namespace": CREDS_NAMESPACE,
-                                },
-                            }
-                        },
-                    }
-                }
-            },
+            "spec": {"provider": self.provider or aws_provider(self.moto_url)},
         }
 
     def external_secret(self, namespace: str, name: str, key: str, refresh: str, load: str) -> Body:

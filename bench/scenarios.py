@@ -19,6 +19,7 @@ from kubernetes import client
 
 from bench import aws, cluster, kube, procstat
 from bench.operators import BENCH_LABEL, Operator
+from bench.remote import Remote
 from bench.results_file import Results
 
 WATCHED_RESOURCES = frozenset({"secrets", "externalsecrets", "events", "deployments"})
@@ -48,11 +49,11 @@ class Params:
 class Suite:
     """One operator through every scenario; figures go to `results` as they are measured."""
 
-    def __init__(self, op: Operator, prefix: str, params: Params, moto: aws.Moto, results: Results) -> None:
+    def __init__(self, op: Operator, prefix: str, params: Params, remote: Remote, results: Results) -> None:
         self.op = op
         self.prefix = prefix
         self.p = params
-        self.moto = moto
+        self.remote = remote
         self.results = results
         self.peer = None if op.name == "vaultsync" else op.name
         self.main_namespaces = [f"{prefix}-{i:03d}" for i in range(params.namespaces)]
@@ -129,12 +130,12 @@ class Suite:
         while self.tracker.counts()[0] < p.n and time.monotonic() < deadline:
             time.sleep(0.5)
         before = cluster.request_counts()
-        self.moto.reset()
+        self.remote.reset()
         started = self.op.start()
         seconds = self.tracker.wait_ready(p.n, p.ready_timeout, started)
         sample = procstat.sample(self.op.pid)
         after = cluster.request_counts()
-        server = aws.summarize(self.moto.counts())
+        server = self.remote.summary()
         writes = cluster.writes_between(before, after, WATCHED_RESOURCES)
         figures: dict[str, float] = {
             "n": p.n,
@@ -169,12 +170,12 @@ class Suite:
         time.sleep(p.refresh_seconds / 2)
         before = cluster.request_counts()
         own_before = self.op.kube_writes()
-        self.moto.reset()
+        self.remote.reset()
         cpu_before = procstat.cpu_seconds(self.op.pid)
         procstat.reset_peak(self.op.pid)
         time.sleep(window)
         after = cluster.request_counts()
-        server = aws.summarize(self.moto.counts())
+        server = self.remote.summary()
         sample = procstat.sample(self.op.pid)
         writes = cluster.writes_between(before, after, WATCHED_RESOURCES)
         reads = cluster.writes_between(before, after, WATCHED_RESOURCES, cluster.READ_VERBS)
@@ -183,13 +184,8 @@ class Suite:
             "window_seconds": window,
             "cycles": cycles,
             "refresh_interval_seconds": p.refresh_seconds,
-            "provider_read_requests_per_cycle": server["provider_read_requests"] / cycles,
-            "provider_requests_per_cycle": server["provider_requests"] / cycles,
-            "list_secrets_requests_per_cycle": server["list_secrets_requests"] / cycles,
-            "describe_secret_requests_per_cycle": server["describe_secret_requests"] / cycles,
-            "provider_bytes_per_cycle": server["provider_bytes"] / cycles,
-            "aws_monthly_usd": aws.monthly_usd(server["provider_requests"] / cycles, p.refresh_seconds),
-            "provider_keys_read_per_cycle": server["provider_keys_read"] / cycles,
+            **{f"{name}_per_cycle": count / cycles for name, count in server.items()},
+            **self.remote.cost(server["provider_requests"] / cycles, p.refresh_seconds),
             "kube_writes_per_cycle": sum(writes.values()) / cycles,
             "kube_reads_per_cycle": sum(reads.values()) / cycles,
             "cpu_seconds_per_cycle": (sample.cpu_seconds - cpu_before) / cycles,
@@ -217,14 +213,15 @@ class Suite:
         figures: dict[str, float] = {"refresh_interval_seconds": p.refresh_seconds}
         for percent in ROTATION_PERCENTS:
             changed = [aws.key_name(i) for i in range(max(1, p.m * percent // 100))]
-            self.moto.rotate_many(changed, int(time.time()))
-            self.moto.reset()
+            self.remote.rotate_many(changed, int(time.time()))
+            self.remote.reset()
             time.sleep(p.refresh_seconds * 1.1)  # one whole cycle, jitter included
-            server = aws.summarize(self.moto.counts())
+            server = self.remote.summary()
             figures[f"keys_changed_{percent}pct"] = len(changed)
             figures[f"provider_requests_{percent}pct"] = server["provider_requests"]
             figures[f"provider_keys_read_{percent}pct"] = server["provider_keys_read"]
-            figures[f"provider_bytes_{percent}pct"] = server["provider_bytes"]
+            if "provider_bytes" in server:
+                figures[f"provider_bytes_{percent}pct"] = server["provider_bytes"]
         self.record("steady_rotation", figures)
 
     def rotation_fanout(self) -> None:
@@ -254,10 +251,10 @@ class Suite:
         initial_sets = kube.replica_sets_by_owner(ns, apps)
         initial_generations = kube.deployment_generations(ns, apps)
         restarts_before = _restarts(self.op)
-        self.moto.reset()
+        self.remote.reset()
         rotated_at = time.monotonic()
         # A new value for every suite: the previous suite of this run already rotated the key once.
-        self.moto.rotate(aws.ROTATION_KEY, int(time.time()))
+        self.remote.rotate(aws.ROTATION_KEY, int(time.time()))
         secret_times: dict[str, float] = {}
         rs_times: dict[str, float] = {}
         patch_times: dict[str, float] = {}  # the restarter's share: the pod template patched
@@ -284,7 +281,7 @@ class Suite:
             time.sleep(2)
         final_sets = kube.replica_sets_by_owner(ns, apps)
         new_sets = sum(len(s - initial_sets.get(o, set())) for o, s in final_sets.items())
-        server = aws.summarize(self.moto.counts())
+        server = self.remote.summary()
         figures: dict[str, float] = {
             "external_secrets": p.rotation_count,
             "deployments": p.rotation_count,
@@ -332,7 +329,7 @@ class Suite:
         stopped_wall = time.time()
         own_total_before = sum(own_before.values()) if own_before is not None else None
         before = cluster.request_counts()
-        self.moto.reset()
+        self.remote.reset()
         started = self.op.start()
         self.op.wait_metrics()
         seconds: float | None = None
@@ -350,7 +347,7 @@ class Suite:
         time.sleep(p.restart_window)
         end_wall = time.time()
         after = cluster.request_counts()
-        server = aws.summarize(self.moto.counts())
+        server = self.remote.summary()
         writes = cluster.writes_between(before, after, WATCHED_RESOURCES)
         final_sets = kube.replica_sets_by_owner(self.rotation_namespace, apps)
         new_sets = sum(len(s - initial_sets.get(o, set())) for o, s in final_sets.items())

@@ -1,7 +1,9 @@
 # The benchmark (bench/, docs/benchmarks.md): vaultsync and its peers on the same load, on a
-# kwok cluster of its own (bench/.work/), against one counting moto server.
+# kwok cluster of its own (bench/.work/), against one counting moto server (or --provider).
 #   make bench                          the recorded size, N=10,000 over M=1,000 keys
 #   make bench BENCH_ARGS="--n 500 --m 50 --namespaces 10"   a quick run
+#   make bench BENCH_ARGS="--provider azure"   vaultsync alone against Azure Key Vault (the test
+#                                       emulator) or, with vault, OpenBao; bench/results/latest-<provider>.json
 # The peers (External Secrets Operator; Stakater Reloader if the module proxy serves it) are
 # built from the Go module proxy on first use and cached in $(CACHE)/bin.
 

@@ -101,6 +101,7 @@ def eso_crds() -> Path:
     result = subprocess.run(
         ["go", "mod", "download", "-json", ESO.requires],
         cwd=ESO.path,
+        env=tools._go_env(),  # as the build: the installed toolchain, never another fetched
         capture_output=True,
         text=True,
         check=False,

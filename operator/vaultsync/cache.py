@@ -110,6 +110,9 @@ class _PendingBatch:
     refs: list[RemoteRef] = field(default_factory=list)
     requested_by: set[str] = field(default_factory=set)
     max_ages: dict[RemoteRef, float] = field(default_factory=dict)  # probes: what each asker accepts
+    # Set when it goes out: its linger timer finds a batch the end of the store's previous
+    # probe already flushed, and must not run it again (probing and reading once more).
+    flushed: bool = False
 
 
 class FetchCache:
@@ -315,7 +318,9 @@ class FetchCache:
         batch = self._pending.get(slot)
         full = batch is not None and not batch.probe and len(batch.refs) >= MAX_BATCH
         if batch is None or batch.client is not template.client or full:
-            batch = replace(template, refs=[], requested_by=set(template.requested_by), max_ages={})
+            batch = replace(
+                template, refs=[], requested_by=set(template.requested_by), max_ages={}, flushed=False
+            )
             self._pending[slot] = batch
             loop.call_later(linger, self._flush, store_key, batch)
         batch.refs.append(ref)
@@ -325,8 +330,11 @@ class FetchCache:
         return future
 
     def _flush(self, store_key: str, batch: _PendingBatch) -> None:
+        if batch.flushed:
+            return
         if batch.probe and store_key in self._probing:
             return  # flushed when the store's probe in flight ends, which may answer it
+        batch.flushed = True
         if self._pending.get((store_key, batch.probe)) is batch:
             del self._pending[(store_key, batch.probe)]
         if batch.probe:

@@ -25,6 +25,7 @@ import pytest
 from tests.e2e.conftest import Vaultsync
 from tests.env.kube import KubeApi
 from tests.providers.backends.aws import AwsBackend
+from tests.providers.backends.azure import AzureBackend
 from tests.providers.backends.base import Backend, DetectingBackend, ListingBackend, LiveBackend
 
 BACKENDS_PACKAGE = "tests.providers.backends"
@@ -38,8 +39,8 @@ def _backend_modules() -> dict[str, ModuleType]:
 
 
 BACKEND_MODULES = _backend_modules()
-# Backends whose provider detects changes by version stamps (Azure's does not yet: it reads).
-DETECTING_BACKENDS = ["aws", "awsparams", "vault"]
+# Backends whose provider detects changes by version stamps.
+DETECTING_BACKENDS = ["aws", "awsparams", "azure", "vault"]
 # Backends whose provider lists secrets (dataFrom.find); every real one does.
 LISTING_BACKENDS = ["aws", "azure", "vault"]
 LIVE_BACKENDS = [name for name, module in BACKEND_MODULES.items() if getattr(module, "LIVE", True)]
@@ -106,6 +107,11 @@ def listing_backend(request: pytest.FixtureRequest, backends: Backends) -> Listi
 @pytest.fixture(scope="session")
 def aws(backends: Backends) -> AwsBackend:
     return cast(AwsBackend, backends.get("aws"))
+
+
+@pytest.fixture(scope="session")
+def azure(backends: Backends) -> AzureBackend:
+    return cast(AzureBackend, backends.get("azure"))
 
 
 @pytest.fixture

@@ -9,18 +9,20 @@ naming the field to fix. Every error is checked not to carry a secret or a crede
 
 from __future__ import annotations
 
+import base64
+import socket
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from tests.providers.backends import azure as backend_module
 from tests.providers.backends.azure import AzureBackend
 from tests.providers.backends.credentials import StaticCredentials
-from tests.providers.conftest import Backends
-from tests.providers.servers.azure import free_port
+from tests.providers.servers.azure import AzureEmulator, free_port
+from tests.providers.test_contract import document
 from vaultsync.errors import (
     AuthenticationError,
     CredentialNotFound,
@@ -43,11 +45,6 @@ CREDENTIAL_MATERIAL = (
     backend_module.NO_ACCESS_SECRET,
     backend_module.WRONG_SECRET,
 )
-
-
-@pytest.fixture(scope="session")
-def azure(backends: Backends) -> AzureBackend:
-    return cast(AzureBackend, backends.get("azure"))
 
 
 @asynccontextmanager
@@ -292,3 +289,50 @@ def test_a_config_error_names_the_field(azure: AzureBackend, change: dict[str, A
     with pytest.raises(InvalidStoreConfig) as info:
         PROVIDER.parse_config({**azure.provider_config(), **change})
     assert field in info.value.message
+
+
+# -- change detection -----------------------------------------------------------------------
+
+
+async def test_a_listing_page_that_points_to_another_address_is_not_followed() -> None:
+    """A vault is whatever a tenant names: its listing's next-page link must not steer the
+    client (and its bearer token) to another address, which no egress check would see when
+    the link names an IP address."""
+    elsewhere = socket.socket()
+    elsewhere.bind(("127.0.0.1", 0))
+    elsewhere.listen()
+    elsewhere.setblocking(False)
+    reader_secret, writer_secret = "hostile-reader-secret", "hostile-writer-secret"
+    hostile = AzureEmulator(
+        identities={
+            "reader": {"secret": reader_secret, "permissions": ["get", "list"]},
+            "writer": {"secret": writer_secret, "permissions": ["set"]},
+        },
+        next_link_origin=f"https://127.0.0.1:{elsewhere.getsockname()[1]}",
+    )
+    hostile.start()
+    try:
+        for i in range(26):  # a second page
+            hostile.set_secret("writer", writer_secret, f"page-{i}", document())
+        config = {
+            "vaultUrl": hostile.url,
+            "tenantId": hostile.tenant_id,
+            "authorityHost": hostile.url,
+            "caBundle": base64.b64encode(hostile.ca_pem).decode(),
+            "verifyChallengeResource": False,
+            "auth": {"clientSecret": {"clientId": "reader", "secretRef": {"name": "c", "key": "k"}}},
+        }
+        credentials = StaticCredentials(secrets={("c", "k"): reader_secret.encode()})
+        client = await PROVIDER.new_client(PROVIDER.parse_config(config), NAMESPACED, credentials)
+        try:
+            held = [RemoteRef(f"page-{i}") for i in range(26)]
+            with pytest.raises(ProviderError, match="another address"):
+                await client.stamps(held[:1], held[1:])
+        finally:
+            await client.close()
+        with pytest.raises(BlockingIOError):
+            elsewhere.accept()  # nothing connected there
+        assert hostile.counts()["calls"].get("list") == 1
+    finally:
+        hostile.remove()
+        elsewhere.close()

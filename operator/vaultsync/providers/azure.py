@@ -19,6 +19,13 @@ once in `_converted`. Two settings exist for non-public clouds and local emulato
 authority, replacing the system store). TLS is always verified; a test points `caBundle` at its
 emulator's CA rather than turning verification off. `verifyChallengeResource: false` is only
 for emulators whose address is not a `*.vault.azure.net`-style host.
+
+Change detection (`stamps`) lists the vault's secret properties, 25 a page, each with the
+`updated` time of its current version, in whole seconds: one listing answers every key the
+store holds, so it is used while it takes no more pages than there are keys to confirm (the
+alternative, Key Vault having no metadata-only read, is a GET per key). A value read within
+the second it was written in (the vault's own `Date` says so) gets no stamp: a later write in
+that second would list the same time, so such a value is read again at its next refresh.
 """
 
 from __future__ import annotations
@@ -26,16 +33,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
+import math
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 from urllib.parse import urlsplit
 
 import aiohttp
+from azure.core.async_paging import AsyncPageIterator
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
@@ -51,6 +62,7 @@ from azure.identity.aio import (
     ClientSecretCredential,
     ManagedIdentityCredential,
 )
+from azure.keyvault.secrets import SecretProperties
 from azure.keyvault.secrets.aio import SecretClient
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -98,6 +110,7 @@ TENANT_ID_PATTERN = r"^[0-9a-zA-Z]([0-9a-zA-Z.-]*[0-9a-zA-Z])?$"
 TENANT_ID = re.compile(TENANT_ID_PATTERN)
 SECRET_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
 CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError, aiohttp.ClientError)
+LIST_PAGE_SIZE = 25  # Key Vault lists at most 25 secrets a page
 # `validate()` reads this name: a 404 proves the token and the Get permission are accepted.
 VALIDATION_PROBE = "vaultsync-connectivity-check"
 # The operator has its own backoff; the SDK retries only briefly so a reconcile never hangs.
@@ -335,6 +348,9 @@ class AzureKeyVaultClient(SecretsClient):
         self._store = store
         self._identity = identity  # for messages: which credential a refusal concerns
         self._redact = redact  # credential material that must never reach a message
+        self._listing_allowed = True  # False once the vault refuses List (Get-only access policy)
+        # Pages a whole listing takes: exact once one ended, else a lower bound (0: not tried).
+        self._pages = 0.0
         self._client = SecretClient(
             config.vault_url,
             credential,
@@ -345,9 +361,57 @@ class AzureKeyVaultClient(SecretsClient):
 
     async def get_secret(self, ref: RemoteRef) -> RemoteValue:
         name, version = secret_name(ref.key), _checked_version(ref)
+        served: list[str] = []
+
+        def keep_date(pipeline_response: Any, deserialized: Any, _headers: Any) -> Any:
+            served.append(pipeline_response.http_response.headers.get("Date") or "")
+            return deserialized
+
         with self._converted(ref, name):
-            secret = await self._client.get_secret(name, version or None)
-        return RemoteValue((secret.value or "").encode(), secret.properties.version or "")
+            secret = await self._client.get_secret(name, version or None, cls=keep_date)
+        properties = secret.properties
+        stamp = "" if version else read_stamp(properties.updated_on, served[0] if served else "")
+        return RemoteValue((secret.value or "").encode(), properties.version or "", stamp)
+
+    async def stamps(
+        self, due: Sequence[RemoteRef], known: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, str | None] | None:
+        """The `updated` second of each unpinned ref's current version, from one listing of
+        the vault, when that listing takes no more pages than there are keys (else None: they
+        are read). A pinned version is immutable but may be disabled: it is read."""
+        names: dict[RemoteRef, str] = {}
+        for ref in dict.fromkeys([*due, *known]):
+            if not ref.version and SECRET_NAME.match(ref.key.replace("/", "-")):
+                names[ref] = secret_name(ref.key).lower()
+        if not self._listing_allowed or not names or self._pages > len(names):
+            return None
+        listed = await self._list(cap=len(names))
+        if listed is None:
+            return None
+        return {ref: listed.get(name) for ref, name in names.items()}
+
+    async def _list(self, cap: int) -> dict[str, str | None] | None:
+        """Name (lower case) → stamp of every secret in the vault (None for a disabled one),
+        or None when refused or when it passes `cap` pages (learnt: tried again only once
+        more keys are held than that)."""
+        found: dict[str, str | None] = {}
+        pages = 0
+        try:
+            async for items, more in self._listed_pages():
+                pages += 1
+                for item in items:
+                    if item.name:
+                        found[item.name.lower()] = listed_stamp(item)
+                if not more:
+                    self._pages = float(pages)
+                    return found
+                if pages >= cap:
+                    self._pages = max(self._pages, cap + 1.0)
+                    return None
+        except PermissionDenied:
+            self._listing_allowed = False
+            return None
+        return found
 
     async def list_keys(self, query: FindQuery, limit: int) -> list[str]:
         """List Secrets (names and tags, 25 a page), enabled secrets only, as External
@@ -358,20 +422,39 @@ class AzureKeyVaultClient(SecretsClient):
             )
         wanted = dict(query.tags)
         names: list[str] = []
-        with self._converted(RemoteRef(""), ""):
-            pages = 0
-            async for page in self._client.list_properties_of_secrets().by_page():
-                pages += 1
-                if pages > 1:
-                    self.count_call()  # each further page is a request of its own
-                async for properties in page:
-                    tags, name = properties.tags or {}, properties.name
-                    enabled = properties.enabled is not False
-                    if name and enabled and all(tags.get(k) == v for k, v in wanted.items()):
-                        names.append(name)
-                if len(names) > limit:
-                    break
+        async for items, _more in self._listed_pages():
+            for properties in items:
+                tags, name = properties.tags or {}, properties.name
+                enabled = properties.enabled is not False
+                if name and enabled and all(tags.get(k) == v for k, v in wanted.items()):
+                    names.append(name)
+            if len(names) > limit:
+                break
         return names[: limit + 1]
+
+    async def _listed_pages(self) -> AsyncIterator[tuple[list[SecretProperties], bool]]:
+        """The vault's secret properties (ids, attributes, tags; no values), a page at a time
+        with whether another follows; each page is one request, fetched only when asked for.
+        Change detection and dataFrom.find both list through here, so neither follows a
+        next-page link to another address: it would carry the store's bearer token there (past
+        the egress guard when it names an IP address), so it is refused instead."""
+        pager = cast(
+            AsyncPageIterator[SecretProperties],
+            self._client.list_properties_of_secrets(max_page_size=LIST_PAGE_SIZE).by_page(),
+        )
+        while True:
+            with self._converted(None, ""):
+                page = await anext(pager, None)
+                items = [item async for item in page] if page is not None else []
+            following = pager.continuation_token if page is not None else None
+            if following and not _same_origin(str(following), self._config.vault_url):
+                raise ProviderError(
+                    f"{self._store}: vault {self._config.vault_url} sent a listing page link to "
+                    "another address; vaultsync does not follow it"
+                )
+            yield items, bool(following)
+            if not following:
+                return
 
     async def validate(self) -> None:
         try:
@@ -385,8 +468,9 @@ class AzureKeyVaultClient(SecretsClient):
         await self._session.close()
 
     @contextmanager
-    def _converted(self, ref: RemoteRef, name: str) -> Iterator[None]:
-        """Azure SDK exceptions → vaultsync errors, with messages that say what to fix."""
+    def _converted(self, ref: RemoteRef | None, name: str) -> Iterator[None]:
+        """Azure SDK exceptions → vaultsync errors, with messages that say what to fix
+        (`ref` None: a listing of the vault)."""
         vault, store = self._config.vault_url, self._store
         self.count_call()
         try:
@@ -394,6 +478,8 @@ class AzureKeyVaultClient(SecretsClient):
         except VaultsyncError:
             raise
         except ResourceNotFoundError:
+            if ref is None:
+                raise ProviderError(f"{store}: vault {vault} has no secret listing (HTTP 404)") from None
             pinned = f" at version {ref.version!r}" if ref.version else ""
             named = f" (Azure name {name!r})" if name != ref.key else ""
             raise SecretNotFound(f"key {ref.key!r}{named}{pinned} does not exist in vault {vault}") from None
@@ -480,6 +566,32 @@ def secret_name(key: str) -> str:
             f"digits, '-' (and '/', read as '-'), e.g. {suggestion!r}"
         )
     return name
+
+
+def read_stamp(updated: datetime | None, served_at: str) -> str:
+    """The stamp of a value read: its `updated` second, or "" when the vault answered within
+    that second (its `Date`), since a version written later in the same second would list the
+    same time."""
+    if updated is None or not served_at:
+        return ""
+    try:
+        served = email.utils.parsedate_to_datetime(served_at)
+    except (TypeError, ValueError):
+        return ""
+    second = math.floor(updated.timestamp())
+    return str(second) if served.timestamp() >= second + 1 else ""
+
+
+def listed_stamp(properties: SecretProperties) -> str | None:
+    """The stamp a listed secret's current version has (see `read_stamp`); None if disabled."""
+    if not properties.enabled or properties.updated_on is None:
+        return None
+    return str(math.floor(properties.updated_on.timestamp()))
+
+
+def _same_origin(url: str, origin: str) -> bool:
+    a, b = urlsplit(url), urlsplit(origin)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 def _checked_version(ref: RemoteRef) -> str:

@@ -137,6 +137,9 @@ class AwsBackend:
         """Deletes `key` for good (no recovery window), so its name can be created again."""
         self.secretsmanager.delete_secret(SecretId=key, ForceDeleteWithoutRecovery=True)
 
+    def settle(self) -> None:
+        """Nothing to wait for: its version stamps tell apart writes made within a second."""
+
     def roll_back(self, key: str, version: str) -> None:
         """Moves AWSCURRENT back to an earlier version (what a failed rotation's rollback does)."""
         current = self.secretsmanager.describe_secret(SecretId=key)["VersionIdsToStages"]

@@ -27,12 +27,15 @@ from vaultsync.providers.azure import TOKEN_EXCHANGE_AUDIENCE, secret_name
 NAMESPACE = "contract"  # the namespace of the contract suite's store
 ISSUER = "https://oidc.vaultsync-test.invalid/cluster"
 READER, WRITER, NO_ACCESS = "vaultsync-reader", "vaultsync-writer", "vaultsync-no-access"
+GET_ONLY = "vaultsync-get-only"  # an access policy with Get and without List
 WORKLOAD, MANAGED = "vaultsync-workload", "vaultsync-managed"
 SERVICE_ACCOUNT, OTHER_SERVICE_ACCOUNT = "app", "other-app"
+WRITER_PERMISSIONS = ("get", "list", "set", "delete", "purge", "backup", "restore")
 # Distinctive, so a test can prove none of them reaches a message.
 READER_SECRET = f"reader-client-secret-{secrets.token_hex(8)}"
 WRITER_SECRET = f"writer-client-secret-{secrets.token_hex(8)}"
 NO_ACCESS_SECRET = f"no-access-client-secret-{secrets.token_hex(8)}"
+GET_ONLY_SECRET = f"get-only-client-secret-{secrets.token_hex(8)}"
 WRONG_SECRET = f"wrong-client-secret-{secrets.token_hex(8)}"
 
 
@@ -75,7 +78,8 @@ class AzureBackend:
         self.emulator = AzureEmulator(
             identities={
                 READER: {"secret": READER_SECRET, "permissions": ["get", "list"]},
-                WRITER: {"secret": WRITER_SECRET, "permissions": ["get", "set"]},
+                GET_ONLY: {"secret": GET_ONLY_SECRET, "permissions": ["get"]},
+                WRITER: {"secret": WRITER_SECRET, "permissions": [*WRITER_PERMISSIONS]},
                 NO_ACCESS: {"secret": NO_ACCESS_SECRET, "permissions": []},
                 WORKLOAD: {
                     "federated_subject": f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}",
@@ -85,11 +89,13 @@ class AzureBackend:
             },
             federation={"issuer": ISSUER, "public_key_pem": public_pem.decode()},
         )
+        self._backups: dict[tuple[str, str], str] = {}
         self._credentials = StaticCredentials(
             secrets={
                 ("azure-creds", "client-secret"): READER_SECRET.encode(),
                 ("azure-creds-wrong", "client-secret"): WRONG_SECRET.encode(),
                 ("azure-creds-no-access", "client-secret"): NO_ACCESS_SECRET.encode(),
+                ("azure-creds-get-only", "client-secret"): GET_ONLY_SECRET.encode(),
             },
             tokens={
                 name: _service_account_token(self._issuer_key, name)
@@ -117,6 +123,10 @@ class AzureBackend:
         """Credentials Entra ID accepts for an app the vault gives no permission."""
         return self.provider_config(_client_secret(NO_ACCESS, "azure-creds-no-access"))
 
+    def get_only_config(self) -> Mapping[str, Any]:
+        """An app that may read values but not list the vault (an access policy with Get only)."""
+        return self.provider_config(_client_secret(GET_ONLY, "azure-creds-get-only"))
+
     def workload_identity_config(self, service_account: str = SERVICE_ACCOUNT) -> Mapping[str, Any]:
         return self.provider_config(
             {"workloadIdentity": {"clientId": WORKLOAD, "serviceAccountRef": {"name": service_account}}}
@@ -129,10 +139,34 @@ class AzureBackend:
         return self._credentials
 
     def write(self, key: str, value: str) -> str:
-        return self.emulator.set_secret(WRITER, WRITER_SECRET, secret_name(key), value)
+        return self.write_tagged(key, value, {})
 
     def write_tagged(self, key: str, value: str, tags: dict[str, str]) -> str:
-        return self.emulator.set_secret(WRITER, WRITER_SECRET, secret_name(key), value, tags)
+        name = secret_name(key)
+        version = self.emulator.set_secret(WRITER, WRITER_SECRET, name, value, tags)
+        self._backups[(name, version)] = self._vault("POST", f"/secrets/{name}/backup")["value"]
+        return version
+
+    def _vault(self, method: str, path: str, body: object = None) -> dict[str, Any]:
+        return self.emulator.vault(WRITER, WRITER_SECRET, method, path, body)
+
+    def delete(self, key: str) -> None:
+        """Deletes `key` and purges it, so that its name can be set again."""
+        self._vault("DELETE", f"/secrets/{secret_name(key)}")
+        self._vault("DELETE", f"/deletedsecrets/{secret_name(key)}")
+
+    def roll_back(self, key: str, version: str) -> None:
+        """Key Vault cannot make an earlier version current, except by restoring a backup
+        taken while it was: so `write` keeps a backup of each version it makes, and this
+        deletes, purges and restores the one of `version`."""
+        backup = self._backups[(secret_name(key), version)]
+        self.delete(key)
+        self._vault("POST", "/secrets/restore", {"value": backup})
+
+    def settle(self) -> None:
+        """Waits until the second of the last write has passed: Key Vault's times are whole
+        seconds, so a value read within its own second carries no stamp (it is read again)."""
+        time.sleep(1.05 - time.time() % 1)
 
     def stop(self) -> None:
         self.emulator.stop()

@@ -88,6 +88,12 @@ class DetectingBackend(LiveBackend, Protocol):
         """Makes an earlier version (an id `write` returned) the current one again."""
         ...
 
+    def settle(self) -> None:
+        """Waits until values written so far can be confirmed by their stamps when read now
+        (Azure's times are whole seconds: a value read within the second it was written in
+        carries no stamp, so it would be read again rather than confirmed)."""
+        ...
+
 
 class ListingBackend(LiveBackend, Protocol):
     """A backend whose provider lists secrets (`dataFrom.find`)."""

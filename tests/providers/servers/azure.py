@@ -120,12 +120,14 @@ class AzureEmulator:
 
     `identities` maps an app's client id to what the directory knows of it: `secret` (a client
     secret), `federated_subject` (workload identity), `managed` (a managed identity) and the
-    vault `permissions` it holds (`get`, `set`). `federation` is the trusted issuer of
-    client assertions: `{"issuer": ..., "public_key_pem": ...}`.
+    vault `permissions` it holds (`get`, `list`, `set`, `delete`, `purge`, `backup`,
+    `restore`). `federation` is the trusted issuer of client assertions:
+    `{"issuer": ..., "public_key_pem": ...}`.
     """
 
     identities: dict[str, dict[str, Any]]
     federation: dict[str, str] = field(default_factory=dict)
+    next_link_origin: str = ""  # where listing pages say the next one is; "" = this emulator
     tenant_id: str = TENANT_ID
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaultsync-azure-")))
@@ -142,6 +144,7 @@ class AzureEmulator:
             "state_file": str(self.workdir / "state.json"),
             "identities": self.identities,
             "federation": self.federation,
+            "next_link_origin": self.next_link_origin,
         }
         (self.workdir / "config.json").write_text(json.dumps(config))
         atexit.register(self.remove)
@@ -191,13 +194,23 @@ class AzureEmulator:
     ) -> dict[str, Any]:
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=10, context=self._ssl_context()) as response:
-            result: dict[str, Any] = json.loads(response.read())
-            return result
+            raw = response.read()
+        result: dict[str, Any] = json.loads(raw) if raw else {}
+        return result
 
     def set_secret(
         self, client_id: str, client_secret: str, name: str, value: str, tags: dict[str, str] | None = None
     ) -> str:
         """Writes a new version of `name` (with `tags`) as the app `client_id`; its version id."""
+        body = {"value": value, "tags": tags or {}}
+        bundle = self.vault(client_id, client_secret, "PUT", f"/secrets/{name}", body)
+        version: str = bundle["id"].rsplit("/", 1)[1]
+        return version
+
+    def vault(
+        self, client_id: str, client_secret: str, method: str, path: str, body: object = None
+    ) -> dict[str, Any]:
+        """One Key Vault request as the app `client_id` (a client-secret token first)."""
         form = urllib.parse.urlencode(
             {
                 "grant_type": "client_credentials",
@@ -212,14 +225,19 @@ class AzureEmulator:
             data=form,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )["access_token"]
-        bundle = self._request(
-            "PUT",
-            f"/secrets/{name}?api-version={API_VERSION}",
-            data=json.dumps({"value": value, "tags": tags or {}}).encode(),
+        return self._request(
+            method,
+            f"{path}?api-version={API_VERSION}",
+            data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
-        version: str = bundle["id"].rsplit("/", 1)[1]
-        return version
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Key Vault requests and answer bytes by operation since the last `reset_counts`."""
+        return self._request("GET", "/__bench/counts", headers={})
+
+    def reset_counts(self) -> None:
+        self._request("POST", "/__bench/reset", data=b"", headers={})
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -244,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=("run",))
     parser.parse_args(argv)
-    emulator = AzureEmulator(identities={"dev-app": {"secret": "dev-secret", "permissions": ["get", "set"]}})
+    emulator = AzureEmulator(
+        identities={"dev-app": {"secret": "dev-secret", "permissions": ["get", "list", "set"]}}
+    )
     emulator.start()  # before blocking the signals: the child would inherit the mask
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     print(

@@ -7,10 +7,15 @@ Go module proxy. So this process speaks the parts of the two Azure wire protocol
 unmodified `azure-keyvault-secrets` and `azure-identity` clients use, over real HTTPS:
 
 - Key Vault (API 7.x): `PUT /secrets/{name}` (with tags), `GET /secrets/{name}[/{version}]`,
-  `GET /secrets` (List Secrets: ids, attributes and tags, `maxresults` a page, `nextLink`), the
-  401 + `WWW-Authenticate: Bearer authorization=..., resource=...` challenge that the SDK's
-  challenge policy negotiates, 403 when the caller lacks the permission, 404 `SecretNotFound`,
-  and Azure's `{"error": {"code", "message"}}` bodies.
+  the listing `GET /secrets` (secret ids, attributes and tags without values, `maxresults` of
+  1-25 a page, `nextLink`: one listing serves both dataFrom.find and change detection),
+  soft delete `DELETE /secrets/{name}` and purge `DELETE /deletedsecrets/{name}` (a deleted
+  name cannot be set again until purged: 409), `POST /secrets/{name}/backup` and
+  `POST /secrets/restore` (all versions with their own times, so an earlier version is current
+  again), the 401 + `WWW-Authenticate: Bearer authorization=..., resource=...` challenge that
+  the SDK's challenge policy negotiates, 403 when the caller lacks the permission, 404
+  `SecretNotFound`, and Azure's `{"error": {"code", "message"}}` bodies. Times are whole Unix
+  seconds, as Key Vault's; every answer carries a `Date` header.
 - Entra ID: `POST /{tenant}/oauth2/v2.0/token` with `client_secret` or a federated
   `client_assertion` (workload identity: an RS256 JWT from a trusted issuer whose subject and
   audience must match the app's federated credential), refusing unknown apps, wrong secrets and
@@ -24,7 +29,10 @@ JSON state file, so a stopped and restarted emulator keeps its data, like a real
 
     python tests/providers/servers/azure_emulator.py CONFIG.json
 
-CONFIG: {"port", "tenant_id", "cert_file", "key_file", "state_file",
+The benchmark reads what the vault was asked: `GET /__bench/counts` (requests and answer
+bytes by operation) and `POST /__bench/reset`, outside the Key Vault API.
+
+CONFIG: {"port", "tenant_id", "cert_file", "key_file", "state_file", "next_link_origin"?,
          "identities": {client_id: {"secret"?, "federated_subject"?, "managed"?, "permissions"}},
          "federation": {"issuer", "public_key_pem"}}
 It runs on the standard library plus `cryptography` (already a dependency of azure-identity).
@@ -44,6 +52,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -57,6 +66,7 @@ KEY_VAULT_RESOURCE = "https://vault.azure.net"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 TOKEN_LIFETIME_SECONDS = 3600
+LIST_PAGE_MAX = 25  # Key Vault's own limit for `maxresults`
 
 
 def _b64url(data: bytes) -> str:
@@ -81,6 +91,9 @@ class Emulator:
         else:
             self.state = {"signing_key": secrets.token_hex(32), "secrets": {}}
             self._save()
+        self.state.setdefault("deleted", {})
+        self.calls: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
         federation = config.get("federation") or {}
         self.issuer: str = federation.get("issuer", "")
         self.issuer_key: rsa.RSAPublicKey | None = None
@@ -164,7 +177,10 @@ class Emulator:
 
     def set_secret(
         self, name: str, value: str, content_type: str | None, tags: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The new version; None while the name is deleted but not purged (Azure's 409)."""
+        if name.lower() in self.state["deleted"]:
+            return None
         now = int(time.time())
         entry = {
             "name": name,
@@ -178,24 +194,59 @@ class Emulator:
         self._save()
         return entry
 
-    def latest(self) -> list[dict[str, Any]]:
-        """The current version of every secret, in name order (List Secrets' answer)."""
-        return [versions[-1] for _, versions in sorted(self.state["secrets"].items()) if versions]
-
     def get_secret(self, name: str, version: str) -> dict[str, Any] | None:
         versions = self.state["secrets"].get(name.lower(), [])
         if not version:
             return versions[-1] if versions else None
         return next((v for v in versions if v["version"] == version.lower()), None)
 
+    def latest(self, after: str, count: int) -> tuple[list[dict[str, Any]], str]:
+        """The current versions of up to `count` secrets named after `after`, by name, and
+        the name to continue after ('' at the end)."""
+        names = sorted(n for n in self.state["secrets"] if n > after)
+        page = [self.state["secrets"][n][-1] for n in names[:count]]
+        return page, page[-1]["name"].lower() if len(names) > count else ""
+
+    def delete(self, name: str) -> dict[str, Any] | None:
+        versions: list[dict[str, Any]] | None = self.state["secrets"].pop(name.lower(), None)
+        if versions is None:
+            return None
+        self.state["deleted"][name.lower()] = versions
+        self._save()
+        return versions[-1]
+
+    def purge(self, name: str) -> bool:
+        purged = self.state["deleted"].pop(name.lower(), None) is not None
+        self._save()
+        return purged
+
+    def backup(self, name: str) -> str | None:
+        versions = self.state["secrets"].get(name.lower())
+        return _b64url(json.dumps(versions).encode()) if versions else None
+
+    def restore(self, blob: str) -> dict[str, Any] | None:
+        """Every version of the backup, with its own times; None if the name is taken."""
+        versions: list[dict[str, Any]] = json.loads(_b64url_decode(blob))
+        name = versions[-1]["name"].lower()
+        if name in self.state["secrets"] or name in self.state["deleted"]:
+            return None
+        self.state["secrets"][name] = versions
+        self._save()
+        return dict(versions[-1])
+
 
 class Handler(BaseHTTPRequestHandler):
     server: EmulatorServer
     protocol_version = "HTTP/1.1"
+    operation = ""  # the Key Vault operation being answered, counted for the benchmark
 
     def setup(self) -> None:
         self.request.do_handshake()
         super().setup()
+
+    def parse_request(self) -> bool:
+        self.operation = ""
+        return super().parse_request()
 
     @property
     def emulator(self) -> Emulator:
@@ -207,6 +258,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
+        if self.operation:
+            with self.emulator.lock:
+                self.emulator.bytes[self.operation] += len(data)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -233,26 +287,33 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"status": "ok"})
         elif url.path == "/metadata/identity/oauth2/token":
             self._imds_token(parse_qs(url.query))
-        elif url.path.rstrip("/") == "/secrets":
-            self._vault("list", url.path, url.query)
-        elif url.path.startswith("/secrets/"):
-            self._vault("get", url.path, url.query)
+        elif url.path == "/__bench/counts":
+            with self.emulator.lock:
+                counts = {"calls": dict(self.emulator.calls), "bytes": dict(self.emulator.bytes)}
+            self._send(200, counts)
         else:
-            self._vault_error(404, "NotFound", f"no route for GET {url.path}")
+            self._vault("GET", url.path, url.query)
 
     def do_PUT(self) -> None:
         url = urlsplit(self.path)
-        if url.path.startswith("/secrets/"):
-            self._vault("set", url.path, url.query)
-        else:
-            self._vault_error(404, "NotFound", f"no route for PUT {url.path}")
+        self._vault("PUT", url.path, url.query)
+
+    def do_DELETE(self) -> None:
+        url = urlsplit(self.path)
+        self._vault("DELETE", url.path, url.query)
 
     def do_POST(self) -> None:
-        parts = urlsplit(self.path).path.strip("/").split("/")
+        url = urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
             self._aad_token(parts[0], parse_qs(self._body().decode()))
+        elif url.path == "/__bench/reset":
+            with self.emulator.lock:
+                self.emulator.calls.clear()
+                self.emulator.bytes.clear()
+            self._send(200, {})
         else:
-            self._vault_error(404, "NotFound", f"no route for POST {self.path}")
+            self._vault("POST", url.path, url.query)
 
     # -- Entra ID -----------------------------------------------------------------------
 
@@ -336,96 +397,170 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- Key Vault ----------------------------------------------------------------------
 
-    def _vault(self, permission: str, path: str, query: str) -> None:
+    def _vault(self, method: str, path: str, query: str) -> None:
         body = self._body()
         emulator = self.emulator
+        operation, name, version = _route(method, path.strip("/").split("/"))
+        if not operation:
+            self._vault_error(404, "NotFound", f"no route for {method} {path}")
+            return
         with emulator.lock:
             client_id, refusal = emulator.token_client(self.headers.get("Authorization", ""))
+            # Requests without a token only fetch the challenge (once per client): not counted
+            # as the operation, which the client sends again with a token.
+            self.operation = operation if client_id is not None else "challenge"
+            emulator.calls[self.operation] += 1
         if client_id is None:
             challenge = (
                 f'Bearer authorization="{self.base_url}/{emulator.tenant}", resource="{KEY_VAULT_RESOURCE}"'
             )
             self._vault_error(401, "Unauthorized", refusal, **{"WWW-Authenticate": challenge})
             return
-        if not parse_qs(query).get("api-version"):
+        params = parse_qs(query)
+        if not params.get("api-version"):
             self._vault_error(400, "BadParameter", "The 'api-version' query parameter is missing.")
             return
         identity = emulator.identities.get(client_id, {})
-        if permission not in identity.get("permissions", ()):
+        if operation not in identity.get("permissions", ()):
             self._vault_error(
                 403,
                 "Forbidden",
                 f"The user, group or application 'appid={client_id}' does not have secrets "
-                f"{permission} permission on key vault 'vaultsync-emulator'.",
+                f"{operation} permission on key vault 'vaultsync-emulator'.",
             )
             return
-        if permission == "list":
-            self._list(parse_qs(query))
-            return
-        parts = path.strip("/").split("/")  # secrets, name[, version]
-        name = parts[1] if len(parts) > 1 else ""
-        version = parts[2] if len(parts) > 2 else ""
-        if not SECRET_NAME.match(name) or len(parts) > 3:
+        if name and not SECRET_NAME.match(name):
             self._vault_error(400, "BadParameter", "The request URI contains an invalid name.")
             return
-        with emulator.lock:
-            if permission == "set":
-                request = json.loads(body or b"{}")
-                if not isinstance(request.get("value"), str):
-                    self._vault_error(400, "BadParameter", "Property 'value' is required.")
-                    return
-                entry: dict[str, Any] | None = emulator.set_secret(
+        if operation == "list":
+            self._list(params)
+        elif operation in ("backup", "restore", "purge"):
+            self._keep(operation, name, body)
+        else:
+            self._secret(operation, name, version, body)
+
+    def _secret(self, operation: str, name: str, version: str, body: bytes) -> None:
+        emulator = self.emulator
+        if operation == "set":
+            request = json.loads(body or b"{}")
+            if not isinstance(request.get("value"), str):
+                self._vault_error(400, "BadParameter", "Property 'value' is required.")
+                return
+            with emulator.lock:
+                entry = emulator.set_secret(
                     name, request["value"], request.get("contentType"), request.get("tags")
                 )
-            else:
-                entry = emulator.get_secret(name, version)
+            if entry is None:
+                self._vault_error(
+                    409,
+                    "Conflict",
+                    f"Secret {name} is currently in a deleted but recoverable state, and its "
+                    "name cannot be reused; in this state, the secret can only be recovered or purged.",
+                )
+                return
+        else:
+            with emulator.lock:
+                entry = emulator.delete(name) if operation == "delete" else emulator.get_secret(name, version)
         if entry is None:
+            self._not_found(name, version)
+            return
+        bundle = self._properties(entry, versioned=True)
+        if operation != "delete":
+            bundle["value"] = entry["value"]
+        self._send(200, bundle)
+
+    def _keep(self, operation: str, name: str, body: bytes) -> None:
+        """Purge, backup and restore: what a rollback to an earlier version needs."""
+        emulator = self.emulator
+        with emulator.lock:
+            if operation == "purge":
+                found = emulator.purge(name)
+            elif operation == "backup":
+                blob = emulator.backup(name)
+                found = blob is not None
+            else:
+                entry = emulator.restore(json.loads(body or b"{}").get("value", ""))
+        if operation == "restore":
+            if entry is None:
+                self._vault_error(409, "Conflict", "A secret with this name already exists or is deleted.")
+            else:
+                self._send(200, self._properties(entry, versioned=True))
+        elif not found:
+            self._not_found(name, "")
+        elif operation == "backup":
+            self._send(200, {"value": blob})
+        else:
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def _list(self, params: dict[str, list[str]]) -> None:
+        size = int((params.get("maxresults") or [str(LIST_PAGE_MAX)])[0])
+        if not 1 <= size <= LIST_PAGE_MAX:
             self._vault_error(
-                404,
-                "SecretNotFound",
-                f"A secret with (name/id) {name}{'/' + version if version else ''} was not found "
-                "in this key vault.",
+                400, "BadParameter", f"The value of 'maxresults' must be between 1 and {LIST_PAGE_MAX}."
             )
             return
-        bundle: dict[str, Any] = {
-            "value": entry["value"],
-            "id": f"{self.base_url}/secrets/{entry['name']}/{entry['version']}",
-            "attributes": _attributes(entry),
+        after = (params.get("$skiptoken") or [""])[0]
+        with self.emulator.lock:
+            page, last = self.emulator.latest(after, size)
+        items = [self._properties(entry, versioned=False) for entry in page]
+        api_version = params["api-version"][0]
+        next_link = None
+        if last:
+            # `next_link_origin` plays a hostile vault that sends its next page elsewhere.
+            origin = self.emulator.config.get("next_link_origin") or self.base_url
+            next_link = f"{origin}/secrets?api-version={api_version}&$skiptoken={last}&maxresults={size}"
+        self._send(200, {"value": items, "nextLink": next_link})
+
+    def _properties(self, entry: dict[str, Any], *, versioned: bool) -> dict[str, Any]:
+        """A secret's id and attributes; a listed item's id has no version, as Key Vault's."""
+        suffix = f"/{entry['version']}" if versioned else ""
+        properties: dict[str, Any] = {
+            "id": f"{self.base_url}/secrets/{entry['name']}{suffix}",
+            "attributes": {
+                "enabled": True,
+                "created": entry["created"],
+                "updated": entry["created"],
+                "recoveryLevel": "Recoverable+Purgeable",
+                "recoverableDays": 90,
+            },
             "tags": entry.get("tags") or {},
         }
         if entry["contentType"]:
-            bundle["contentType"] = entry["contentType"]
-        self._send(200, bundle)
+            properties["contentType"] = entry["contentType"]
+        return properties
 
-    def _list(self, query: dict[str, list[str]]) -> None:
-        """List Secrets: `maxresults` (1-25) items a page, the next page behind `nextLink`."""
-        size = min(25, max(1, int((query.get("maxresults") or ["25"])[0])))
-        start = int((query.get("$skiptoken") or ["0"])[0])
-        with self.emulator.lock:
-            entries = self.emulator.latest()
-        page = entries[start : start + size]
-        items = [
-            {
-                "id": f"{self.base_url}/secrets/{e['name']}",
-                "attributes": _attributes(e),
-                "tags": e.get("tags") or {},
-            }
-            for e in page
-        ]
-        more = start + size < len(entries)
-        api = (query.get("api-version") or [""])[0]
-        link = f"{self.base_url}/secrets?api-version={api}&maxresults={size}&$skiptoken={start + size}"
-        self._send(200, {"value": items, "nextLink": link if more else None})
+    def _not_found(self, name: str, version: str) -> None:
+        self._vault_error(
+            404,
+            "SecretNotFound",
+            f"A secret with (name/id) {name}{'/' + version if version else ''} was not found "
+            "in this key vault.",
+        )
 
 
-def _attributes(entry: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "enabled": entry.get("enabled", True),
-        "created": entry["created"],
-        "updated": entry["created"],
-        "recoveryLevel": "Recoverable+Purgeable",
-        "recoverableDays": 90,
-    }
+def _route(method: str, parts: list[str]) -> tuple[str, str, str]:
+    """(operation, which is also the permission it needs; name; version) of a Key Vault path,
+    or ('', '', '') for none."""
+    match method, parts:
+        case "GET", ["secrets"]:
+            return "list", "", ""
+        case "GET", ["secrets", name]:
+            return "get", name, ""
+        case "GET", ["secrets", name, version]:
+            return "get", name, version
+        case "PUT", ["secrets", name]:
+            return "set", name, ""
+        case "DELETE", ["secrets", name]:
+            return "delete", name, ""
+        case "DELETE", ["deletedsecrets", name]:
+            return "purge", name, ""
+        case "POST", ["secrets", "restore"]:
+            return "restore", "", ""
+        case "POST", ["secrets", name, "backup"]:
+            return "backup", name, ""
+    return "", "", ""
 
 
 class EmulatorServer(ThreadingHTTPServer):
