@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import socket
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +34,7 @@ from vaultsync.errors import (
 )
 from vaultsync.providers import PROVIDERS
 from vaultsync.providers.azure import TOKEN_EXCHANGE_AUDIENCE
-from vaultsync.providers.base import RemoteRef, RemoteValue, SecretsClient, StoreContext
+from vaultsync.providers.base import FindQuery, RemoteRef, RemoteValue, SecretsClient, StoreContext
 
 PROVIDER = PROVIDERS["azurekv"]
 NAMESPACED = StoreContext(kind="SecretStore", name="team-store", namespace=backend_module.NAMESPACE)
@@ -294,10 +294,19 @@ def test_a_config_error_names_the_field(azure: AzureBackend, change: dict[str, A
 # -- change detection -----------------------------------------------------------------------
 
 
-async def test_a_listing_page_that_points_to_another_address_is_not_followed() -> None:
+HELD = [RemoteRef(f"page-{i}") for i in range(26)]
+# Both features that list the vault: change detection and dataFrom.find share one listing.
+LISTINGS: dict[str, Callable[[SecretsClient], Awaitable[object]]] = {
+    "change detection": lambda client: client.stamps(HELD[:1], HELD[1:]),
+    "dataFrom.find": lambda client: client.list_keys(FindQuery(), limit=100),
+}
+
+
+@pytest.mark.parametrize("listing", LISTINGS)
+async def test_a_listing_page_that_points_to_another_address_is_not_followed(listing: str) -> None:
     """A vault is whatever a tenant names: its listing's next-page link must not steer the
     client (and its bearer token) to another address, which no egress check would see when
-    the link names an IP address."""
+    the link names an IP address; neither for change detection nor for a find."""
     elsewhere = socket.socket()
     elsewhere.bind(("127.0.0.1", 0))
     elsewhere.listen()
@@ -325,9 +334,8 @@ async def test_a_listing_page_that_points_to_another_address_is_not_followed() -
         credentials = StaticCredentials(secrets={("c", "k"): reader_secret.encode()})
         client = await PROVIDER.new_client(PROVIDER.parse_config(config), NAMESPACED, credentials)
         try:
-            held = [RemoteRef(f"page-{i}") for i in range(26)]
             with pytest.raises(ProviderError, match="another address"):
-                await client.stamps(held[:1], held[1:])
+                await LISTINGS[listing](client)
         finally:
             await client.close()
         with pytest.raises(BlockingIOError):
