@@ -38,8 +38,8 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import aclosing, contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self, cast
@@ -397,17 +397,18 @@ class AzureKeyVaultClient(SecretsClient):
         found: dict[str, str | None] = {}
         pages = 0
         try:
-            async for items, more in self._listed_pages():
-                pages += 1
-                for item in items:
-                    if item.name:
-                        found[item.name.lower()] = listed_stamp(item)
-                if not more:
-                    self._pages = float(pages)
-                    return found
-                if pages >= cap:
-                    self._pages = max(self._pages, cap + 1.0)
-                    return None
+            async with aclosing(self._listed_pages()) as listing:
+                async for items, more in listing:
+                    pages += 1
+                    for item in items:
+                        if item.name:
+                            found[item.name.lower()] = listed_stamp(item)
+                    if not more:
+                        self._pages = float(pages)
+                        return found
+                    if pages >= cap:
+                        self._pages = max(self._pages, cap + 1.0)
+                        return None
         except PermissionDenied:
             self._listing_allowed = False
             return None
@@ -422,17 +423,18 @@ class AzureKeyVaultClient(SecretsClient):
             )
         wanted = dict(query.tags)
         names: list[str] = []
-        async for items, _more in self._listed_pages():
-            for properties in items:
-                tags, name = properties.tags or {}, properties.name
-                enabled = properties.enabled is not False
-                if name and enabled and all(tags.get(k) == v for k, v in wanted.items()):
-                    names.append(name)
-            if len(names) > limit:
-                break
+        async with aclosing(self._listed_pages()) as listing:
+            async for items, _more in listing:
+                for properties in items:
+                    tags, name = properties.tags or {}, properties.name
+                    enabled = properties.enabled is not False
+                    if name and enabled and all(tags.get(k) == v for k, v in wanted.items()):
+                        names.append(name)
+                if len(names) > limit:
+                    break
         return names[: limit + 1]
 
-    async def _listed_pages(self) -> AsyncIterator[tuple[list[SecretProperties], bool]]:
+    async def _listed_pages(self) -> AsyncGenerator[tuple[list[SecretProperties], bool]]:
         """The vault's secret properties (ids, attributes, tags; no values), a page at a time
         with whether another follows; each page is one request, fetched only when asked for.
         Change detection and dataFrom.find both list through here, so neither follows a
