@@ -22,6 +22,7 @@ from vaultsync.targets import check_annotations, check_labels, check_name, check
 # gjson path syntax that vaultsync's dotted `property` does not have.
 _GJSON_SYNTAX = frozenset("*?#@|\\!%")
 _STORE_KINDS = ("SecretStore", "ClusterSecretStore")
+_REFRESH_POLICIES = ("Periodic", "OnChange", "CreatedOnce")
 _Check = Callable[[dict[str, str]], dict[str, str]]
 _NEEDS_STORE = "vaultsync needs spec.storeRef even when every entry names its store in sourceRef"
 
@@ -35,11 +36,9 @@ def convert_external_secret_spec(
         out["storeRef"] = store
     if spec.has("refreshInterval"):
         out["refreshInterval"] = _interval(spec, floor_seconds)
-    spec.refuse_unless(
-        "refreshPolicy",
-        ("Periodic",),
-        "vaultsync refreshes periodically (refreshInterval '0' syncs once, and again on every spec change)",
-    )
+    spec.refuse_unless("refreshPolicy", _REFRESH_POLICIES, "not an ESO refresh policy")
+    if spec.get("refreshPolicy") in _REFRESH_POLICIES:
+        out["refreshPolicy"] = spec.text("refreshPolicy")
     if spec.has("syncWindows"):
         spec.refuse("syncWindows", "vaultsync has no sync windows")
     data = [_data_item(item, store) for item in spec.children("data")]
