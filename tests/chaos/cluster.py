@@ -28,6 +28,9 @@ NAME = "vaultsync-chaos"
 AUDIT_POLICY = Path(__file__).with_name("audit-policy.yaml")
 READY_TIMEOUT_SECONDS = 180.0
 
+RESTART_ATTEMPTS = 3
+RESTART_SETTLE_SECONDS = 3.0
+
 
 class ChaosClusterError(RuntimeError):
     """The chaos cluster could not start, or a component could not be restarted."""
@@ -83,7 +86,9 @@ class ChaosCluster:
         try:
             self.kwok.wait_ready()
         except shared.ClusterError as exc:
-            raise ChaosClusterError(str(exc)) from exc
+            log = self.cluster_dir / "logs" / "kube-apiserver.log"
+            tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+            raise ChaosClusterError(f"{exc}\nkube-apiserver.log ends:\n" + "\n".join(tail)) from exc
         return time.monotonic() - started
 
     def restart(self, component: str) -> None:
@@ -103,12 +108,21 @@ class ChaosCluster:
         os.kill(pid, signal.SIGKILL)
         while proc.exists() and "zombie" not in _state(proc):
             time.sleep(0.05)
-        log = (self.cluster_dir / "logs" / f"{component}.log").open("ab")
-        started = subprocess.Popen(
-            argv, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(started.pid))
+        log_path = self.cluster_dir / "logs" / f"{component}.log"
+        # A component started again at once may die at start (its port not yet free): it is
+        # started again, up to RESTART_ATTEMPTS times, and a last failure shows its log.
+        for _ in range(RESTART_ATTEMPTS):
+            with log_path.open("ab") as log:
+                started = subprocess.Popen(
+                    argv, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(started.pid))
+            try:
+                started.wait(timeout=RESTART_SETTLE_SECONDS)
+            except subprocess.TimeoutExpired:
+                return
+        tail = log_path.read_text(errors="replace").splitlines()[-20:]
+        raise ChaosClusterError(f"{component} exits at start ({started.returncode}):\n" + "\n".join(tail))
 
     def down(self) -> None:
         if self.cluster_dir.exists():

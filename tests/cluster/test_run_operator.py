@@ -1,13 +1,14 @@
 """The run_operator fixture starts the real `vaultsync run`, waits for it to be healthy,
 restarts it, stops it with SIGTERM, and reports a failed start with the operator's output."""
 
+import functools
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from tests.env.operator import OperatorFailed, RunOperator
+from tests.env.operator import OperatorFailed, OperatorProcess, RunOperator
 from tests.env.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("install_crds")]
@@ -48,19 +49,37 @@ def test_sigterm_stops_the_operator_without_waiting_on_a_hung_task(
     a rolling upgrade or a test teardown would pay that on every stop. A stop takes ~0.1 s.
 
     Measured from a running operator: /healthz answers from before the Lease, so without the
-    wait a loaded machine may stop one still wiring its services, which is another story."""
+    wait a loaded machine may stop one still wiring its services, which is another story. Of
+    three stops the fastest must be quick: once in CI (2 cores, loaded) one stop still paid
+    kopf's wait (5.3 s), a task kopf was starting as the signal came; paying it on every stop,
+    what this test guards against, fails all three."""
+    took: list[float] = []
     with run_operator(namespace, "--namespace", namespace) as operator:
-        eventually(lambda: _started(operator.logs()), what="the operator to have started", timeout=60)
-        started = time.monotonic()
-        operator.stop()
-        took = time.monotonic() - started
+        for attempt in range(1, STOP_ATTEMPTS + 1):
+            if attempt > 1:
+                operator.start()
+            eventually(
+                functools.partial(_started_n, operator, attempt),
+                what="the operator to have started",
+                timeout=60,
+            )
+            started = time.monotonic()
+            operator.stop()
+            took.append(time.monotonic() - started)
+            assert operator.returncode == 0, operator.logs()
 
-    assert operator.returncode == 0, operator.logs()
-    assert took < 4.0, f"SIGTERM took {took:.1f} s to stop the operator"
+    assert min(took) < 4.0, f"SIGTERM took {', '.join(f'{t:.1f}' for t in took)} s to stop the operator"
 
 
-def _started(logs: str) -> None:
-    assert '"vaultsync started"' in logs, "not started yet"
+STOP_ATTEMPTS = 3
+
+
+def _started_n(operator: OperatorProcess, times: int) -> None:
+    _started(operator.logs(), times)
+
+
+def _started(logs: str, times: int = 1) -> None:
+    assert logs.count('"vaultsync started"') >= times, "not started yet"
 
 
 def test_healthz_answers_without_a_gap_from_standby_to_leader(
