@@ -42,7 +42,8 @@ ExternalSecrets with the same find list once per interval), errors shared but no
 What is kept is the selection (the names the regexp matched, bounded by the caller), not
 the whole listing; at most LISTINGS_MAX of them, least recently used dropped first.
 
-Every value served, from the cache or a shared read, is audited with who asked.
+Every value served, from the cache or a shared read, is audited with who asked (a hit
+serving the same versions to the same reader again, at most once an hour: audit.py).
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class FetchCache:
         self._probing: set[str] = set()
         self._listings: OrderedDict[ListingKey, _Listing] = OrderedDict()
         self._listing_inflight: dict[ListingKey, asyncio.Future[tuple[str, ...]]] = {}
+        self._hit_audit = audit.CacheHitAudit(clock)
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -160,7 +162,8 @@ class FetchCache:
         now = self._clock()
         results: dict[RemoteRef, Result] = {}
         waiting: dict[RemoteRef, asyncio.Future[Result]] = {}
-        served: dict[str, list[RemoteRef]] = {"hit": [], "shared": []}
+        hits: list[tuple[RemoteRef, str]] = []
+        shared: list[RemoteRef] = []
         for ref in dict.fromkeys(refs):
             key = (store_key, ref)
             entry = self._entries.get(key)
@@ -171,11 +174,11 @@ class FetchCache:
                 CACHE_LOOKUPS.labels(result="hit").inc()
                 self._entries.move_to_end(key)
                 results[ref] = entry.value
-                served["hit"].append(ref)
+                hits.append((ref, entry.value.version))
             elif key in self._inflight:
                 CACHE_LOOKUPS.labels(result="shared").inc()
                 waiting[ref] = self._inflight[key]
-                served["shared"].append(ref)
+                shared.append(ref)
             else:
                 # A value held and still young is confirmed by its stamp before any read.
                 probe = entry is not None and young and max_age > 0 and bool(entry.value.stamp)
@@ -183,10 +186,10 @@ class FetchCache:
                 linger = _gather(max_age) if entry is not None else BATCH_LINGER_SECONDS
                 batch = _PendingBatch(client, provider, context, probe)
                 waiting[ref] = self._enqueue(store_key, batch, ref, requested_by, linger, max_age)
-        if context is not None:
-            for source, served_refs in served.items():
-                if served_refs:
-                    audit.cache_read(context, provider, served_refs, requested_by, source)
+        if context is not None and hits:
+            self._hit_audit.served(context, provider, hits, requested_by)
+        if context is not None and shared:
+            audit.cache_read(context, provider, shared, requested_by, "shared")
         for ref, future in waiting.items():
             results[ref] = await asyncio.shield(future)
         return results

@@ -242,3 +242,9 @@ FIND_MAX_LISTED = 10_000  # names one listing may return before it is refused as
 FIND_MAX_TAGS = 16
 REWRITE_MAX_ITEMS = 16  # rewrite operations of one dataFrom entry
 REWRITE_TEMPLATE_MAX_BYTES = 4096
+
+# The audit of values served from the cache (audit.py): a hit like the last one logged (same
+# reader, store, keys and versions) is logged again after this; at most this many are
+# remembered (about 100 bytes each), past which everything is logged once more.
+CACHE_HIT_REPEAT_SECONDS = 3600.0
+CACHE_HITS_REMEMBERED = 200_000

@@ -477,6 +477,48 @@ def test_a_value_served_from_the_cache_is_audited_with_who_asked(caplog: pytest.
     assert "db-v1" not in caplog.text
 
 
+def test_a_repeated_cache_hit_is_audited_once_an_hour_and_again_for_a_new_version_or_reader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each reader's access to each version through each store is on record, without a line
+    per refresh: a hit like the last one logged is logged again only after an hour."""
+    store = StoreContext("ClusterSecretStore", "shared", None)
+    hits: list[tuple[str, list[str]]] = []
+
+    async def scenario() -> None:
+        clock = Clock()
+        cache, client = FetchCache(clock=clock), vault()
+        await cache.get("s", "fake", client, [DB], 60.0, context=store, requested_by="team-a/app")
+
+        async def refresh(who: str) -> None:
+            caplog.clear()
+            clock.now += 1
+            await cache.get("s", "fake", client, [DB], 7200.0, context=store, requested_by=who)
+            lines = [r.audit for r in caplog.records if r.getMessage() == "cache read"]  # type: ignore[attr-defined]
+            hits.append((who, [line["requestedBy"][0] for line in lines]))
+
+        await refresh("tenant/es")  # first hit: logged
+        await refresh("tenant/es")  # same again: not
+        await refresh("other/es")  # another reader: logged
+        client.values["prod/db"] = RemoteValue(b"db-v2", "2")
+        await cache.get("s", "fake", client, [DB], 0.0, context=store, requested_by="team-a/app")
+        await refresh("tenant/es")  # a new version served: logged
+        await refresh("tenant/es")
+        clock.now += 3600
+        await refresh("tenant/es")  # an hour on: logged again
+
+    with caplog.at_level(logging.INFO, logger="vaultsync.audit"):
+        run(scenario)
+    assert hits == [
+        ("tenant/es", ["tenant/es"]),
+        ("tenant/es", []),
+        ("other/es", ["other/es"]),
+        ("tenant/es", ["tenant/es"]),
+        ("tenant/es", []),
+        ("tenant/es", ["tenant/es"]),
+    ]
+
+
 def test_joining_a_read_in_flight_is_audited_for_the_joiner(caplog: pytest.LogCaptureFixture) -> None:
     store = StoreContext("SecretStore", "aws", "team-a")
 
