@@ -87,6 +87,89 @@ def test_values_never_appear_in_logs_events_status_or_metrics(
                 pytest.fail(f"a secret value leaked into the operator's {where}")
 
 
+def test_values_never_leak_through_find_decoding_templates_from_configmaps_or_metadata(
+    vs: Vaultsync, run_operator: Any, namespace: str
+) -> None:
+    """The paths External Secrets Operator parity added that handle values: `dataFrom.find`,
+    a decoding that chokes on the value, a template kept in a ConfigMap that fails on it, a
+    value rendered into a label the API server refuses (its 422 names the value)."""
+    vs.fake_store(
+        "fake",
+        [
+            fake_entry("app/db", {"password": PASSWORD, "port": NOT_A_NUMBER}),
+            fake_entry("app/plain", TOKEN),
+        ],
+    )
+    vs.api.core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": "templates"},
+            "data": {"port": "{{ port | int(default=none) + 1 }}", "ok": "u:{{ password }}"},
+        },
+    )
+    with run_operator(namespace, "--namespace", namespace, "--verbose") as operator:
+        vs.external_secret(
+            "found",
+            {"storeRef": {"name": "fake"}, "refreshInterval": "1s", "dataFrom": [{"find": {"path": "app/"}}]},
+        )
+        vs.external_secret(
+            "from-configmap",
+            {
+                "storeRef": {"name": "fake"},
+                "dataFrom": [{"extract": {"key": "app/db"}}],
+                "target": {
+                    "template": {
+                        "templateFrom": [{"configMap": {"name": "templates", "items": [{"key": "ok"}]}}]
+                    }
+                },
+            },
+        )
+        failing = {
+            "not-base64": {
+                "data": [{"secretKey": "t", "remoteRef": {"key": "app/plain", "decodingStrategy": "Base64"}}]
+            },
+            "configmap-template-chokes": {
+                "dataFrom": [{"extract": {"key": "app/db"}}],
+                "target": {
+                    "template": {
+                        "templateFrom": [{"configMap": {"name": "templates", "items": [{"key": "port"}]}}]
+                    }
+                },
+            },
+            "value-as-label": {
+                "data": [{"secretKey": "token", "remoteRef": {"key": "app/plain"}}],
+                "target": {"template": {"metadata": {"labels": {"leak": "{{ token }}!"}}}},
+            },
+        }
+        for name, spec in failing.items():
+            vs.external_secret(name, {"storeRef": {"name": "fake"}, **spec})
+        vs.wait_data("from-configmap", {"ok": f"u:{PASSWORD}"})
+        found = eventually(lambda: _synced_keys(vs, "found"), what="the find to sync", timeout=60)
+        for name in failing:
+            eventually(lambda name=name: _failed(vs, name), what=f"ExternalSecret {name} to fail", timeout=60)
+        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+            metrics = response.read().decode()
+        logs = operator.logs()
+
+    assert len(found) == 2  # both keys under the path, named after them (converted)
+    statuses = json.dumps(
+        [vs.get_external_secret(n).get("status") for n in ["found", "from-configmap", *failing]]
+    )
+    events = json.dumps([(e.reason, e.message) for e in vs.api.core.list_namespaced_event(namespace).items])
+    assert "sync failed" in logs and "TemplateError" in events  # the failure paths really ran
+    for where, text in (("logs", logs), ("events", events), ("status", statuses), ("metrics", metrics)):
+        for canary in CANARIES:
+            if canary in text:  # not `assert ... in`: pytest would print the value
+                pytest.fail(f"a secret value leaked into the operator's {where}")
+
+
+def _synced_keys(vs: Vaultsync, name: str) -> set[str]:
+    assert vs.secret_exists(name), f"Secret {name} does not exist"
+    keys = set(vs.secret_data(name))
+    assert keys, "the Secret holds no key yet"
+    return keys
+
+
 def _failed(vs: Vaultsync, name: str) -> None:
     condition = vs.ready(name)
     assert condition.get("status") == "False", condition
