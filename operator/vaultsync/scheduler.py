@@ -39,6 +39,7 @@ import heapq
 import itertools
 import json
 import logging
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping
@@ -83,6 +84,8 @@ class _Tracked:
     packed: str
     generation: int
     force_token: str | None
+    # The store it names, as one bulkhead (`_store_of`), kept so a refresh need not decode.
+    bulkhead: str
     due: float | None = None
     max_age: float = 0.0
     force: bool = False
@@ -171,8 +174,9 @@ class Scheduler:
         token = (meta.get("annotations") or {}).get(c.ANNOTATION_FORCE_SYNC)
         tracked = self._tracked.get(key)
         if tracked is None:
-            tracked = _Tracked(packed=_pack(body), generation=generation, force_token=token)
+            tracked = _Tracked(packed=_pack(body), generation=generation, force_token=token, bulkhead="")
         self._index_template_sources(key, tracked, _template_sources(key[0], body))
+        tracked.bulkhead = sys.intern(_store_of(key, body))
         if key not in self._tracked:
             # A force-sync annotation set while the operator was down is still a request.
             tracked.force = token is not None and token != (body.get("status") or {}).get("forceSyncHandled")
@@ -319,7 +323,7 @@ class Scheduler:
             if tracked.running:
                 tracked.rerun = True
                 continue
-            store = _store_of(key, tracked.body)
+            store = tracked.bulkhead
             budget = self._budgets.get(store) if self._budgets is not None else None
             if budget is not None and (wait := budget.wait_seconds()) > 0:
                 self._stretch(key, tracked, store, wait)
