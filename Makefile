@@ -48,9 +48,16 @@ run: venv ## the operator in the foreground
 
 -include mk/*.mk
 
-# Areas add what must exist before pytest starts (servers to build) to TEST_PREREQS.
-test: venv lint typecheck $(TEST_PREREQS) ## everything: unit, cluster, providers, e2e
-	$(PY) -m pytest tests
+# Areas add what must exist before pytest starts (servers to build) to TEST_PREREQS, and a
+# target that runs a suite of its own after pytest to TEST_SUITES (mk/kind.mk): each runs
+# even when pytest or an earlier one failed, and `make test` fails if any of them did.
+# SUBMAKE, never $(MAKE) itself, in recipes that also run tests: make executes any recipe
+# line naming $(MAKE) even under `make -n`, which would run the whole suite.
+SUBMAKE = $(MAKE) --no-print-directory
+test: venv lint typecheck $(TEST_PREREQS) ## everything: unit, cluster, providers, e2e, kind
+	status=0; $(PY) -m pytest tests || status=1; \
+	for suite in $(TEST_SUITES); do $(SUBMAKE) $$suite || status=1; done; \
+	exit $$status
 
 venv-path: ## print the venv in use (for scripts and helpers)
 	@echo $(VENV)

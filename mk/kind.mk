@@ -70,7 +70,26 @@ kind-name: ## print this checkout's kind cluster name
 kind-down: ## delete the kind cluster made by e2e-kind
 	$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
 
-# `make test` does not run tests/kind yet: from a cold machine the node's binaries take
-# about 40 min to build here (coredns and local-path-provisioner most of it), which with the
-# rest would not stay well inside CI's 90 minutes. `make e2e-kind` runs it; pytest collects
-# tests/kind only when VAULTSYNC_KIND_RUN says a cluster was made for it.
+# `make test` runs tests/kind. kind and the node image are built before pytest starts (a
+# build that fails stops make there, with its error). The cluster exists only for its own
+# suite, after the kwok-based ones, so that its nodes never take the cores from them:
+# test-kind creates it (or reuses this checkout's), runs tests/kind and deletes it, pass,
+# fail or interrupt. If kind cannot create it, test-kind fails with kind's error and saves
+# the nodes' logs first.
+# Tests pointed at another cluster (VAULTSYNC_TEST_KUBECONFIG) build and start nothing.
+KIND_LOGS := $(CURDIR)/.testenv/kind-logs
+ifndef VAULTSYNC_TEST_KUBECONFIG
+TEST_PREREQS += kind-bin $(if $(KIND_NODE_IMAGE),,kind-node) kind-prereqs
+TEST_SUITES += test-kind
+endif
+
+.PHONY: test-kind
+test-kind: venv image ## make test's kind part: the cluster, tests/kind, the cluster deleted (pass or fail)
+	@trap '$(KIND_RUN) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)' EXIT; \
+	if ! $(SUBMAKE) kind-up; then \
+		rm -rf $(KIND_LOGS); $(KIND_RUN) export logs $(KIND_LOGS) --name $(KIND_CLUSTER) >/dev/null 2>&1; \
+		echo "make test: the kind cluster $(KIND_CLUSTER) could not be created (the reason is above;" \
+			"the nodes' logs, if any started, are in $(KIND_LOGS))" >&2; \
+		exit 1; \
+	fi; \
+	$(KIND_TEST_ENV) $(PY) -m pytest tests/kind -x

@@ -21,3 +21,19 @@ def test_kubernetes_staging_modules_are_replaced_with_the_matching_release(wrapp
     staging = versions.KUBERNETES_STAGING
     wrong = {name: version for name, version in replaced.items() if version != staging}
     assert not wrong, f"staging modules not at {staging}: {wrong}"
+
+
+def _required(wrapper: str) -> dict[str, str]:
+    go_mod = (GO_MODULES / wrapper / "go.mod").read_text()
+    return dict(re.findall(r"^\s*(?:require\s+)?([a-z0-9.\-]+\.[a-z]+/\S+)\s+(v\S+)", go_mod, re.MULTILINE))
+
+
+def test_local_path_provisioner_shares_the_control_planes_dependency_versions() -> None:
+    # Its cold build reuses client-go and the rest as compiled for the control plane only if
+    # every module both wrappers use is at the same version (docs/testenv.md).
+    control_plane = _required("kubernetes")
+    provisioner = _required("local-path-provisioner")
+    shared = set(control_plane) & set(provisioner)
+    assert "k8s.io/client-go" in shared
+    wrong = {m: (provisioner[m], control_plane[m]) for m in shared if provisioner[m] != control_plane[m]}
+    assert not wrong, f"local-path-provisioner's versions differ from the control plane's: {wrong}"

@@ -263,6 +263,9 @@ NODE_MODULES: tuple[GoModule, ...] = (
             ),
         ),
     ),
+    # Upstream's coremain with only the plugins kind's Corefile uses (tests/env/go/coredns/main.go):
+    # stock coredns compiles every cloud DNS SDK. The cache name says so, a stock build never
+    # passes for it.
     GoModule(
         directory="coredns",
         requires="github.com/coredns/coredns",
@@ -271,8 +274,8 @@ NODE_MODULES: tuple[GoModule, ...] = (
         tools=(
             _node_tool(
                 "coredns",
-                "github.com/coredns/coredns",
-                versions.COREDNS,
+                "vaultsync.local/testenv/coredns",
+                f"{versions.COREDNS}-kind-plugins",
                 ("-version",),
                 f"CoreDNS-{versions.COREDNS.lstrip('v')}",
             ),
@@ -287,7 +290,7 @@ NODE_MODULES: tuple[GoModule, ...] = (
             _node_tool(
                 "local-path-provisioner",
                 "github.com/rancher/local-path-provisioner",
-                versions.LOCAL_PATH_PROVISIONER,
+                f"{versions.LOCAL_PATH_PROVISIONER}-k8s-{versions.KUBERNETES_STAGING}",
                 ("--version",),
                 versions.LOCAL_PATH_PROVISIONER,
             ),

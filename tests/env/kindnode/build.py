@@ -95,8 +95,9 @@ def content_key() -> str:
     digest = hashlib.sha256()
     sources = [Path(versions.__file__), Path(tools.__file__)]
     sources += sorted(p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for wrapper in ("kubernetes", "kubernetes-node", "etcd", "kind", "containerd", "cni-plugins"):
-        sources += [GO_MODULES / wrapper / "go.sum"]
+    # Every wrapper module whose binaries go into the image, whole (coredns's has its main.go).
+    for wrapper in ("kubernetes", "etcd", *(module.directory for module in tools.NODE_MODULES)):
+        sources += sorted(p for p in (GO_MODULES / wrapper).iterdir() if p.is_file())
     for source in sources:
         digest.update(str(source.relative_to(HERE.parents[2])).encode())
         digest.update(source.read_bytes())

@@ -1,8 +1,0 @@
-//go:build tools
-
-// Package tools pins the commands the kind node image is built from.
-package tools
-
-import (
-	_ "github.com/coredns/coredns"
-)
