@@ -77,6 +77,8 @@ GATHER_MAX_SECONDS = 0.5
 # A listing that confirms a value older than this share of `--value-max-age` reads it
 # with the others read then, rather than alone when it reaches the age.
 AGE_GATHER = 0.9
+# At most this many changed keys remembered for their users' gathering window.
+CHANGED_REMEMBERED = 100_000
 # No single value can fit in a Secret beyond this, so none is worth holding.
 MAX_VALUE_BYTES = SECRET_SIZE_LIMIT
 MAX_BATCH = 100
@@ -137,6 +139,10 @@ class FetchCache:
         self._reads: set[asyncio.Task[None]] = set()
         # Stores with a probe in flight: the next one waits for it (one listing answers all).
         self._probing: set[str] = set()
+        # Held values a listing found changed and dropped: their users are being refreshed,
+        # and the first of them to ask waits the gathering window (not the few milliseconds
+        # of a first read) so that the users of every changed key share one batch.
+        self._changed: set[CacheKey] = set()
         self._listings: OrderedDict[ListingKey, _Listing] = OrderedDict()
         self._listing_inflight: dict[ListingKey, asyncio.Future[tuple[str, ...]]] = {}
         self._hit_audit = audit.CacheHitAudit(clock)
@@ -183,7 +189,9 @@ class FetchCache:
                 # A value held and still young is confirmed by its stamp before any read.
                 probe = entry is not None and young and max_age > 0 and bool(entry.value.stamp)
                 CACHE_LOOKUPS.labels(result="probe" if probe else "miss").inc()
-                linger = _gather(max_age) if entry is not None else BATCH_LINGER_SECONDS
+                changed = key in self._changed
+                self._changed.discard(key)
+                linger = _gather(max_age) if entry is not None or changed else BATCH_LINGER_SECONDS
                 batch = _PendingBatch(client, provider, context, probe)
                 waiting[ref] = self._enqueue(store_key, batch, ref, requested_by, linger, max_age)
         if context is not None and hits:
@@ -405,6 +413,9 @@ class FetchCache:
                 # now, sharing one read; a key no ExternalSecret uses any more is not read.
                 self._drop((store_key, ref))
                 changed.append(ref)
+                if len(self._changed) >= CHANGED_REMEMBERED:
+                    self._changed.clear()  # keys nobody asked for again; a bound, not a loss
+                self._changed.add((store_key, ref))
             elif current and entry is not None and now - entry.fetched_at >= self._value_max_age * AGE_GATHER:
                 reads.append(ref)  # due for its safety-net read soon: read with the others
         template = _PendingBatch(batch.client, batch.provider, batch.context, probe=False)

@@ -216,3 +216,29 @@ def test_a_probe_batch_flushed_early_by_the_probe_before_it_is_not_run_again_by_
         assert read_keys(client) == ["a", "b"]  # nothing read again
 
     asyncio.run(scenario())
+
+
+def test_the_users_of_keys_a_listing_found_changed_share_one_read() -> None:
+    """A rotation of many keys is one batch, not a read per key: the users the listing sent
+    to refresh arrive one after another (each sync has work before its read), and the first
+    of them waits the gathering window for the others instead of a first read's few ms."""
+
+    async def scenario() -> None:
+        clock, client = Clock(), ListingClient()
+        cache = FetchCache(clock=clock)
+        await cache.get("s", "p", client, [A, B, C], 60.0)
+        client.put(B, b"v2-b", "2")
+        client.put(C, b"v2-c", "2")
+        clock.now += 61
+        await cache.get("s", "p", client, [A], 60.0)
+        await settle()
+
+        async def user(ref: RemoteRef, after: float) -> None:
+            await asyncio.sleep(after)
+            await cache.get("s", "p", client, [ref], 60.0)
+
+        await asyncio.gather(user(B, 0.0), user(C, 0.05))
+        assert client.batches[-1] == [B, C]
+        assert read_keys(client) == ["a", "b", "c", "b", "c"]
+
+    asyncio.run(scenario())
