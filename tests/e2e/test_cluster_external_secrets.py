@@ -266,6 +266,8 @@ def test_a_bad_declaration_names_the_field_and_touches_nothing(scene: Scene) -> 
     target = scene.namespace()
     scene.declare()
     scene.wait([target])
+    # Its own first sync writes the child's status; only after it is the child left alone.
+    Vaultsync(scene.api, target).wait_reason(CHILD, "Synced")
     good = scene.child(target)
     assert good is not None
 
