@@ -27,6 +27,9 @@ from vaultsync.registry import REGISTRY, UnstoredMemories
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_HAND_ON_SECONDS = 0.05
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vaultsync", description=__doc__)
@@ -122,17 +125,30 @@ async def _serve_health(config: Config) -> web.AppRunner:
 
 
 async def _standby(leadership: Leadership) -> bool:
-    """Until the Lease is held, SIGTERM ends the wait (kopf's handler is not installed yet)."""
+    """Until the Lease is held, SIGTERM ends the wait (kopf's handler is not installed yet).
+
+    A signal that lands while the winning request is in flight still stops: the Lease just
+    won is released at once. From the win until kopf installs its own handlers, a signal is
+    handed on to them (never the default action, which would exit holding the Lease)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     log.info("leader election: waiting for the Lease", extra={"identity": leadership.identity})
-    try:
-        return await leadership.acquire(stop)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    acquired = await leadership.acquire(stop)
+    if acquired and stop.is_set():
+        await leadership.release()
+        return False
+    if acquired:
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, _hand_on_to_kopf, loop, signum)
+    return acquired
+
+
+def _hand_on_to_kopf(loop: asyncio.AbstractEventLoop, signum: int) -> None:
+    """Send the signal again shortly: by then kopf's handler replaces this one (else this
+    one runs again and waits once more)."""
+    loop.call_later(SIGNAL_HAND_ON_SECONDS, os.kill, os.getpid(), signum)
 
 
 async def _alive(_: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from tests.e2e.workloads import (
 )
 from tests.env.kube import KubeApi
 from tests.env.operator import OperatorProcess
+from tests.env.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +64,19 @@ class Rig:
     def roll(self, *names: str) -> None:
         for name in names:
             self.workloads.wait_rolled_out("Deployment", name)
+
+    def wait_baseline(self, objects: int) -> None:
+        """Until the operator holds a first digest of `objects` referenced objects: a change
+        made before it has one is, rightly, its baseline and restarts nothing. (Workloads it
+        first sees in its initial listing get their objects read only after a short delay.)"""
+        eventually(
+            lambda: _at_least(self.operator.metric("vaultsync_reload_digests"), objects),
+            what=f"the operator to hold digests of {objects} referenced objects",
+        )
+
+
+def _at_least(found: float, wanted: int) -> None:
+    assert found >= wanted, f"{found:.0f} digests held"
 
 
 def _encoded(data: Mapping[str, str]) -> dict[str, str]:
@@ -140,6 +154,7 @@ def test_an_unmanaged_secret_restarts_once_per_change_and_never_on_operator_rest
     wl.create(deployment("named", annotations={RELOAD: "plain"}))
     wl.create(deployment("auto", annotations={AUTO_RELOAD: "true"}, spec=spec))
     rig.roll("named", "auto")
+    rig.wait_baseline(2)  # the Secret and the projected ConfigMap
 
     rig.set_secret("plain", {"token": "t-2"})
     for name in ("named", "auto"):
