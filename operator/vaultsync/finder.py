@@ -24,7 +24,6 @@ from vaultsync.constants import FIND_MAX_KEYS, FIND_MAX_LISTED, REGEXP_WORK_BUDG
 from vaultsync.errors import InvalidSpec, SecretNotFound, VaultsyncError
 from vaultsync.models import ExternalSecretSpec, FindSpec, StoreRef
 from vaultsync.providers.base import FindQuery, SecretsClient
-from vaultsync.templating import entry_store
 from vaultsync.tenantregexp import Budget, BudgetExceeded, compile_tenant
 
 
@@ -52,7 +51,7 @@ async def find_all(
     found: dict[int, tuple[str, ...]] = {}
     total = counted
     for i, item in enumerate(spec.data_from):
-        if item.find is None or store not in (None, entry_store(spec, item)):
+        if item.find is None or store not in (None, spec.store_of(item.source_ref)):
             continue
         field = f"spec.dataFrom[{i}].find"
         names = await _matched(cache, store_key, provider, client, item.find, max_age, field)

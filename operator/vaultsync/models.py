@@ -8,7 +8,7 @@ their errors name the exact field, like `spec.data[2].remoteRef.key`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -56,6 +57,19 @@ def _check_secret_key(name: str) -> str:
     if not is_valid_secret_key(name):
         raise ValueError(f"not a valid Secret key ({SECRET_KEY_RULE})")
     return name
+
+
+STORE_REF_REQUIRED = (
+    "required unless every entry of spec.data and spec.dataFrom names its store in sourceRef.storeRef"
+)
+
+
+def store_refs(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every `storeRef` a raw ExternalSecret spec names: `spec.storeRef` (left out when every
+    entry has its own `sourceRef`), then the entries' own, `dataFrom` then `data`."""
+    entries = [*(spec.get("dataFrom") or []), *(spec.get("data") or [])]
+    own = [(entry.get("sourceRef") or {}).get("storeRef") for entry in entries if isinstance(entry, dict)]
+    return [ref for ref in [spec.get("storeRef"), *own] if ref]
 
 
 class Model(BaseModel):
@@ -271,19 +285,44 @@ class TargetSpec(Model):
 
 
 class ExternalSecretSpec(Model):
-    store_ref: StoreRef
     refresh_interval: str = "1h"
     # External Secrets Operator's refresh policies (docs/api.md, "Refresh policies").
     refresh_policy: Literal["Periodic", "OnChange", "CreatedOnce"] = "Periodic"
     target: TargetSpec = Field(default_factory=TargetSpec)
     data: list[DataItem] = Field(default_factory=list, max_length=MAX_DATA_ITEMS)
     data_from: list[DataFromItem] = Field(default_factory=list, max_length=MAX_DATA_FROM_ITEMS)
+    # Optional, as External Secrets Operator's `secretStoreRef` is, when every entry names
+    # its own store in `sourceRef.storeRef` (docs/api.md, "Several stores"). Declared after
+    # the entries, so that its check sees them.
+    store_ref: StoreRef | None = None
 
     @field_validator("refresh_interval")
     @classmethod
     def _is_duration(cls, value: str) -> str:
         refresh_interval(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_ref_given(cls, data: Any) -> Any:
+        """An absent storeRef as an explicit null, so that its check runs and names it
+        (pydantic names a default it validates by the Python name, `store_ref`)."""
+        if isinstance(data, dict) and "storeRef" not in data and "store_ref" not in data:
+            return {**data, "storeRef": None}
+        return data
+
+    @field_validator("store_ref")
+    @classmethod
+    def _every_entry_has_a_store(cls, value: StoreRef | None, info: ValidationInfo) -> StoreRef | None:
+        entries = [*info.data.get("data_from", []), *info.data.get("data", [])]
+        if value is None and (not entries or any(entry.source_ref is None for entry in entries)):
+            raise ValueError(STORE_REF_REQUIRED)
+        return value
+
+    def store_of(self, source: SourceRef | None) -> StoreRef:
+        """The store an entry reads: its own `sourceRef.storeRef`, else `spec.storeRef`
+        (which `_every_entry_has_a_store` guarantees for an entry without a sourceRef)."""
+        return source.store_ref if source is not None else cast(StoreRef, self.store_ref)
 
     @property
     def refresh_seconds(self) -> float:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from vaultsync import constants as c
 from vaultsync.cache import FetchCache
@@ -119,6 +119,7 @@ class Reconciler:
         # Rendered labels and annotations are not in the fingerprint: compare them on the Secret.
         trust_target = trust_target and not renders_metadata(es.spec.target.template)
         resolved: ResolvedStore | None = None
+        resolving: StoreRef | None = None  # the store being logged in to or read
         read: list[tuple[str, str]] = []  # (store cache key, remote key), in order
         found: dict[int, tuple[str, ...]] = {}  # dataFrom index → what its find matched
         versions: dict[str, str] = {}
@@ -134,7 +135,7 @@ class Reconciler:
                     # A store's find entries are listed first (once per store), then every
                     # value read from it, found keys included, in one cache lookup.
                     for store_ref in refs_by_store(es.spec):
-                        resolved = None
+                        resolving, resolved = store_ref, None
                         field = source_field(es.spec, store_ref)
                         resolved = await self._stores.for_namespace(es.namespace, store_ref, field)
                         try:
@@ -167,10 +168,15 @@ class Reconciler:
             except TimeoutError:
                 if not deadline.expired():
                     raise
-                raise StoreTimeout(self._timed_out(es, resolved)) from None
+                # `resolving` is set before the first await, the only place a deadline passes.
+                raise StoreTimeout(self._timed_out(es, cast(StoreRef, resolving), resolved)) from None
             transform = sandboxed_transform(self._renderer, es.namespace)
             data, versions = await build_data(
-                es.spec, fetched.get(es.spec.store_ref, {}), fetched, found=found, transform=transform
+                es.spec,
+                fetched.get(es.spec.store_ref, {}) if es.spec.store_ref else {},
+                fetched,
+                found=found,
+                transform=transform,
             )
             template = es.spec.target.template
             planned = es
@@ -251,13 +257,12 @@ class Reconciler:
         rendered = await self._renderer.render_sources(es.namespace, template.delimiters, sources, data)
         return assemble(template, sources, rendered, data)
 
-    def _timed_out(self, es: ExternalSecret, resolved: ResolvedStore | None) -> str:
-        ref = es.spec.store_ref
+    def _timed_out(self, es: ExternalSecret, ref: StoreRef, resolved: ResolvedStore | None) -> str:
         where = f"{es.namespace}/" if ref.kind == c.KIND_SECRET_STORE else ""
         store = str(resolved.context) if resolved else f"{ref.kind} {where}{ref.name}"
         step = "reading" if resolved else "logging in to"
         return (
-            f"spec.storeRef.name: {store} did not answer within {self._sync_timeout:g} s "
+            f"{source_field(es.spec, ref)}: {store} did not answer within {self._sync_timeout:g} s "
             f"({step} the store; --sync-timeout); the Secret is left as it is"
         )
 

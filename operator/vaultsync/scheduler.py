@@ -52,7 +52,7 @@ from vaultsync.conditions import is_ready, parse_time
 from vaultsync.errors import InvalidSpec, crash_fields
 from vaultsync.fingerprints import data_hmac, namespace_key
 from vaultsync.metrics import QUEUE_DEPTH, STORE_STRETCH, SYNC_SECONDS
-from vaultsync.models import ExternalSecret, parse_external_secret, slim
+from vaultsync.models import ExternalSecret, parse_external_secret, slim, store_refs
 from vaultsync.plan import SyncResult
 from vaultsync.providers.base import RemoteRef
 from vaultsync.readiness import TRACKER
@@ -565,8 +565,8 @@ def _created_once_done(es: ExternalSecret, tracked: _Tracked) -> bool:
 
 def _store_of(key: Key, body: Mapping[str, Any]) -> str:
     """The store an ExternalSecret names, as one bulkhead: a ClusterSecretStore is one for
-    every namespace using it."""
-    ref = (body.get("spec") or {}).get("storeRef") or {}
+    every namespace using it. Without `spec.storeRef`, the first entry's `sourceRef` store."""
+    ref = next(iter(store_refs(body.get("spec") or {})), {})
     kind = ref.get("kind") or c.KIND_SECRET_STORE
     where = key[0] if kind == c.KIND_SECRET_STORE else ""
     return f"{kind}/{where}/{ref.get('name')}"

@@ -154,26 +154,21 @@ def _remote_key(name: str) -> str:
     return f"remote key {name!r}"
 
 
-def entry_store(spec: ExternalSecretSpec, entry: DataFromItem | DataItem) -> StoreRef:
-    """The store an entry reads: its own `sourceRef.storeRef`, else `spec.storeRef`."""
-    return entry.source_ref.store_ref if entry.source_ref is not None else spec.store_ref
-
-
 def refs_by_store(spec: ExternalSecretSpec, found: Found | None = None) -> dict[StoreRef, list[RemoteRef]]:
     """Each store some entry reads, `spec.storeRef` first, then the stores of `sourceRef`s in
     spec order, with the distinct remote values to read from it; `found`: what the `find`
     entries matched (finder.py; a store read only by find entries has none before)."""
-    stores: dict[StoreRef, dict[RemoteRef, None]] = {spec.store_ref: {}}
+    stores: dict[StoreRef, dict[RemoteRef, None]] = {spec.store_ref: {}} if spec.store_ref else {}
     used: set[StoreRef] = set()
     for i, item in enumerate(spec.data_from):
-        used.add(store := entry_store(spec, item))
+        used.add(store := spec.store_of(item.source_ref))
         refs = stores.setdefault(store, {})
         if item.extract is not None:
             refs[RemoteRef(item.extract.key, item.extract.version)] = None
         else:
             refs.update(dict.fromkeys(RemoteRef(key) for key in (found or {}).get(i, ())))
     for entry in spec.data:
-        used.add(store := entry_store(spec, entry))
+        used.add(store := spec.store_of(entry.source_ref))
         stores.setdefault(store, {})[RemoteRef(entry.remote_ref.key, entry.remote_ref.version)] = None
     return {store: list(refs) for store, refs in stores.items() if store in used}
 

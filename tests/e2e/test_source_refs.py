@@ -253,3 +253,38 @@ def test_a_find_matching_nothing_in_its_source_store_never_deletes_the_secret(
         stays(last_good, seconds=5)  # five refresh intervals
     finally:
         kube_api.custom.delete_cluster_custom_object(GROUP, VERSION, "clustersecretstores", shared)
+
+
+def test_without_spec_store_ref_every_entry_reads_its_own_store(
+    vs: Vaultsync, operator: OperatorProcess, shared: str
+) -> None:
+    """ESO's `secretStoreRef` is optional when every entry names its store: so is `storeRef`."""
+    vs.fake_store("own", [fake_entry("db", {"password": "from-own"}), fake_entry("app/x", "own-x")])
+    spec = two_stores(shared)
+    del spec["storeRef"]
+    spec["data"][0]["sourceRef"] = {"storeRef": {"name": "own"}}
+    spec["dataFrom"] = [{"find": {"path": "app/"}, "sourceRef": {"storeRef": {"name": "own"}}}]
+    vs.external_secret("no-default", spec)
+    vs.wait_data("no-default", {"own": "from-own", "shared": "from-shared", "app_x": "own-x"})
+
+
+@pytest.mark.parametrize("field", ["data", "dataFrom"])
+def test_without_spec_store_ref_an_entry_without_a_source_store_is_refused_naming_store_ref(
+    vs: Vaultsync, shared: str, field: str
+) -> None:
+    spec: dict[str, Any] = {
+        "data": [
+            {
+                "secretKey": "a",
+                "remoteRef": {"key": "db"},
+                "sourceRef": {"storeRef": {"name": shared, "kind": "ClusterSecretStore"}},
+            }
+        ],
+    }
+    orphan = {"secretKey": "b", "remoteRef": {"key": "db"}} if field == "data" else {"extract": {"key": "db"}}
+    spec.setdefault(field, []).append(orphan)
+    with pytest.raises(ApiException) as refused:
+        vs.external_secret("orphan", spec)
+    assert refused.value.status == 422
+    body = str(refused.value.body)
+    assert "spec.storeRef" in body and "sourceRef.storeRef" in body, body

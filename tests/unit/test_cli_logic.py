@@ -9,6 +9,7 @@ from vaultsync.commands.audittrail import readers
 from vaultsync.commands.common import age
 from vaultsync.commands.impact import Store, key_fields
 from vaultsync.commands.status import _row
+from vaultsync.models import store_refs
 
 CUTOFF = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
 SINCE = datetime(2026, 11, 29, tzinfo=UTC)
@@ -123,3 +124,14 @@ def test_a_find_entry_depends_on_a_key_its_last_sync_read() -> None:
     assert list(key_fields(es, "prod/db", Store.parse("other"))) == ["spec.dataFrom[1]"]
     assert list(key_fields(es, "prod/cache", Store.parse("aws"))) == []
     assert list(key_fields({**es, "status": {}}, "prod/db", Store.parse("aws"))) == []
+
+
+def test_an_external_secret_without_spec_store_ref_depends_through_its_entrys_own_store() -> None:
+    own = {"name": "aws", "kind": "ClusterSecretStore"}
+    es = {
+        "metadata": {"namespace": "shop", "name": "db"},
+        "spec": {"data": [{"secretKey": "a", "remoteRef": {"key": "prod/db"}, "sourceRef": {"storeRef": own}}]},
+    }
+    store = Store.parse("aws")
+    assert list(key_fields(es, "prod/db", store)) == ["spec.data[0]"]
+    assert [ref for ref in store_refs(es["spec"]) if store.names(ref)] == [own]

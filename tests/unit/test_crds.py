@@ -397,5 +397,8 @@ def test_cel_rules_that_scan_text_or_lists_have_bounds(
 ) -> None:
     """The API server refuses a rule whose worst-case cost, estimated from maxLength,
     maxItems and maxProperties, exceeds its budget."""
-    if ".matches(" in rule["rule"] or ".all(" in rule["rule"]:
+    scanned_children = re.findall(r"self\.(\w+)\.all\(", rule["rule"])
+    for child in scanned_children:  # a rule on an object scanning its own lists
+        assert node["properties"][child].get("maxItems"), child
+    if ".matches(" in rule["rule"] or (".all(" in rule["rule"] and not scanned_children):
         assert node.get("maxLength") or node.get("maxItems") or node.get("maxProperties")

@@ -219,7 +219,10 @@ def test_every_bad_field_is_named_not_only_the_first() -> None:
 
 
 def test_an_empty_spec_says_the_store_is_required() -> None:
-    assert str(invalid({})) == "spec.storeRef: Field required"
+    assert str(invalid({})) == (
+        "spec.storeRef: Value error, required unless every entry of spec.data and spec.dataFrom "
+        "names its store in sourceRef.storeRef"
+    )
 
 
 def test_an_error_names_the_field_but_does_not_repeat_its_value() -> None:

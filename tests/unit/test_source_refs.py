@@ -15,8 +15,9 @@ from tests.unit.test_finder import Lister
 from vaultsync.cache import FetchCache
 from vaultsync.errors import InvalidSpec, ProviderError, SecretNotFound
 from vaultsync.finder import find_all
-from vaultsync.models import ExternalSecretSpec, StoreRef
+from vaultsync.models import ExternalSecretSpec, StoreRef, parse_external_secret
 from vaultsync.providers.base import RemoteRef, RemoteValue
+from vaultsync.scheduler import _store_of
 from vaultsync.templating import build_data, refs_by_store, remote_refs, source_field
 
 MAIN = StoreRef(name="main")
@@ -138,3 +139,25 @@ def test_find_all_lists_only_the_finds_of_one_store_and_counts_the_others() -> N
         )
 
     asyncio.run(scenario())
+
+
+def test_without_spec_store_every_entry_reads_its_own_and_a_missing_one_is_refused() -> None:
+    own = {"sourceRef": {"storeRef": {"name": "main"}}}
+    es = ExternalSecretSpec.model_validate(
+        {
+            "dataFrom": [{"extract": {"key": "app"}, **sourced("other")}],
+            "data": [{"secretKey": "a", "remoteRef": {"key": "db"}, **own}],
+        }
+    )
+    assert refs_by_store(es) == {OTHER: [RemoteRef("app")], MAIN: [RemoteRef("db")]}
+    assert source_field(es, MAIN) == "spec.data[0].sourceRef.storeRef.name"
+    sourced_entry = {"secretKey": "a", "remoteRef": {"key": "db"}, **own}
+    for orphan in (
+        {"data": [sourced_entry, {"secretKey": "b", "remoteRef": {"key": "db"}}]},
+        {"data": [sourced_entry], "dataFrom": [{"extract": {"key": "x"}}]},
+    ):
+        with pytest.raises(InvalidSpec, match=r"spec\.storeRef: Value error, required unless every entry"):
+            parse_external_secret({"metadata": {"name": "n", "namespace": "ns", "uid": "u"}, "spec": orphan})
+    # The bulkhead of such an ExternalSecret is its first entry's store.
+    body = {"spec": {"dataFrom": [{"extract": {"key": "app"}, **sourced("other")}], "data": []}}
+    assert _store_of(("ns", "n"), body) == "ClusterSecretStore//other"

@@ -21,6 +21,7 @@ from vaultsync.commands.client import UserKube, custom_path
 from vaultsync.commands.scope import Coverage, list_everywhere
 from vaultsync.errors import KubeForbidden
 from vaultsync.kube import WORKLOAD_KINDS, Body
+from vaultsync.models import store_refs
 from vaultsync.rollout import watched_secrets
 
 STORE_KINDS = (c.KIND_SECRET_STORE, c.KIND_CLUSTER_SECRET_STORE)
@@ -48,6 +49,8 @@ class Store:
 class Dependants:
     external_secrets: list[Body] = field(default_factory=list)
     fields: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (namespace, ExternalSecret) -> the storeRef through which it reads the key
+    vias: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     workloads: list[tuple[str, Body, list[str]]] = field(default_factory=list)  # kind, body, Secrets
     coverage: Coverage = field(default_factory=Coverage)
     unreadable_workloads: list[str] = field(default_factory=list)
@@ -75,7 +78,7 @@ class Dependants:
         for es in self.external_secrets:
             meta = es["metadata"]
             key = (meta["namespace"], meta["name"])
-            ref = es["spec"]["storeRef"]
+            ref = self.vias[key]
             rows.append(
                 {
                     "kind": c.KIND_EXTERNAL_SECRET,
@@ -150,7 +153,9 @@ async def find_dependants(kube: UserKube, store: Store, key: str, namespaces: li
         fields = list(key_fields(es, key, store))
         if fields:
             found.external_secrets.append(es)
-            found.fields[(es["metadata"]["namespace"], es["metadata"]["name"])] = fields
+            at = (es["metadata"]["namespace"], es["metadata"]["name"])
+            found.fields[at] = fields
+            found.vias[at] = next(ref for ref in store_refs(es.get("spec") or {}) if store.names(ref))
     by_namespace: dict[str, set[str]] = {}
     for namespace, secret in found.targets():
         by_namespace.setdefault(namespace, set()).add(secret)

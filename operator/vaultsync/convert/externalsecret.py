@@ -24,7 +24,7 @@ _GJSON_SYNTAX = frozenset("*?#@|\\!%")
 _STORE_KINDS = ("SecretStore", "ClusterSecretStore")
 _REFRESH_POLICIES = ("Periodic", "OnChange", "CreatedOnce")
 _Check = Callable[[dict[str, str]], dict[str, str]]
-_NEEDS_STORE = "vaultsync needs spec.storeRef even when every entry names its store in sourceRef"
+_NEEDS_STORE = "required unless every entry of data and dataFrom names its store in sourceRef.storeRef"
 
 
 def convert_external_secret_spec(
@@ -47,6 +47,8 @@ def convert_external_secret_spec(
     data_from = [_data_from_item(item, store) for item in spec.children("dataFrom")]
     if data_from:
         out["dataFrom"] = data_from
+    if store is None and any("sourceRef" not in entry for entry in [*data, *data_from]):
+        spec.refuse("secretStoreRef", _NEEDS_STORE)
     target = spec.child("target")
     out["target"] = _target(target, metadata) if target is not None else _copied_metadata(spec, metadata)
     if not out["target"]:
@@ -57,8 +59,7 @@ def convert_external_secret_spec(
 
 def _store_ref(spec: Fields) -> dict[str, str] | None:
     ref = spec.child("secretStoreRef")
-    if ref is None:
-        spec.refuse("secretStoreRef", _NEEDS_STORE)
+    if ref is None:  # ESO's too is optional when every entry names its own store
         return None
     out = {"name": ref.text("name"), "kind": ref.text("kind", "SecretStore")}
     if out["kind"] not in _STORE_KINDS:
