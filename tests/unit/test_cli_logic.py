@@ -130,7 +130,9 @@ def test_an_external_secret_without_spec_store_ref_depends_through_its_entrys_ow
     own = {"name": "aws", "kind": "ClusterSecretStore"}
     es = {
         "metadata": {"namespace": "shop", "name": "db"},
-        "spec": {"data": [{"secretKey": "a", "remoteRef": {"key": "prod/db"}, "sourceRef": {"storeRef": own}}]},
+        "spec": {
+            "data": [{"secretKey": "a", "remoteRef": {"key": "prod/db"}, "sourceRef": {"storeRef": own}}]
+        },
     }
     store = Store.parse("aws")
     assert list(key_fields(es, "prod/db", store)) == ["spec.data[0]"]
