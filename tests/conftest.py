@@ -82,14 +82,32 @@ def install_crds(cluster: Cluster, kube_api: KubeApi) -> list[str]:
     return kube.install_crds(cluster, kube_api, paths.CRDS)
 
 
+OPERATORS_OF_TEST = pytest.StashKey[list[OperatorProcess]]()
+LOG_LINES_SHOWN = 80
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failed test shows the end of each operator log it started, however the operator
+    was started (a fixture's ExitStack never sees the test's exception): the operator's
+    side of the story, in CI output too."""
+    report = yield
+    if isinstance(report, pytest.TestReport) and report.failed:
+        for operator in item.stash.get(OPERATORS_OF_TEST, []):
+            tail = "\n".join(operator.logs().splitlines()[-LOG_LINES_SHOWN:])
+            report.sections.append((f"operator log {operator.log_path} (last lines)", tail))
+    return report
+
+
 @pytest.fixture
-def run_operator(cluster: Cluster, tmp_path: Path) -> Iterator[RunOperator]:
+def run_operator(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunOperator]:
     """Start the operator as a subprocess: `with run_operator(namespace, *args, env={}) as op:`.
 
     The operator runs with KUBECONFIG and VAULTSYNC_OPERATOR_NAMESPACE set; `op.logs()`
     returns its output. Whatever is still running is stopped when the test ends.
     """
     started: list[OperatorProcess] = []
+    request.node.stash[OPERATORS_OF_TEST] = started
 
     @contextmanager
     def run(namespace: str, *args: str, env: Mapping[str, str] | None = None) -> Iterator[OperatorProcess]:
@@ -104,10 +122,6 @@ def run_operator(cluster: Cluster, tmp_path: Path) -> Iterator[RunOperator]:
         operator.start()
         try:
             yield operator
-        except BaseException:
-            # Captured output is shown with the failure: the operator's side of the story.
-            print(f"--- operator log ({operator.log_path}) ---\n{operator.logs()}")
-            raise
         finally:
             operator.stop()
 
