@@ -227,6 +227,7 @@ def test_a_name_taken_by_an_external_secret_not_its_own_fails_that_namespace_and
         },
     )
     tenant.wait_data(CHILD, {"mine": "tenant"})
+    tenant.wait_reason(CHILD, "Synced")  # its own first status write, after the Secret's
     before = tenant.get_external_secret(CHILD)
     # In the third namespace the ExternalSecret's name is free but its target Secret is not.
     scene.api.core.create_namespaced_secret(

@@ -124,6 +124,7 @@ def test_a_tenant_squatting_the_generated_name_fails_only_its_namespace(
     tenant.vs.fake_store("mine", [fake_entry("db", {"password": "tenant"})])
     tenant.vs.external_secret(CHILD, {"storeRef": {"name": "mine"}, "data": DATA})
     tenant.vs.wait_data(CHILD, {"password": "tenant"})
+    tenant.vs.wait_reason(CHILD, "Synced")  # its own first status write, after the Secret's
     before = tenant.vs.get_external_secret(CHILD)
 
     name = declare(store, [tenant.namespace, bystander.namespace])
